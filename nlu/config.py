@@ -1,0 +1,89 @@
+"""The encoder's hyper-parameters, in one validated dataclass.
+
+Everything a checkpoint needs to rebuild the network lives here, so ``config.json`` beside
+the weights is the whole description of a model. Validation happens at construction time
+so that a typo in a YAML file fails before any tensor is allocated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from nlu.errors import ConfigError
+
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+NORM_PLACEMENTS = ("post", "pre")
+POOLINGS = ("cls", "mean", "max")
+
+
+@dataclass
+class EncoderConfig:
+    vocab_size: int = 30522
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    activation: str = "gelu"
+    pad_token_id: int = 0
+    initializer_range: float = 0.02
+    norm_placement: str = "post"
+    pooling: str = "cls"
+    classifier_dropout: float | None = None
+    labels: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.labels = list(self.labels)
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}): "
+                f"each head gets hidden_size / num_heads dimensions"
+            )
+        for name in ("hidden_dropout", "attention_dropout", "classifier_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        if not self.layer_norm_eps > 0:
+            raise ConfigError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ConfigError(f"pad_token_id ({self.pad_token_id}) must be a token id below vocab_size ({self.vocab_size})")
+        self._check_choice("activation", ACTIVATIONS)
+        self._check_choice("norm_placement", NORM_PLACEMENTS)
+        self._check_choice("pooling", POOLINGS)
+        if len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"labels must be unique, got {self.labels}")
+
+    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        if getattr(self, name) not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "EncoderConfig":
+        """Build from a mapping, refusing unknown keys so that a misspelt option is not ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown encoder option(s) {unknown}; known options: {sorted(known)}")
+        return cls(**values)

@@ -1,0 +1,41 @@
+"""Multi-head self-attention on PyTorch's fused scaled-dot-product kernel.
+
+Queries, keys and values come from one fused projection (one matmul instead of three);
+the checkpoint interop splits and joins it so weights stay compatible with BERT's separate
+``query``/``key``/``value`` layers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nlu.config import EncoderConfig
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_size = config.head_size
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attention_dropout = config.attention_dropout
+
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """``key_mask`` is boolean (batch, 1, 1, seq): True where a key is a real token.
+
+        Padding keys are excluded from every query's softmax; padding queries still compute
+        (their outputs are ignored downstream), which keeps every softmax row non-empty.
+        """
+        batch, length, hidden_size = hidden.shape
+        qkv = self.qkv(hidden).view(batch, length, 3, self.num_heads, self.head_size)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        context = F.scaled_dot_product_attention(
+            query, key, value,
+            attn_mask=key_mask,
+            dropout_p=self.attention_dropout if self.training else 0.0,
+        )
+        context = context.transpose(1, 2).reshape(batch, length, hidden_size)
+        return self.out(context)

@@ -1,0 +1,51 @@
+"""Token + segment + position embeddings, summed, normalised: the encoder's input layer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nlu.config import EncoderConfig
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.config = config
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_inputs(input_ids, token_type_ids)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        embedded = self.word_embeddings(input_ids) + self.position_embeddings(positions)
+        if token_type_ids is None:
+            embedded = embedded + self.token_type_embeddings.weight[0]
+        else:
+            embedded = embedded + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.norm(embedded))
+
+    def _check_inputs(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> None:
+        """Turn the index errors torch would raise deep inside ``nn.Embedding`` into plain words."""
+        config = self.config
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be a (batch, sequence) tensor, got shape {tuple(input_ids.shape)}")
+        length = input_ids.shape[1]
+        if length > config.max_position_embeddings:
+            raise ValueError(
+                f"input has {length} tokens but the model has learned positions for only "
+                f"{config.max_position_embeddings}; split long inputs into windows (NER prediction does this)"
+            )
+        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= config.vocab_size):
+            raise ValueError(
+                f"input_ids must lie in [0, {config.vocab_size}); got values in "
+                f"[{int(input_ids.min())}, {int(input_ids.max())}] — was the tokenizer built for another vocabulary?"
+            )
+        if token_type_ids is not None:
+            if token_type_ids.shape != input_ids.shape:
+                raise ValueError(f"token_type_ids shape {tuple(token_type_ids.shape)} != input_ids shape {tuple(input_ids.shape)}")
+            if token_type_ids.numel() and (token_type_ids.min() < 0 or token_type_ids.max() >= config.type_vocab_size):
+                raise ValueError(f"token_type_ids must lie in [0, {config.type_vocab_size})")

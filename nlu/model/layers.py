@@ -1,0 +1,68 @@
+"""The transformer encoder layer and the stack of them.
+
+``post`` normalisation is BERT's (x = LN(x + sublayer(x))); ``pre`` normalises before each
+sub-layer (x = x + sublayer(LN(x))) and adds a final LayerNorm, which trains more stably at
+higher learning rates but is not what pretrained BERT checkpoints contain.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nlu.config import EncoderConfig
+from nlu.model.attention import SelfAttention
+
+_ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+def activation(name: str):
+    return _ACTIVATIONS[name]
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.activation = activation(config.activation)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.down(self.activation(self.up(hidden)))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.attention = SelfAttention(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = FeedForward(config)
+        self.feed_forward_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.pre_norm = config.norm_placement == "pre"
+
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.pre_norm:
+            hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden), key_mask))
+            return hidden + self.dropout(self.feed_forward(self.feed_forward_norm(hidden)))
+        hidden = self.attention_norm(hidden + self.dropout(self.attention(hidden, key_mask)))
+        return self.feed_forward_norm(hidden + self.dropout(self.feed_forward(hidden)))
+
+
+class EncoderStack(nn.Module):
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
+        self.final_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_placement == "pre" else None
+        )
+
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        for layer in self.layers:
+            hidden = layer(hidden, key_mask)
+        return hidden if self.final_norm is None else self.final_norm(hidden)

@@ -1,0 +1,208 @@
+"""The encoder and the models built on it: pretraining, sequence and token classification.
+
+Each model returns a loss when labels are given (positions labelled -100 are ignored), so the
+training loop treats every task the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nlu import checkpoint
+from nlu.config import EncoderConfig
+from nlu.model.embeddings import Embeddings
+from nlu.model.heads import Classifier, MaskedLanguageModelHead, Pooler
+from nlu.model.layers import EncoderStack
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class EncoderOutput:
+    hidden_states: torch.Tensor
+    pooled: torch.Tensor | None
+
+
+@dataclass
+class ClassifierOutput:
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+
+
+@dataclass
+class PreTrainingOutput:
+    """With ``mlm_labels`` the MLM logits cover only the masked positions (n_masked, vocab),
+    in row-major order, and ``mlm_targets`` holds their labels; without, they are dense."""
+
+    mlm_logits: torch.Tensor
+    nsp_logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    nsp_loss: torch.Tensor | None = None
+    mlm_targets: torch.Tensor | None = None
+
+
+class Encoder(nn.Module):
+    """Embeddings followed by the layer stack: token ids in, contextual vectors out."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.embeddings = Embeddings(config)
+        self.stack = EncoderStack(config)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.stack(self.embeddings(input_ids, token_type_ids), key_mask(attention_mask, input_ids))
+
+
+def key_mask(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> torch.Tensor | None:
+    """(batch, seq) 1/0 mask → boolean (batch, 1, 1, seq) for SDPA; None when nothing is padded,
+    which lets SDPA pick its fastest kernel."""
+    if attention_mask is None:
+        return None
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}")
+    mask = attention_mask.bool()
+    if bool(mask.all()):
+        return None
+    return mask[:, None, None, :]
+
+
+class NluModel(nn.Module):
+    """Shared by every model: BERT's initialisation and the checkpoint format."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.config = config
+
+    def init_weights(self) -> None:
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=std)
+                if module.padding_idx is not None:
+                    with torch.no_grad():
+                        module.weight[module.padding_idx].zero_()
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, MaskedLanguageModelHead):
+                nn.init.zeros_(module.bias)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        checkpoint.save(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **config_overrides) -> "NluModel":
+        """Load a checkpoint; heads this class has but the checkpoint lacks start fresh, so a
+        pretraining checkpoint can seed a classifier (pass ``labels=[...]``)."""
+        return checkpoint.load(cls, directory, config_overrides)
+
+
+class EncoderModel(NluModel):
+    """The bare encoder with its pooler, like transformers' ``BertModel``."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__(config)
+        self.encoder = Encoder(config)
+        self.pooler = Pooler(config)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> EncoderOutput:
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids)
+        return EncoderOutput(hidden, self.pooler(hidden, attention_mask))
+
+
+class ForPreTraining(NluModel):
+    """Masked-language modelling plus next-sentence prediction, BERT's pretraining objective."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__(config)
+        self.encoder = Encoder(config)
+        self.pooler = Pooler(config)
+        self.mlm_head = MaskedLanguageModelHead(config)
+        self.nsp_head = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        mlm_labels: torch.Tensor | None = None,
+        nsp_labels: torch.Tensor | None = None,
+    ) -> PreTrainingOutput:
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids)
+        nsp_logits = self.nsp_head(self.pooler(hidden, attention_mask))
+        embedding_weight = self.encoder.embeddings.word_embeddings.weight
+        if mlm_labels is None:
+            return PreTrainingOutput(self.mlm_head(hidden, embedding_weight), nsp_logits)
+        # Sparse prediction: only ~15% of positions are masked, and the vocabulary projection is
+        # the largest matmul of a small model, so gather those rows before projecting.
+        masked = mlm_labels != IGNORE_INDEX
+        mlm_targets = mlm_labels[masked]
+        mlm_logits = self.mlm_head(hidden[masked], embedding_weight)
+        mlm_loss = F.cross_entropy(mlm_logits, mlm_targets) if mlm_targets.numel() else mlm_logits.sum() * 0.0
+        output = PreTrainingOutput(mlm_logits, nsp_logits, mlm_loss=mlm_loss, mlm_targets=mlm_targets)
+        output.loss = mlm_loss
+        if nsp_labels is not None:
+            output.nsp_loss = F.cross_entropy(nsp_logits, nsp_labels)
+            output.loss = mlm_loss + output.nsp_loss
+        return output
+
+
+class ForSequenceClassification(NluModel):
+    """Pooled sequence vector → classifier. Sentence pairs use segment (token type) ids."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__(config)
+        self.encoder = Encoder(config)
+        self.pooler = Pooler(config)
+        self.classifier = Classifier(config)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> ClassifierOutput:
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids)
+        logits = self.classifier(self.pooler(hidden, attention_mask))
+        loss = None if labels is None else F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+        return ClassifierOutput(logits, loss)
+
+
+class ForTokenClassification(NluModel):
+    """A label per token (NER). Like BERT's, this model has no pooler."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__(config)
+        self.encoder = Encoder(config)
+        self.classifier = Classifier(config)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> ClassifierOutput:
+        logits = self.classifier(self.encoder(input_ids, attention_mask, token_type_ids))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+        return ClassifierOutput(logits, loss)
+
+
+MODEL_CLASSES: dict[str, type[NluModel]] = {
+    cls.__name__: cls for cls in (EncoderModel, ForPreTraining, ForSequenceClassification, ForTokenClassification)
+}
+
+
+def load_model(directory: str | Path, **config_overrides) -> NluModel:
+    """Load a checkpoint as the model class it was saved from."""
+    return MODEL_CLASSES[checkpoint.architecture(directory)].from_pretrained(directory, **config_overrides)

@@ -1,0 +1,56 @@
+import pytest
+import torch
+import transformers
+
+from nlu.config import EncoderConfig
+from nlu.errors import CheckpointError, ConfigError
+from nlu.interop import from_transformers, to_transformers
+from nlu.model import EncoderModel, ForSequenceClassification, ForTokenClassification
+from nlu.parity import PARITY_CONFIGS, compare_with_transformers
+
+TOLERANCE = 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(PARITY_CONFIGS))
+def test_parity_with_transformers_both_directions(name):
+    differences = compare_with_transformers(PARITY_CONFIGS[name], length=13 if name == "tiny" else 17)
+    assert len(differences) == 2 * 7  # two directions × (hidden, pooled, mlm, nsp, loss, sequence, token)
+    worst = max(differences, key=differences.get)
+    assert differences[worst] <= TOLERANCE, f"{worst}: {differences[worst]:.2e}"
+
+
+def test_exported_token_classifier_loads_in_transformers_auto_classes(tmp_path, tiny_config):
+    tiny_config.labels = ["O", "B-LOC", "I-LOC"]
+    model = ForTokenClassification(tiny_config).eval()
+    to_transformers(model, tmp_path)
+    loaded = transformers.AutoModelForTokenClassification.from_pretrained(tmp_path).eval()
+    assert type(loaded).__name__ == "BertForTokenClassification"
+    assert loaded.config.id2label == {0: "O", 1: "B-LOC", 2: "I-LOC"}
+    ids = torch.randint(1, 101, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids).logits, model(ids).logits, atol=1e-5, rtol=0)
+
+
+def test_bert_model_checkpoint_seeds_a_token_classifier(tmp_path):
+    bert = transformers.BertModel(transformers.BertConfig(**PARITY_CONFIGS["tiny"]))
+    bert.save_pretrained(tmp_path)
+    tagger = from_transformers(tmp_path, ForTokenClassification, labels=["O", "B-X"])
+    assert tagger.newly_initialized == ["classifier.linear.weight", "classifier.linear.bias"]
+    torch.testing.assert_close(tagger.encoder.embeddings.word_embeddings.weight,
+                               bert.embeddings.word_embeddings.weight)
+
+
+def test_variants_transformers_cannot_express_are_refused(tmp_path, tiny_config):
+    with pytest.raises(ConfigError, match="post-LN layers only"):
+        to_transformers(EncoderModel(EncoderConfig(**{**tiny_config.to_dict(), "norm_placement": "pre"})), tmp_path)
+    with pytest.raises(ConfigError, match="pooling='mean' cannot be exported"):
+        config = EncoderConfig(**{**tiny_config.to_dict(), "pooling": "mean", "labels": ["a", "b"]})
+        to_transformers(ForSequenceClassification(config), tmp_path)
+
+
+def test_non_bert_checkpoints_are_refused_clearly(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2", "architectures": ["BertModel"]}')
+    with pytest.raises(CheckpointError, match="only BERT checkpoints can be imported"):
+        from_transformers(tmp_path)
+    with pytest.raises(CheckpointError, match="config.json: missing"):
+        from_transformers(tmp_path / "absent")

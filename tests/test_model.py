@@ -1,0 +1,126 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nlu.config import EncoderConfig
+from nlu.model import EncoderModel, ForPreTraining, ForSequenceClassification, ForTokenClassification
+
+LABELS = ["O", "B-PER", "I-PER"]
+
+
+def _batch(config, batch=2, length=9, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(1, config.vocab_size, (batch, length), generator=generator)
+
+
+@pytest.mark.parametrize("norm_placement", ["post", "pre"])
+def test_output_shapes(tiny_config, norm_placement):
+    tiny_config.norm_placement = norm_placement
+    tiny_config.labels = LABELS
+    ids = _batch(tiny_config)
+    encoded = EncoderModel(tiny_config).eval()(ids)
+    assert encoded.hidden_states.shape == (2, 9, 32) and encoded.pooled.shape == (2, 32)
+    pretraining = ForPreTraining(tiny_config).eval()(ids)
+    assert pretraining.mlm_logits.shape == (2, 9, 101) and pretraining.nsp_logits.shape == (2, 2)
+    assert ForSequenceClassification(tiny_config)(ids).logits.shape == (2, 3)
+    assert ForTokenClassification(tiny_config)(ids).logits.shape == (2, 9, 3)
+
+
+@pytest.mark.parametrize("norm_placement", ["post", "pre"])
+@pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
+def test_appending_padding_changes_nothing_at_real_tokens(tiny_config, norm_placement, pooling):
+    tiny_config.norm_placement, tiny_config.pooling = norm_placement, pooling
+    model = EncoderModel(tiny_config).eval()
+    ids = _batch(tiny_config, batch=1, length=7)
+    short = model(ids, attention_mask=torch.ones_like(ids))
+    padded_ids = torch.cat([ids, torch.zeros(1, 5, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(1, 7), torch.zeros(1, 5)], dim=1).long()
+    long = model(padded_ids, attention_mask=mask)
+    torch.testing.assert_close(long.hidden_states[:, :7], short.hidden_states, atol=1e-5, rtol=0)
+    torch.testing.assert_close(long.pooled, short.pooled, atol=1e-5, rtol=0)
+
+
+def test_attention_mask_really_masks(tiny_config):
+    """Changing a masked token must not move any real token; without the mask it must."""
+    model = EncoderModel(tiny_config).eval()
+    ids = _batch(tiny_config, batch=1, length=8)
+    mask = torch.ones_like(ids)
+    mask[0, 5:] = 0
+    changed = ids.clone()
+    changed[0, 6] = (ids[0, 6] % 100) + 1
+    masked_a, masked_b = model(ids, mask).hidden_states, model(changed, mask).hidden_states
+    torch.testing.assert_close(masked_a[:, :5], masked_b[:, :5], atol=1e-6, rtol=0)
+    unmasked_a, unmasked_b = model(ids).hidden_states, model(changed).hidden_states
+    assert (unmasked_a[:, :5] - unmasked_b[:, :5]).abs().max() > 1e-3
+
+
+def test_token_classification_loss_matches_hand_computed_cross_entropy(tiny_config):
+    tiny_config.labels = LABELS
+    model = ForTokenClassification(tiny_config).eval()
+    ids = _batch(tiny_config, batch=1, length=4)
+    labels = torch.tensor([[-100, 1, -100, 2]])
+    output = model(ids, labels=labels)
+    log_probabilities = output.logits[0].log_softmax(-1)
+    by_hand = -(log_probabilities[1, 1] + log_probabilities[3, 2]) / 2
+    assert math.isclose(output.loss.item(), by_hand.item(), rel_tol=1e-6)
+
+
+def test_sequence_classification_loss_is_cross_entropy(tiny_config):
+    tiny_config.labels = LABELS
+    model = ForSequenceClassification(tiny_config).eval()
+    ids = _batch(tiny_config, batch=3, length=5)
+    labels = torch.tensor([0, 2, 1])
+    output = model(ids, labels=labels)
+    probabilities = output.logits.softmax(-1)
+    by_hand = -sum(math.log(probabilities[i, labels[i]].item()) for i in range(3)) / 3
+    assert math.isclose(output.loss.item(), by_hand, rel_tol=1e-5)
+
+
+def test_sparse_mlm_loss_equals_dense_loss(tiny_config):
+    model = ForPreTraining(tiny_config).eval()
+    ids = _batch(tiny_config, batch=3, length=11)
+    mlm_labels = torch.full_like(ids, -100)
+    mlm_labels[:, 2::3] = ids[:, 2::3]
+    nsp_labels = torch.tensor([0, 1, 1])
+    sparse = model(ids, mlm_labels=mlm_labels, nsp_labels=nsp_labels)
+    dense_logits = model(ids).mlm_logits
+    dense_mlm = F.cross_entropy(dense_logits.flatten(0, 1), mlm_labels.flatten(), ignore_index=-100)
+    assert sparse.mlm_logits.shape == (int((mlm_labels != -100).sum()), tiny_config.vocab_size)
+    torch.testing.assert_close(sparse.mlm_loss, dense_mlm)
+    torch.testing.assert_close(sparse.loss, dense_mlm + F.cross_entropy(sparse.nsp_logits, nsp_labels))
+
+
+def test_mlm_decoder_is_tied_to_token_embeddings(tiny_config):
+    model = ForPreTraining(tiny_config)
+    before = model(_batch(tiny_config)).mlm_logits
+    with torch.no_grad():
+        model.encoder.embeddings.word_embeddings.weight[7] += 1.0
+    after = model.eval()(_batch(tiny_config)).mlm_logits
+    assert not torch.allclose(before[..., 7], after[..., 7])
+    assert not any("decoder" in name for name in model.state_dict())
+
+
+def test_inputs_beyond_learned_positions_give_a_clear_error(tiny_config):
+    model = EncoderModel(tiny_config)
+    with pytest.raises(ValueError, match="input has 49 tokens but the model has learned positions for only 48"):
+        model(torch.ones(1, 49, dtype=torch.long))
+
+
+def test_out_of_vocabulary_ids_give_a_clear_error(tiny_config):
+    with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 101\)"):
+        EncoderModel(tiny_config)(torch.tensor([[1, 2, 101]]))
+
+
+def test_classifier_without_labels_is_refused(tiny_config):
+    with pytest.raises(ValueError, match="needs config.labels"):
+        ForTokenClassification(tiny_config)
+
+
+def test_dropout_is_active_in_training_only():
+    config = EncoderConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    model = EncoderModel(config)
+    ids = torch.randint(1, 50, (2, 6))
+    assert not torch.equal(model.train()(ids).hidden_states, model(ids).hidden_states)
+    assert torch.equal(model.eval()(ids).hidden_states, model(ids).hidden_states)
