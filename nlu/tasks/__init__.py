@@ -1,0 +1,1 @@
+"""What differs per task: data, model head, batches, metrics, artifacts. The loop is shared."""

@@ -1,0 +1,104 @@
+"""What NER and classification fine-tuning share: the starting model, batching, prediction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from nlu.config import EncoderConfig
+from nlu.errors import ConfigError
+from nlu.interop import from_transformers
+from nlu.model.models import IGNORE_INDEX, NluModel
+from nlu.settings import RunSettings
+from nlu.tokenizer import load_tokenizer
+
+
+def is_nlu_checkpoint(directory: Path) -> bool:
+    config = directory / "config.json"
+    return config.is_file() and "architecture" in json.loads(config.read_text())
+
+
+def initial_model(settings: RunSettings, model_class: type[NluModel], labels: list[str],
+                  tokenizer_dir: str | None) -> tuple[NluModel, Any]:
+    """The model fine-tuning starts from, and its tokenizer.
+
+    ``init`` may be an nlu checkpoint (e.g. from ``nlu pretrain``) or a transformers BERT
+    directory; the encoder is loaded and the new head starts fresh. ``from_scratch`` keeps
+    the architecture and tokenizer of ``init`` but draws new weights. Without ``init`` the
+    encoder is built from the ``model`` section and ``data.tokenizer``.
+    """
+    torch.manual_seed(settings.training.seed)
+    if settings.init is None:
+        if tokenizer_dir is None:
+            raise ConfigError(f"{settings.source}: give init (a pretrained model) or data.tokenizer (for a model from scratch)")
+        tokenizer = load_tokenizer(tokenizer_dir)
+        options = {**settings.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+                   "labels": labels}
+        return model_class(EncoderConfig.from_dict(options, source=f"{settings.source}: model")), tokenizer
+    init = Path(settings.init)
+    tokenizer = load_tokenizer(tokenizer_dir or init)
+    overrides = {**settings.model, "labels": labels}
+    if is_nlu_checkpoint(init):
+        model = model_class.from_pretrained(init, **overrides)
+    else:
+        model = from_transformers(init, model_class, **overrides)
+    if settings.from_scratch:
+        model = model_class(model.config)
+    return model, tokenizer
+
+
+def pad_batch(features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Pad to the longest example of the batch. Per-token ``labels`` are padded with -100;
+    a scalar ``label`` becomes ``labels``."""
+    length = max(len(feature["input_ids"]) for feature in features)
+    input_ids = np.full((len(features), length), pad_token_id, dtype=np.int64)
+    token_type_ids = np.zeros((len(features), length), dtype=np.int64)
+    attention_mask = np.zeros((len(features), length), dtype=np.int64)
+    for row, feature in enumerate(features):
+        size = len(feature["input_ids"])
+        input_ids[row, :size] = feature["input_ids"]
+        token_type_ids[row, :size] = feature["token_type_ids"]
+        attention_mask[row, :size] = 1
+    batch = {"input_ids": torch.from_numpy(input_ids), "token_type_ids": torch.from_numpy(token_type_ids),
+             "attention_mask": torch.from_numpy(attention_mask)}
+    if "labels" in features[0]:
+        labels = np.full((len(features), length), IGNORE_INDEX, dtype=np.int64)
+        for row, feature in enumerate(features):
+            labels[row, : len(feature["labels"])] = feature["labels"]
+        batch["labels"] = torch.from_numpy(labels)
+    elif features[0].get("label") is not None:
+        batch["labels"] = torch.tensor([feature["label"] for feature in features])
+    return batch
+
+
+@torch.no_grad()
+def predict_logits(model: NluModel, features: Sequence[dict[str, Any]], pad_token_id: int,
+                   batch_size: int) -> list[np.ndarray]:
+    """Logits per feature, unpadded: (length, labels) for token models, (labels,) for sequence models.
+
+    Features are sorted by length so that batches carry little padding; results come back in
+    the input order.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(features)), key=lambda index: len(features[index]["input_ids"]))
+    results: list[np.ndarray | None] = [None] * len(features)
+    for start in range(0, len(order), batch_size):
+        chosen = order[start:start + batch_size]
+        batch = pad_batch([{key: features[i][key] for key in ("input_ids", "token_type_ids")} for i in chosen],
+                          pad_token_id)
+        logits = model(**{key: value.to(device) for key, value in batch.items()}).logits.float().cpu().numpy()
+        for row, index in enumerate(chosen):
+            results[index] = logits[row, : len(features[index]["input_ids"])] if logits.ndim == 3 else logits[row]
+    model.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+def supervised_step(model: NluModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    output = model(**batch)
+    return output.loss, {"tokens": int(batch["attention_mask"].sum())}

@@ -1,0 +1,204 @@
+"""Named-entity recognition: IOB2 data, sub-word alignment, windows, entity-level evaluation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from nlu.data.ner import (
+    NerSentence,
+    check_label_sets,
+    encode_ner,
+    label_list,
+    load_panx,
+    merge_window_predictions,
+    read_ner_file,
+)
+from nlu.evaluation.confusion import entity_confusion, save_confusion_reports, write_confusion_csv
+from nlu.evaluation.metrics import entity_scores, scores_markdown, token_scores
+from nlu.evaluation.report import loss_curves, settings_block
+from nlu.files import write_text_atomic
+from nlu.model import ForTokenClassification
+from nlu.settings import RunSettings, fill
+from nlu.tasks.finetune import initial_model, pad_batch, predict_logits, supervised_step
+from nlu.tokenizer import save_tokenizer
+from nlu.training.loop import train
+
+
+@dataclass
+class NerData:
+    train: str | None = "data/ner/wnut16/train.conll"
+    dev: str | None = "data/ner/wnut16/dev.conll"
+    test: str | None = "data/ner/wnut16/test.conll"
+    panx_lang: str | None = None
+    """Load PAN-X.<lang> (XTREME) instead of files: from the hub, or from ``local_dir`` offline."""
+    local_dir: str | None = None
+    repair: bool = False
+    """Rewrite I-X tags that start an entity to B-X (with a warning) instead of rejecting the file."""
+    tokenizer: str | None = None
+    max_length: int = 128
+    stride: int = 32
+    label_all_subtokens: bool = False
+    eval_batch_size: int = 64
+    mode: str = "strict"
+    """seqeval entity matching: strict IOB2 (default) or conlleval-like 'default'."""
+
+
+def read_split(data: NerData, split: str) -> list[NerSentence]:
+    if data.panx_lang:
+        return load_panx(data.panx_lang, split, data.local_dir, repair=data.repair)
+    return read_ner_file(getattr(data, split), repair=data.repair)
+
+
+def predict_tags(model: ForTokenClassification, tokenizer, sentences: Sequence[NerSentence], max_length: int,
+                 stride: int, batch_size: int) -> tuple[list[list[str]], int]:
+    """Word-level tags for every word of every sentence, and how many sentences needed more
+    than one window. Nothing is cut: long sentences are covered by overlapping windows."""
+    labels = model.config.labels
+    max_length = min(max_length, model.config.max_position_embeddings)
+    unlabeled = [NerSentence(s.words, ["O"] * len(s.words), s.source, s.line) for s in sentences]
+    windows = encode_ner(unlabeled, tokenizer, {label: i for i, label in enumerate(labels)}, max_length, stride)
+    features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids} for w in windows]
+    logits = predict_logits(model, features, tokenizer.pad_token_id, batch_size)
+    merged = merge_window_predictions(windows, [row.argmax(-1) for row in logits], [len(s.words) for s in sentences])
+    windowed = len(windows) - len({w.sentence_index for w in windows})
+    return [[labels[i] for i in row] for row in merged], windowed
+
+
+class NerTask:
+    def __init__(self, tokenizer, data: NerData, dev: list[NerSentence], max_length: int):
+        self.tokenizer, self.data, self.dev, self.max_length = tokenizer, data, dev, max_length
+
+    def collate(self, features: list[dict]) -> dict:
+        return pad_batch(features, self.tokenizer.pad_token_id)
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def training_step(self, model, batch):
+        return supervised_step(model, batch)
+
+    def evaluate(self, model: ForTokenClassification) -> dict[str, float]:
+        predicted, _ = predict_tags(model, self.tokenizer, self.dev, self.max_length, self.data.stride,
+                                    self.data.eval_batch_size)
+        scores = entity_scores([s.tags for s in self.dev], predicted, mode=self.data.mode)
+        micro = scores["averages"]["micro"]
+        return {"f1": micro["f1"], "precision": micro["precision"], "recall": micro["recall"],
+                "macro_f1": scores["averages"]["macro"]["f1"]}
+
+    def save_artifacts(self, directory: Path) -> None:
+        save_tokenizer(self.tokenizer, directory)
+
+
+def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSentence], out_dir: Path,
+                 data: NerData, title: str = "NER evaluation") -> dict[str, Any]:
+    """Score ``sentences`` and write every table and figure of the NER report into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    predicted, windowed = predict_tags(model, tokenizer, sentences, data.max_length, data.stride, data.eval_batch_size)
+    gold = [s.tags for s in sentences]
+    strict = entity_scores(gold, predicted, mode="strict")
+    default = entity_scores(gold, predicted, mode="default")
+    tokens = token_scores(gold, predicted)
+    flat_gold = [tag for row in gold for tag in row]
+    flat_predicted = [tag for row in predicted for tag in row]
+    save_confusion_reports(flat_gold, flat_predicted, list(model.config.labels), out_dir, "tags")
+    confusion = entity_confusion(gold, predicted, mode=data.mode)
+    save_confusion_reports(confusion.true_types, confusion.pred_types, confusion.labels, out_dir, "entities")
+    write_confusion_csv(confusion.matrix, confusion.labels, out_dir / "entity_confusion.csv")
+    results = {"entity_strict": strict, "entity_default": default, "token": tokens,
+               "entity_outcomes": confusion.counts, "sentences": len(sentences),
+               "words": len(flat_gold), "windowed_sentences": windowed}
+    write_text_atomic(out_dir / "metrics.json", json.dumps(results, indent=2))
+    write_text_atomic(out_dir / "predictions.conll", "".join(
+        "".join(f"{w}\t{g}\t{p}\n" for w, g, p in zip(s.words, s.tags, row)) + "\n"
+        for s, row in zip(sentences, predicted)))
+    lines = [
+        f"# {title}",
+        "",
+        f"{len(sentences):,} sentences, {len(flat_gold):,} words; {windowed} sentence(s) longer than "
+        f"max_length={data.max_length} were predicted in overlapping windows (no word is dropped).",
+        "",
+        f"Entity-level micro F1: **{strict['averages']['micro']['f1']:.4f}** (strict IOB2), "
+        f"{default['averages']['micro']['f1']:.4f} (conlleval-like default mode).",
+        "",
+        "## Entities per type (seqeval, strict IOB2)",
+        "",
+        scores_markdown(strict, label_header="entity type"),
+        "## Entity outcomes",
+        "",
+        "Each true and predicted span is paired at most once: exact = same span and type; "
+        "type_confusion = same span, other type; boundary = overlapping, same type; missed = no "
+        "overlapping prediction; spurious = no overlapping true entity.",
+        "",
+        "| outcome | count |",
+        "|---|---|",
+        *[f"| {name} | {count} |" for name, count in confusion.counts.items()],
+        "",
+        "![entity types, row-normalised](entities_confusion_true.png)",
+        "",
+        "## Tags (token level)",
+        "",
+        scores_markdown(tokens, label_header="tag"),
+        "Confusion over tags: [raw](tags_confusion_raw.png) · [by row = recall](tags_confusion_true.png) · "
+        "[by column = precision](tags_confusion_pred.png) · [over all](tags_confusion_all.png) "
+        "(CSV beside each PNG).",
+        "",
+        "![tags, row-normalised](tags_confusion_true.png)",
+        "",
+    ]
+    write_text_atomic(out_dir / "report.md", "\n".join(lines))
+    return results
+
+
+def load_data(data: NerData) -> tuple[list[NerSentence], list[NerSentence], list[NerSentence]]:
+    train_sentences, dev, test = (read_split(data, split) for split in ("train", "dev", "test"))
+    check_label_sets(train_sentences, dev, "dev")
+    check_label_sets(train_sentences, test, "test")
+    return train_sentences, dev, test
+
+
+def run(settings: RunSettings) -> dict[str, Any]:
+    data = fill(NerData, settings.data, f"{settings.source}: data")
+    train_sentences, dev, test = load_data(data)
+    labels = label_list(train_sentences)
+    model, tokenizer = initial_model(settings, ForTokenClassification, labels, data.tokenizer)
+    max_length = min(data.max_length, model.config.max_position_embeddings)
+    windows = encode_ner(train_sentences, tokenizer, {label: i for i, label in enumerate(labels)}, max_length,
+                         data.stride, data.label_all_subtokens)
+    features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "labels": w.labels} for w in windows]
+    if settings.training.select_metric == "loss":  # the loop's default; NER selects on dev entity F1
+        settings.training.select_metric, settings.training.select_mode = "f1", "max"
+    task = NerTask(tokenizer, data, dev, max_length)
+    result = train(task, model, features, settings.training)
+    output_dir = Path(settings.training.output_dir)
+    best = ForTokenClassification.from_pretrained(result.best_model or result.final_model)
+    test_results = evaluate_ner(best, tokenizer, test, output_dir / "test", data, "NER test-set evaluation")
+    summary = {
+        "train_sentences": len(train_sentences), "train_windows": len(windows), "labels": labels,
+        "best_step": result.state.best_step, "dev_f1": result.state.best_metric,
+        "test_f1": test_results["entity_strict"]["averages"]["micro"]["f1"],
+        "test_macro_f1": test_results["entity_strict"]["averages"]["macro"]["f1"],
+        "train_seconds": result.state.train_seconds, "steps": result.state.step,
+        "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
+    }
+    write_run_report(output_dir, settings, summary, "NER fine-tuning", "f1")
+    return summary
+
+
+def write_run_report(output_dir: Path, settings: RunSettings, summary: dict[str, Any], title: str,
+                     curve_metric: str) -> Path:
+    """The run folder's report.md: headline figures, learning curves, test report, settings."""
+    loss_curves(output_dir, "loss", output_dir / "train_loss.png", f"{title}: training loss")
+    loss_curves(output_dir, curve_metric, output_dir / "dev_metric.png", f"{title}: dev {curve_metric}")
+    lines = [f"# {title}", "", "| figure | value |", "|---|---|"]
+    lines += [f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |"
+              for key, value in summary.items() if not isinstance(value, (list, dict))]
+    lines += ["", "![training loss](train_loss.png) ![dev metric](dev_metric.png)", "",
+              "Test-set tables, confusion matrices (CSV + PNG) and predictions: [test/report.md](test/report.md)", "",
+              "## Settings", "", settings_block(settings)]
+    write_text_atomic(output_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    report = output_dir / "report.md"
+    write_text_atomic(report, "\n".join(lines))
+    return report

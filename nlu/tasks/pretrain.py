@@ -1,0 +1,181 @@
+"""Pretraining: WordPiece tokenizer, NSP pairs, dynamic 80/10/10 masking, MLM + NSP loss."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from torch.utils.data import DataLoader
+
+from nlu.config import EncoderConfig
+from nlu.evaluation.report import write_pretraining_report
+from nlu.data.corpus import corpus_statistics, read_documents
+from nlu.errors import ConfigError
+from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
+from nlu.model import ForPreTraining
+from nlu.settings import RunSettings, fill
+from nlu.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+from nlu.training.loop import TrainingResult, distributed_state, train
+
+
+@dataclass
+class PretrainData:
+    train_files: list[str] = field(default_factory=lambda: ["data/corpus/news.txt"])
+    heldout_files: list[str] = field(default_factory=lambda: ["data/corpus/news_heldout.txt"])
+    tokenizer: str | None = None
+    """An existing tokenizer directory; without one a WordPiece vocabulary is trained on train_files."""
+    vocab_size: int = 8000
+    lowercase: bool = True
+    max_length: int = 128
+    mlm_probability: float = 0.15
+    short_seq_probability: float = 0.1
+    duplicates: int = 1
+    """How many NSP pairings of the corpus to build (BERT's dupe_factor); masks are redrawn every epoch anyway."""
+    eval_batch_size: int = 64
+
+
+class PretrainingTask:
+    def __init__(self, tokenizer, data: PretrainData, heldout_examples: list[dict], seed: int):
+        self.tokenizer = tokenizer
+        self.collator = PretrainingCollator(tokenizer, mlm_probability=data.mlm_probability, seed=seed)
+        # Held-out masks are drawn once, from another seed, so every evaluation scores the same task.
+        heldout_collator = PretrainingCollator(tokenizer, mlm_probability=data.mlm_probability, seed=seed + 1)
+        self.heldout_batches = list(DataLoader(heldout_examples, batch_size=data.eval_batch_size,
+                                               collate_fn=heldout_collator))
+
+    def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        return self.collator(examples)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.collator.set_epoch(epoch)
+
+    def training_step(self, model, batch):
+        output = model(**batch)
+        with torch.no_grad():
+            figures = {
+                "mlm_loss": output.mlm_loss.item(),
+                "nsp_loss": output.nsp_loss.item(),
+                "mlm_accuracy": (output.mlm_logits.argmax(-1) == output.mlm_targets).float().mean().item(),
+                "nsp_accuracy": (output.nsp_logits.argmax(-1) == batch["nsp_labels"]).float().mean().item(),
+                "tokens": int(batch["attention_mask"].sum()),
+            }
+        return output.loss, figures
+
+    @torch.no_grad()
+    def evaluate(self, model: ForPreTraining) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        mlm_loss = mlm_correct = masked = nsp_correct = pairs = 0.0
+        nsp_loss = 0.0
+        for batch in self.heldout_batches:
+            batch = {key: value.to(device) for key, value in batch.items()}
+            output = model(**batch)
+            count = output.mlm_targets.numel()
+            mlm_loss += output.mlm_loss.item() * count
+            mlm_correct += (output.mlm_logits.argmax(-1) == output.mlm_targets).sum().item()
+            masked += count
+            nsp_loss += output.nsp_loss.item() * len(batch["nsp_labels"])
+            nsp_correct += (output.nsp_logits.argmax(-1) == batch["nsp_labels"]).sum().item()
+            pairs += len(batch["nsp_labels"])
+        model.train(was_training)
+        return {
+            "loss": mlm_loss / masked + nsp_loss / pairs,
+            "mlm_loss": mlm_loss / masked,
+            "mlm_accuracy": mlm_correct / masked,
+            "nsp_loss": nsp_loss / pairs,
+            "nsp_accuracy": nsp_correct / pairs,
+        }
+
+    def save_artifacts(self, directory: Path) -> None:
+        save_tokenizer(self.tokenizer, directory)
+
+
+def prepare_tokenizer(data: PretrainData, output_dir: Path, state: PartialState):
+    """Train (on the main process, once) or load the tokenizer; cached in the run folder."""
+    cached = output_dir / "tokenizer"
+    source = Path(data.tokenizer) if data.tokenizer else cached
+    with state.main_process_first():
+        if not data.tokenizer and not (cached / "tokenizer.json").is_file():
+            tokenizer = train_tokenizer(data.train_files, vocab_size=data.vocab_size, lowercase=data.lowercase)
+            if state.is_main_process:
+                save_tokenizer(tokenizer, cached)
+        return load_tokenizer(source)
+
+
+def build_examples(files: list[str], tokenizer, data: PretrainData, seed: int) -> tuple[list[dict], dict]:
+    documents = read_documents(files)
+    tokenized = tokenize_documents(documents, tokenizer)
+    examples: list[dict] = []
+    for duplicate in range(data.duplicates):
+        examples += build_nsp_examples(tokenized, data.max_length, seed=seed + duplicate,
+                                       short_seq_probability=data.short_seq_probability,
+                                       cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id)
+    for index, example in enumerate(examples):
+        example["index"] = index
+    statistics = corpus_statistics(documents)
+    statistics["tokens"] = sum(len(sentence) for document in tokenized for sentence in document)
+    statistics["examples"] = len(examples)
+    return examples, statistics
+
+
+def unigram_cross_entropy(train_examples: list[dict], heldout_examples: list[dict], vocab_size: int,
+                          special_ids: set[int]) -> float:
+    """MLM loss of a model that ignores context and predicts corpus frequencies (add-one
+    smoothed): the bar a pretrained model must clear to show it learned anything from context."""
+    counts = Counter(token for example in train_examples for token in example["input_ids"] if token not in special_ids)
+    total = sum(counts.values()) + vocab_size
+    heldout = [token for example in heldout_examples for token in example["input_ids"] if token not in special_ids]
+    return -sum(math.log((counts[token] + 1) / total) for token in heldout) / len(heldout)
+
+
+def run(settings: RunSettings) -> dict[str, Any]:
+    data = fill(PretrainData, settings.data, f"{settings.source}: data")
+    output_dir = Path(settings.training.output_dir)
+    state = distributed_state(settings.training)
+    tokenizer = prepare_tokenizer(data, output_dir, state)
+    seed = settings.training.seed
+    train_examples, train_statistics = build_examples(data.train_files, tokenizer, data, seed)
+    heldout_examples, heldout_statistics = build_examples(data.heldout_files, tokenizer,
+                                                          PretrainData(**{**data.__dict__, "duplicates": 1}), seed + 7)
+    config = EncoderConfig.from_dict(
+        {**settings.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id},
+        source=f"{settings.source}: model",
+    )
+    if data.max_length > config.max_position_embeddings:
+        raise ConfigError(f"data.max_length ({data.max_length}) exceeds model.max_position_embeddings "
+                          f"({config.max_position_embeddings})")
+    torch.manual_seed(seed)
+    model = ForPreTraining(config)
+    task = PretrainingTask(tokenizer, data, heldout_examples, seed)
+    result = train(task, model, train_examples, settings.training)
+    summary = {
+        "corpus": {"train": train_statistics, "heldout": heldout_statistics},
+        "unigram_mlm_loss": unigram_cross_entropy(train_examples, heldout_examples, len(tokenizer),
+                                                  set(tokenizer.all_special_ids)),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **summarize(result),
+    }
+    if state.is_main_process:
+        write_pretraining_report(output_dir, settings, summary)
+    return summary
+
+
+def summarize(result: TrainingResult) -> dict[str, Any]:
+    state = result.state
+    return {
+        "steps": state.step,
+        "processes": result.num_processes,
+        "train_seconds": state.train_seconds,
+        "tokens_seen": state.tokens_seen,
+        "tokens_per_second": state.tokens_seen / max(state.train_seconds, 1e-9),
+        "final_eval": state.history[-1] if state.history else {},
+        "evaluations": state.history,
+        "model_dir": str(result.final_model),
+    }
+

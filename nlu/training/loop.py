@@ -1,0 +1,329 @@
+"""The one training loop, for pretraining and every fine-tuning task.
+
+A task object says how to batch, what the loss is and how to evaluate; this loop owns
+everything else: Accelerate (devices, processes, precision, accumulation), the optimizer and
+schedule, progress, the JSONL log, atomic checkpoints, resume, best-model keeping and early
+stopping. It never asks which task it runs.
+
+Resume is exact: the data order is a seeded permutation per epoch, masks and other
+per-example randomness are seeded by (seed, epoch, index) in the task's collator, and
+Accelerate restores model, optimizer and RNG states, so a killed run that resumes ends with
+the weights an uninterrupted run would have had.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from nlu.files import write_text_atomic
+from nlu.model.models import NluModel
+from nlu.training.config import TrainingConfig
+
+STATE_NAME = "trainer_state.json"
+LOG_NAME = "log.jsonl"
+
+
+class Task(Protocol):
+    def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def training_step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss to minimise and figures to log; ``tokens`` (real tokens in the batch) feeds throughput."""
+
+    def evaluate(self, model: NluModel) -> dict[str, float]: ...
+
+    def save_artifacts(self, directory: Path) -> None:
+        """Write what a saved model needs beside its weights (tokenizer, label names)."""
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh seeded permutation each epoch, independent of any global RNG."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True):
+        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.size))
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+@dataclass
+class TrainerState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evaluations_without_improvement: int = 0
+    train_seconds: float = 0.0
+    tokens_seen: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TrainingResult:
+    state: TrainerState
+    final_model: Path
+    best_model: Path | None
+    num_processes: int
+
+
+def use_cpu(config: TrainingConfig) -> bool:
+    """Accelerate only forms a multi-process CPU group (torchrun, gloo) when told it runs on
+    the CPU, so a machine without a GPU always says so."""
+    return config.cpu or not torch.cuda.is_available()
+
+
+def distributed_state(config: TrainingConfig) -> PartialState:
+    """The process group, created once with the same device choice the loop will use; data
+    preparation calls this before training to let the main process go first."""
+    return PartialState(cpu=use_cpu(config))
+
+
+def resolve_precision(requested: str, cpu: bool) -> str:
+    if requested != "auto":
+        return requested
+    if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """BERT's recipe: no weight decay on biases and LayerNorm parameters."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim < 2 else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def linear_warmup_decay(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    complete = sorted(path for path in directory.glob("step-*") if (path / STATE_NAME).is_file())
+    return complete[-1] if complete else None
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Swap a finished directory into place; a crash leaves either the old or the new one."""
+    backup = target.with_name(target.name + ".old")
+    if target.exists():
+        shutil.rmtree(backup, ignore_errors=True)
+        os.replace(target, backup)
+    os.replace(source, target)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def recover_directory(target: Path) -> None:
+    """Undo a swap interrupted between its two renames."""
+    backup = target.with_name(target.name + ".old")
+    if backup.exists() and not target.exists():
+        os.replace(backup, target)
+
+
+def train(
+    task: Task,
+    model: NluModel,
+    train_examples: Sequence[dict],
+    config: TrainingConfig,
+) -> TrainingResult:
+    output_dir = Path(config.output_dir)
+    checkpoints = output_dir / "checkpoints"
+    precision = resolve_precision(config.mixed_precision, use_cpu(config))
+    accelerator = Accelerator(
+        cpu=use_cpu(config),
+        mixed_precision=precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        rng_types=[],
+    )
+    set_seed(config.seed, device_specific=True)
+    main = accelerator.is_main_process
+
+    sampler = EpochSampler(len(train_examples), config.seed)
+    # Its own generator: every new DataLoader iterator draws a seed, and drawing it from the
+    # global RNG would shift dropout masks after a resume (a fresh iterator is made mid-epoch).
+    loader = DataLoader(train_examples, batch_size=config.batch_size, sampler=sampler, collate_fn=task.collate,
+                        generator=torch.Generator().manual_seed(config.seed))
+    batches_per_epoch = math.ceil(len(train_examples) / config.batch_size / accelerator.num_processes)
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.gradient_accumulation_steps))
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    warmup_steps = int(config.warmup_ratio * total_steps)
+
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, config.weight_decay), lr=config.learning_rate, betas=(0.9, 0.999), eps=1e-6,
+        fused=config.fused_optimizer or None,
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(total_steps, warmup_steps))
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+
+    state = TrainerState()
+    recover_directory(output_dir / "best")
+    if main:
+        for partial in checkpoints.glob(".step-*"):
+            shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    resume_from = latest_checkpoint(checkpoints)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        saved = json.loads((resume_from / STATE_NAME).read_text())
+        state = TrainerState(**saved["state"])
+        schedule.load_state_dict(saved["schedule"])
+    log = JsonlLog(output_dir / LOG_NAME, enabled=main, resume_step=state.step)
+    if resume_from is not None and main:
+        print(f"resuming from {resume_from} (step {state.step} of {total_steps})")
+
+    progress = tqdm(total=total_steps, initial=state.step, disable=not main, desc="train", dynamic_ncols=True)
+    window: list[dict[str, float]] = []
+    started = time.perf_counter() - state.train_seconds
+
+    def evaluate_and_select() -> bool:
+        """Evaluate, keep the best model, and say whether to stop early."""
+        metrics = task.evaluate(accelerator.unwrap_model(model))
+        log.write({"step": state.step, "split": "eval", **metrics})
+        state.history.append({"step": state.step, **metrics})
+        value = metrics[config.select_metric]
+        better = state.best_metric is None or (
+            value < state.best_metric if config.select_mode == "min" else value > state.best_metric
+        )
+        if better:
+            state.best_metric, state.best_step, state.evaluations_without_improvement = value, state.step, 0
+            if main:
+                save_model(accelerator.unwrap_model(model), task, output_dir / "best")
+        else:
+            state.evaluations_without_improvement += 1
+        progress.set_postfix_str(f"eval {config.select_metric}={value:.4f}")
+        return 0 < config.early_stopping_patience <= state.evaluations_without_improvement
+
+    def save_checkpoint() -> None:
+        state.train_seconds = time.perf_counter() - started
+        partial = checkpoints / f".step-{state.step:08d}"
+        accelerator.save_state(str(partial))
+        accelerator.wait_for_everyone()
+        if main:
+            write_text_atomic(partial / STATE_NAME,
+                              json.dumps({"state": asdict(state), "schedule": schedule.state_dict()}))
+            os.replace(partial, checkpoints / f"step-{state.step:08d}")
+            for old in sorted(checkpoints.glob("step-*"))[: -config.keep_checkpoints]:
+                shutil.rmtree(old)
+        accelerator.wait_for_everyone()
+
+    model.train()
+    stop = state.step >= total_steps or state.stopped_early
+    while not stop:
+        sampler.set_epoch(state.epoch)
+        task.set_epoch(state.epoch)
+        epoch_loader = accelerator.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
+        for batch in epoch_loader:
+            with accelerator.accumulate(model):
+                loss, figures = task.training_step(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            state.batch_in_epoch += 1
+            # Every process holds a batch of about the same size; count tokens without a collective.
+            state.tokens_seen += int(figures.get("tokens", 0)) * accelerator.num_processes
+            window.append({"loss": loss.item(), **figures})
+            if not accelerator.sync_gradients:
+                continue
+            schedule.step()
+            state.step += 1
+            progress.update(1)
+            if state.step % config.log_every == 0 or state.step == total_steps:
+                summary = average(window)
+                summary["lr"] = schedule.get_last_lr()[0]
+                summary["tokens_per_second"] = state.tokens_seen / max(1e-9, time.perf_counter() - started)
+                log.write({"step": state.step, "split": "train", **summary})
+                progress.set_postfix({k: f"{v:.3g}" for k, v in summary.items() if k != "tokens"})
+                window = []
+            if (config.eval_every and state.step % config.eval_every == 0) or state.step == total_steps:
+                stop = evaluate_and_select()
+            if state.step == total_steps:
+                stop = True
+            if state.step % config.save_every == 0 or stop:
+                state.stopped_early = stop and state.step < total_steps
+                save_checkpoint()
+            if stop:
+                break
+        else:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            if not config.eval_every:
+                stop = evaluate_and_select()
+                if stop:
+                    state.stopped_early = True
+                    save_checkpoint()
+    progress.close()
+    state.train_seconds = time.perf_counter() - started
+    final = output_dir / "model"
+    if main:
+        save_model(accelerator.unwrap_model(model), task, final)
+        write_text_atomic(output_dir / "trainer_state.json", json.dumps(asdict(state), indent=2))
+    accelerator.wait_for_everyone()
+    best = output_dir / "best"
+    return TrainingResult(state, final, best if best.exists() else None, accelerator.num_processes)
+
+
+def save_model(model: NluModel, task: Task, directory: Path) -> None:
+    partial = directory.with_name(f".{directory.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    task.save_artifacts(partial)
+    replace_directory(partial, directory)
+
+
+def average(window: list[dict[str, float]]) -> dict[str, float]:
+    keys = {key for entry in window for key in entry}
+    return {key: float(np.mean([entry[key] for entry in window if key in entry])) for key in sorted(keys)}
+
+
+class JsonlLog:
+    """Metrics, one JSON object per line. On resume, lines past the checkpoint are dropped so
+    the log reads as if the run had never been interrupted."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int):
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")

@@ -1,0 +1,470 @@
+"""NER readers, IOB2 validation, sub-word windows and merging predictions back to words."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from datasets import ClassLabel, Dataset, Features, Sequence, Value
+from transformers import BertTokenizerFast
+
+from nlu.data import ner
+from nlu.data.ner import (
+    IGNORE_INDEX,
+    IobRepairWarning,
+    NerSentence,
+    check_label_sets,
+    encode_ner,
+    from_hf_dataset,
+    label_list,
+    load_panx,
+    merge_window_predictions,
+    read_conll,
+    read_jsonl,
+)
+from nlu.errors import ConfigError, DataError
+
+VOCAB = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+    "the", "cat", "sat", "on", "mat", "john", "lives", "in", "new", "york", "play", "un", "x",
+    "##s", "##ing", "##ed", "##able", "##ly", "##x",
+]  # fmt: skip
+ONE_PIECE = ["the", "cat", "sat", "on", "mat", "john", "lives", "in", "new", "york", "zzz"]
+MULTI_PIECE = ["cats", "playing", "played", "unable", "playingly", "xxxxx"]  # 2, 2, 2, 2, 3, 5 pieces
+NO_PIECE = ["\u200b", "\x00"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> BertTokenizerFast:
+    directory = tmp_path_factory.mktemp("tokenizer")
+    (directory / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    return BertTokenizerFast.from_pretrained(directory)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def sentence(words: list[str], tags: list[str] | None = None, line: int = 1) -> NerSentence:
+    return NerSentence(words, tags or ["O"] * len(words), "mem.conll", line)
+
+
+# ---------------------------------------------------------------------------------------------
+# read_conll
+# ---------------------------------------------------------------------------------------------
+
+
+def test_read_conll_sentences_lines_and_docstart(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "train.conll",
+        "-DOCSTART-\tO\n\nJohn\tB-PER\nlives\tO\n\n\n\nin\tO\nNew\tB-LOC\nYork\tI-LOC\n"
+        "-DOCSTART-\tO\nthe\tO\n\ncat\tO",  # DOCSTART ends a sentence; last one has no newline
+    )
+    sentences = read_conll(path)
+    assert [s.words for s in sentences] == [["John", "lives"], ["in", "New", "York"], ["the"], ["cat"]]
+    assert sentences[1].tags == ["O", "B-LOC", "I-LOC"]
+    assert [s.line for s in sentences] == [3, 8, 12, 14]
+    assert {s.source for s in sentences} == {str(path)}
+
+
+def test_read_conll_space_separated_columns_and_unicode_tokens(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.conll", "EU NNP B-NP B-ORG\n  rejects VBZ B-VP O  \na\u00a0b\u200b X X O\r\n")
+    (only,) = read_conll(path)
+    assert only.words == ["EU", "rejects", "a\u00a0b\u200b"]  # NBSP / zero-width stay inside the token
+    assert only.tags == ["B-ORG", "O", "O"]
+
+
+def test_read_conll_choose_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.tsv", "B-PER\tJohn\t1\nO\truns\t2\n")
+    (only,) = read_conll(path, token_column=1, tag_column=0)
+    assert only.words == ["John", "runs"] and only.tags == ["B-PER", "O"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("a\tO\nb\tO\tO\n", 2, "3 columns, but the first line (1) has 2"),
+        ("a\tO\n\nb\n", 3, "missing tag"),
+        ("a\tO\nb\t\n", 2, "missing tag"),
+        ("a\n", 1, "only 1 column"),
+        ("a\t\tO\n", 1, "column 2 is empty"),
+        ("a\tO\nb\tE-PER\n", 2, "'E-PER' is not O, B-<type> or I-<type>"),
+        ("a\tO\n\nb\tB-\n", 3, "'B-'"),
+        ("a\tX\n", 1, "'X'"),
+        ("a\tO\nb\tI-PER\n", 2, "I-PER after O"),
+        ("a\tO\n\nb\tI-PER\n", 3, "I-PER at the start of a sentence"),
+        ("a\tB-LOC\nb\tI-PER\n", 2, "I-PER after B-LOC"),
+        ("a\tB-LOC\nb\tI-LOC\nc\tI-PER\n", 3, "I-PER after I-LOC"),
+    ],
+)
+def test_read_conll_errors_name_file_and_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    path = write(tmp_path, "bad.conll", text)
+    with pytest.raises(DataError) as caught:
+        read_conll(path)
+    assert str(caught.value).startswith(f"{path}:{line}: ")
+    assert fragment in str(caught.value)
+
+
+def test_read_conll_column_options_must_exist(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.conll", "a\tO\n")
+    with pytest.raises(DataError, match=r"c\.conll:1: token_column=0 / tag_column=5"):
+        read_conll(path, tag_column=5)
+    with pytest.raises(DataError, match="both select column 2"):
+        read_conll(path, token_column=1)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "-DOCSTART- -X- O\n\n"])
+def test_read_conll_without_sentences_is_an_error(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, "empty.conll", text)
+    with pytest.raises(DataError, match=f"^{path}: no sentences"):
+        read_conll(path)
+
+
+def test_read_conll_reports_bad_bytes_and_missing_files(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.conll"
+    path.write_bytes(b"a\tO\n\ncaf\xe9\tO\n")
+    with pytest.raises(DataError, match=r"latin1\.conll:3: not valid UTF-8"):
+        read_conll(path)
+    with pytest.raises(DataError, match="nope.conll: file not found"):
+        read_conll(tmp_path / "nope.conll")
+
+
+def test_repair_turns_iob1_into_iob2_and_counts(tmp_path: Path) -> None:
+    path = write(tmp_path, "iob1.conll", "a\tI-PER\nb\tI-PER\nc\tO\nd\tI-LOC\ne\tB-LOC\nf\tI-PER\n\ng\tI-ORG\n")
+    with pytest.warns(IobRepairWarning) as record:
+        first, second = read_conll(path, repair=True)
+    assert first.tags == ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "B-PER"]
+    assert second.tags == ["B-ORG"]
+    assert len(record) == 1 and record[0].message.count == 4
+    assert str(path) in str(record[0].message)
+
+
+def test_valid_iob2_needs_no_repair(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    read_conll(write(tmp_path, "ok.conll", "a\tB-PER\nb\tI-PER\nc\tB-PER\n"), repair=True)
+    assert not [w for w in recwarn if issubclass(w.category, IobRepairWarning)]
+
+
+# ---------------------------------------------------------------------------------------------
+# read_jsonl / from_hf_dataset
+# ---------------------------------------------------------------------------------------------
+
+
+def jsonl(tmp_path: Path, *records: object) -> Path:
+    lines = [record if isinstance(record, str) else json.dumps(record) for record in records]
+    return write(tmp_path, "data.jsonl", "\n".join(lines) + "\n")
+
+
+def test_read_jsonl_string_and_integer_tags(tmp_path: Path) -> None:
+    john = {"tokens": ["John", "runs"], "ner_tags": ["B-PER", "O"]}
+    path = jsonl(tmp_path, john, "", {"tokens": ["Paris"], "ner_tags": ["B-LOC"]})
+    first, second = read_jsonl(path)
+    assert (first.words, first.tags, first.line) == (["John", "runs"], ["B-PER", "O"], 1)
+    assert (second.tags, second.line) == (["B-LOC"], 3)
+    path = jsonl(tmp_path, {"tokens": ["John", "Smith"], "ner_tags": [1, 2]})
+    assert read_jsonl(path, label_names=["O", "B-PER", "I-PER"])[0].tags == ["B-PER", "I-PER"]
+
+
+@pytest.mark.parametrize(
+    ("record", "fragment"),
+    [
+        ("{not json", "invalid JSON"),
+        ("[1, 2]", "expected a JSON object, got list"),
+        ({"tokens": ["a"]}, "missing key(s) ner_tags; found tokens"),
+        ({"tokens": ["a", "b"], "ner_tags": ["O"]}, "2 tokens but 1 ner_tags"),
+        ({"tokens": [], "ner_tags": []}, "'tokens' is empty"),
+        ({"tokens": ["a", ""], "ner_tags": ["O", "O"]}, "'tokens' must be a list of non-empty strings"),
+        ({"tokens": "a b", "ner_tags": ["O"]}, "'tokens' must be a list"),
+        ({"tokens": ["a"], "ner_tags": [0]}, "integer ids but no label names"),
+        ({"tokens": ["a", "b"], "ner_tags": ["O", 1]}, "only strings or only integers"),
+        ({"tokens": ["a"], "ner_tags": ["I-PER"]}, "I-PER at the start of a sentence"),
+    ],
+)
+def test_read_jsonl_errors_name_file_and_line(tmp_path: Path, record: object, fragment: str) -> None:
+    path = jsonl(tmp_path, {"tokens": ["ok"], "ner_tags": ["O"]}, record)
+    with pytest.raises(DataError) as caught:
+        read_jsonl(path)
+    assert str(caught.value).startswith(f"{path}:2: ")
+    assert fragment in str(caught.value)
+
+
+def test_read_jsonl_integer_tag_out_of_range(tmp_path: Path) -> None:
+    path = jsonl(tmp_path, {"tokens": ["a"], "ner_tags": [3]})
+    with pytest.raises(DataError, match=r"data\.jsonl:1: tag id 3 .* outside 0\.\.1"):
+        read_jsonl(path, label_names=["O", "B-PER"])
+
+
+def test_read_jsonl_repairs_with_warning(tmp_path: Path) -> None:
+    path = jsonl(tmp_path, {"tokens": ["a", "b"], "ner_tags": ["O", "I-PER"]})
+    with pytest.warns(IobRepairWarning, match="repaired 1"):
+        assert read_jsonl(path, repair=True)[0].tags == ["O", "B-PER"]
+
+
+def ner_dataset(tags: list[list[int]], names: list[str]) -> Dataset:
+    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
+    tokens = [[f"w{i}" for i in range(len(row))] for row in tags]
+    return Dataset.from_dict({"tokens": tokens, "ner_tags": tags}, features=features, split="train")
+
+
+def test_from_hf_dataset_takes_names_from_class_label() -> None:
+    ds = ner_dataset([[1, 2, 0], [0]], ["O", "B-PER", "I-PER"])
+    first, second = from_hf_dataset(ds)
+    assert first.tags == ["B-PER", "I-PER", "O"] and second.tags == ["O"]
+    assert (first.source, first.line, second.line) == ("hf:dataset[train]", 0, 1)
+
+
+def test_from_hf_dataset_string_tags_and_validation() -> None:
+    features = Features({"words": Sequence(Value("string")), "labels": Sequence(Value("string"))})
+    ds = Dataset.from_dict({"words": [["a"], ["b"]], "labels": [["B-X"], ["I-X"]]}, features=features)
+    with pytest.raises(DataError, match=r"^hf:dataset:1: I-X at the start"):
+        from_hf_dataset(ds, "words", "labels")
+    with pytest.raises(DataError, match="no column 'ner_tags'; the dataset has words, labels"):
+        from_hf_dataset(ds, "words")
+
+
+# ---------------------------------------------------------------------------------------------
+# load_panx
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the test tried to open a network connection")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_load_panx_from_local_conll_and_jsonl(tmp_path: Path, no_network: None) -> None:
+    write(tmp_path, "train.conll", "Berlin\tB-LOC\n")
+    jsonl(tmp_path, {"tokens": ["Anna"], "ner_tags": ["B-PER"]}).rename(tmp_path / "dev.jsonl")
+    assert load_panx("de", "train", local_dir=tmp_path)[0].words == ["Berlin"]
+    assert load_panx("de", "dev", local_dir=str(tmp_path))[0].tags == ["B-PER"]
+    with pytest.raises(DataError, match=f"^{tmp_path}: found neither test.conll nor test.jsonl"):
+        load_panx("de", "test", local_dir=tmp_path)
+
+
+@pytest.mark.parametrize("variable", ["HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"])
+def test_load_panx_offline_explains_local_files(
+    monkeypatch: pytest.MonkeyPatch, no_network: None, variable: str
+) -> None:
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(DataError) as caught:
+        load_panx("fr", "train")
+    message = str(caught.value)
+    assert f"{variable} is set" in message
+    assert "PAN-X.fr" in message and "train.conll, dev.conll and test.conll" in message
+    assert "pass local_dir=" in message and "set data.local_dir in the task config" in message
+
+
+def test_load_panx_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
+    timeouts: list[float] = []
+
+    def unreachable(address: tuple[str, int], timeout: float) -> None:
+        timeouts.append(timeout)
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with pytest.raises(DataError, match=r"cannot reach hub\.invalid .*Network is unreachable.*local_dir="):
+        load_panx("de", "dev")
+    assert timeouts and max(timeouts) <= 5
+
+
+def test_load_panx_hanging_probe_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(ner, "HUB_TIMEOUT_S", 0.2)
+    release = threading.Event()
+
+    def hang(*args: object, **kwargs: object) -> None:
+        release.wait(10)
+        raise OSError("released by the test")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DataError, match="no answer"):
+            load_panx("de", "dev")
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+
+
+# ---------------------------------------------------------------------------------------------
+# Label sets
+# ---------------------------------------------------------------------------------------------
+
+
+def test_label_list_order_and_completion() -> None:
+    sentences = [sentence(["a", "b", "c"], ["B-PER", "I-PER", "B-LOC"]), sentence(["d"], ["B-MISC"])]
+    assert label_list(sentences) == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-PER", "I-PER"]
+    assert label_list([sentence(["a"])]) == ["O"]
+
+
+def test_check_label_sets_names_tags_and_first_location() -> None:
+    train = [sentence(["a"], ["B-PER"])]
+    dev = [
+        NerSentence(["a", "b"], ["B-PER", "I-PER"], "dev.conll", 1),
+        NerSentence(["c"], ["B-LOC"], "dev.conll", 4),
+        NerSentence(["d", "e"], ["B-ORG", "B-LOC"], "dev.conll", 6),
+    ]
+    with pytest.raises(DataError) as caught:
+        check_label_sets(train, dev, "dev")
+    message = str(caught.value)
+    assert message.startswith("dev.conll:4: dev has tags that never occur in the training data")
+    assert "B-LOC (first in the sentence at dev.conll:4)" in message
+    assert "B-ORG (first in the sentence at dev.conll:6)" in message
+    check_label_sets(train, dev[:1], "dev")  # I-PER is implied by B-PER
+
+
+# ---------------------------------------------------------------------------------------------
+# encode_ner
+# ---------------------------------------------------------------------------------------------
+
+LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+LABEL_TO_ID = {tag: index for index, tag in enumerate(LABELS)}
+
+
+def test_encode_labels_first_sub_token(tokenizer: BertTokenizerFast) -> None:
+    s = sentence(["john", "playing", "in", "new", "york"], ["B-PER", "O", "O", "B-LOC", "I-LOC"])
+    (window,) = encode_ner([s], tokenizer, LABEL_TO_ID, max_length=32, stride=4)
+    assert tokenizer.convert_ids_to_tokens(window.input_ids) == [
+        "[CLS]", "john", "play", "##ing", "in", "new", "york", "[SEP]"
+    ]  # fmt: skip
+    assert window.labels == [IGNORE_INDEX, 3, 0, IGNORE_INDEX, 0, 1, 2, IGNORE_INDEX]
+    assert window.word_ids == [None, 0, 1, None, 2, 3, 4, None]
+    assert window.token_type_ids == [0] * 8
+    assert (window.sentence_index, window.responsible_words) == (0, [0, 1, 2, 3, 4])
+
+
+def test_encode_label_all_subtokens_continues_entities(tokenizer: BertTokenizerFast) -> None:
+    s = sentence(["cats", "playing", "xxxxx"], ["B-PER", "I-PER", "O"])
+    (window,) = encode_ner([s], tokenizer, LABEL_TO_ID, max_length=32, stride=4, label_all_subtokens=True)
+    # cat ##s | play ##ing | x ##x ##x ##x ##x
+    assert window.labels == [IGNORE_INDEX, 3, 4, 4, 4, 0, 0, 0, 0, 0, IGNORE_INDEX]
+    assert window.word_ids == [None, 0, None, 1, None, 2, None, None, None, None, None]
+
+
+def test_words_without_sub_tokens_become_unk(tokenizer: BertTokenizerFast) -> None:
+    s = sentence(["the", "\u200b", "cat", "\x00"], ["O", "B-PER", "O", "B-LOC"])
+    (window,) = encode_ner([s], tokenizer, LABEL_TO_ID, max_length=16, stride=2)
+    assert tokenizer.convert_ids_to_tokens(window.input_ids) == ["[CLS]", "the", "[UNK]", "cat", "[UNK]", "[SEP]"]
+    assert window.word_ids == [None, 0, 1, 2, 3, None]
+    assert merge_window_predictions([window], [window.labels], [4]) == [[0, 3, 0, 1]]
+
+
+def test_sliding_windows_overlap_and_responsibility(tokenizer: BertTokenizerFast) -> None:
+    s = sentence(ONE_PIECE[:10])
+    windows = encode_ner([s], tokenizer, LABEL_TO_ID, max_length=8, stride=4)
+    # 6 sub-tokens per window; each next window keeps the last 4 of the previous one.
+    assert [[w for w in window.word_ids if w is not None] for window in windows] == [
+        [0, 1, 2, 3, 4, 5], [2, 3, 4, 5, 6, 7], [4, 5, 6, 7, 8, 9]
+    ]  # fmt: skip
+    # Word 3 has 2 tokens of context on its nearer side in window 0 but 1 in window 1; word 4
+    # has 1 in window 0 and 2 in window 1 (window 2 starts at it); the last window reaches the
+    # sentence end, so its right side is never cut.
+    assert [window.responsible_words for window in windows] == [[0, 1, 2, 3], [4, 5], [6, 7, 8, 9]]
+
+
+@pytest.mark.parametrize(
+    ("words", "max_length", "stride", "fragment"),
+    [
+        (["the", "xxxxx"], 6, 1, "word 1 ('xxxxx') has 5 sub-tokens, more than the 4"),
+        (["the", "cat"], 6, 4, None),
+        (["the", "cat"], 2, 0, None),
+    ],
+)
+def test_encode_rejects_impossible_windows(
+    tokenizer: BertTokenizerFast, words: list[str], max_length: int, stride: int, fragment: str | None
+) -> None:
+    s = NerSentence(words, ["O"] * len(words), "long.conll", 7)
+    if fragment is None:
+        with pytest.raises(ConfigError, match="0 <= stride < max_length - 2"):
+            encode_ner([s], tokenizer, LABEL_TO_ID, max_length=max_length, stride=stride)
+    else:
+        with pytest.raises(DataError, match=f"^long.conll:7: {fragment}".replace("(", r"\(").replace(")", r"\)")):
+            encode_ner([s], tokenizer, LABEL_TO_ID, max_length=max_length, stride=stride)
+
+
+def test_encode_rejects_unknown_tags(tokenizer: BertTokenizerFast) -> None:
+    s = NerSentence(["the", "cat"], ["O", "B-ORG"], "dev.conll", 12)
+    with pytest.raises(DataError, match=r"^dev\.conll:12: tag 'B-ORG' \(word 1, 'cat'\) is not in the label set"):
+        encode_ner([s], tokenizer, LABEL_TO_ID, max_length=16, stride=2)
+    with pytest.raises(DataError, match="tag 'I-X'"):
+        encode_ner([sentence(["cats"], ["B-X"])], tokenizer, {"O": 0, "B-X": 1}, 16, 2, label_all_subtokens=True)
+
+
+def random_sentence(rng: random.Random) -> NerSentence:
+    words = rng.choices(ONE_PIECE + MULTI_PIECE + NO_PIECE, weights=[6] * 11 + [2] * 6 + [1] * 2, k=rng.randint(1, 60))
+    tags: list[str] = []
+    for _ in words:
+        previous = tags[-1] if tags else "O"
+        options = ["O", "B-LOC", "B-PER"] + ([f"I-{previous[2:]}"] if previous != "O" else [])
+        tags.append(rng.choice(options))
+    return NerSentence(words, tags, "random.conll", 1)
+
+
+def position_words(window: ner.NerWindow) -> list[int]:
+    """The word of every sub-token between [CLS] and [SEP] (continuations included)."""
+    words: list[int] = []
+    for word in window.word_ids[1:-1]:
+        words.append(word if word is not None else words[-1])
+    return words
+
+
+@pytest.mark.parametrize(("max_length", "stride"), [(7, 0), (7, 4), (9, 3), (12, 9), (16, 7), (64, 16)])
+@pytest.mark.parametrize("label_all_subtokens", [False, True])
+def test_windows_cover_every_word_once(
+    tokenizer: BertTokenizerFast, max_length: int, stride: int, label_all_subtokens: bool
+) -> None:
+    rng = random.Random(max_length * 100 + stride)
+    sentences = [random_sentence(rng) for _ in range(120)]
+    windows = encode_ner(sentences, tokenizer, LABEL_TO_ID, max_length, stride, label_all_subtokens)
+    whole = encode_ner(sentences, tokenizer, LABEL_TO_ID, max_length=1000, stride=0)
+    assert len(whole) == len(sentences)
+    pieces = [Counter(position_words(window)) for window in whole]
+
+    responsible = [[0] * len(s.words) for s in sentences]
+    for previous, window in zip([None, *windows], windows):
+        assert len(window.input_ids) <= max_length
+        assert window.input_ids[0] == tokenizer.cls_token_id and window.input_ids[-1] == tokenizer.sep_token_id
+        assert len(window.labels) == len(window.word_ids) == len(window.input_ids) == len(window.token_type_ids)
+        counts = Counter(position_words(window))
+        assert list(counts) == list(range(min(counts), max(counts) + 1))  # consecutive words ...
+        assert all(counts[w] == pieces[window.sentence_index][w] for w in counts)  # ... never cut
+        assert set(window.responsible_words) <= set(counts)
+        for word in window.responsible_words:
+            responsible[window.sentence_index][word] += 1
+        if previous is not None and previous.sentence_index == window.sentence_index:
+            before = set(position_words(previous))
+            assert min(counts) > min(before)  # each window moves forward
+            assert sum(counts[w] for w in counts if w in before) <= stride
+    assert all(count == 1 for row in responsible for count in row)
+
+    gold = [[LABEL_TO_ID[tag] for tag in s.tags] for s in sentences]
+    merged = merge_window_predictions(windows, [w.labels for w in windows], [len(s.words) for s in sentences])
+    assert merged == gold
+
+
+def test_merge_rejects_mismatched_predictions(tokenizer: BertTokenizerFast) -> None:
+    windows = encode_ner([sentence(ONE_PIECE[:10])], tokenizer, LABEL_TO_ID, max_length=8, stride=4)
+    labels = [w.labels for w in windows]
+    with pytest.raises(ValueError):
+        merge_window_predictions(windows, labels[:-1], [10])
+    with pytest.raises(ValueError, match="3 predictions for a window of 8 positions"):
+        merge_window_predictions(windows, [labels[0], labels[1][:3], labels[2]], [10])
+    with pytest.raises(ValueError, match="word 10 of sentence 0 has no prediction"):
+        merge_window_predictions(windows, labels, [11])
