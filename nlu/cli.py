@@ -26,6 +26,87 @@ def command_pretrain(args: argparse.Namespace) -> None:
                      indent=2))
 
 
+def command_finetune(args: argparse.Namespace) -> None:
+    from nlu.settings import load_settings
+
+    settings = load_settings(args.config, args.overrides, task=args.task)
+    prepare_run_folder(settings, args.force)
+    summary = task_module(args.task).run(settings)
+    print(json.dumps({key: value for key, value in summary.items() if not isinstance(value, (list, dict))}, indent=2))
+    print(f"report: {Path(settings.training.output_dir) / 'report.md'}")
+
+
+def task_module(name: str):
+    from nlu.tasks import classify, ner
+
+    return {"ner": ner, "classify": classify}[name]
+
+
+def command_evaluate(args: argparse.Namespace) -> None:
+    from nlu.model import load_model
+    from nlu.tokenizer import load_tokenizer
+
+    model, tokenizer = load_model(args.model), load_tokenizer(args.model)
+    out = Path(args.out or Path(args.model) / "evaluation")
+    if args.task == "ner":
+        from nlu.data.ner import read_ner_file
+        from nlu.tasks.ner import NerData, evaluate_ner
+
+        data = NerData(max_length=args.max_length, stride=args.stride, eval_batch_size=args.batch_size)
+        results = evaluate_ner(model, tokenizer, read_ner_file(args.data, repair=args.repair), out, data)
+        headline = {"entity_f1_strict": results["entity_strict"]["averages"]["micro"]["f1"],
+                    "entity_f1_default": results["entity_default"]["averages"]["micro"]["f1"]}
+    else:
+        from nlu.data.classification import read_table
+        from nlu.tasks.classify import evaluate_classification, prediction_adjustment
+
+        examples = read_table(args.data, args.text_column, args.text_pair_column, args.label_column)
+        results = evaluate_classification(model, tokenizer, examples, out, args.max_length, args.batch_size,
+                                          prediction_adjustment(Path(args.model)))
+        headline = {key: results["scores"][key] for key in ("macro_f1", "balanced_accuracy", "accuracy")}
+    print(json.dumps(headline, indent=2))
+    print(f"report: {out / 'report.md'}")
+
+
+def command_predict(args: argparse.Namespace) -> None:
+    from nlu.model import load_model
+    from nlu.tokenizer import load_tokenizer
+
+    model, tokenizer = load_model(args.model), load_tokenizer(args.model)
+    lines = list(args.text) if args.text else Path(args.file).read_text(encoding="utf-8").splitlines()
+    if args.task == "ner":
+        from nlu.data.ner import NerSentence
+        from nlu.evaluation.confusion import entity_spans
+        from nlu.tasks.ner import predict_tags
+
+        source = args.file or "<text>"
+        sentences = [NerSentence(line.split(), ["O"] * len(line.split()), source, number)
+                     for number, line in enumerate(lines, 1) if line.split()]
+        tags, windowed = predict_tags(model, tokenizer, sentences, args.max_length, args.stride, args.batch_size)
+        for sentence, row in zip(sentences, tags):
+            entities = [{"type": span.type, "text": " ".join(sentence.words[span.start:span.end + 1])}
+                        for span in entity_spans(row)]
+            print(json.dumps({"words": sentence.words, "tags": row, "entities": entities}, ensure_ascii=False))
+        if windowed:
+            print(f"note: {windowed} extra window(s) were used for sentences longer than max_length="
+                  f"{args.max_length} sub-tokens; every word was predicted", file=sys.stderr)
+    else:
+        from nlu.data.classification import TextExample
+        from nlu.tasks.classify import predict_probabilities, prediction_adjustment
+
+        examples = [TextExample(line, None, None, args.file or "<text>", n) for n, line in enumerate(lines, 1) if line.strip()]
+        probabilities, truncated = predict_probabilities(model, tokenizer, examples, args.max_length, args.batch_size,
+                                                         prediction_adjustment(Path(args.model)))
+        labels = list(model.config.labels)
+        for example, row in zip(examples, probabilities):
+            print(json.dumps({"text": example.text, "label": labels[int(row.argmax())],
+                              "probabilities": {label: round(float(p), 4) for label, p in zip(labels, row)}},
+                             ensure_ascii=False))
+        if truncated:
+            print(f"note: {truncated} text(s) longer than max_length={args.max_length} tokens were classified "
+                  f"from their first {args.max_length} tokens", file=sys.stderr)
+
+
 def command_export(args: argparse.Namespace) -> None:
     from nlu.interop import to_transformers
     from nlu.model import load_model
@@ -82,6 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("overrides", nargs="*", help="section.key=value, e.g. training.max_steps=100")
     pretrain.set_defaults(handler=command_pretrain)
 
+    finetune = commands.add_parser("finetune", help="fine-tune for NER or classification, then evaluate on test")
+    finetune.add_argument("task", choices=["ner", "classify"])
+    finetune.add_argument("--config", required=True, help="task YAML, e.g. tasks/wnut16_ner.yaml")
+    finetune.add_argument("--force", action="store_true", help="delete the run folder first instead of resuming")
+    finetune.add_argument("overrides", nargs="*", help="section.key=value, e.g. init=runs/pretrain_news/model")
+    finetune.set_defaults(handler=command_finetune)
+
+    for name, handler, helptext in (("evaluate", command_evaluate, "score a fine-tuned model on a labelled file"),
+                                    ("predict", command_predict, "tag or classify text")):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("task", choices=["ner", "classify"])
+        sub.add_argument("--model", required=True, help="a fine-tuned model directory (e.g. runs/x/best)")
+        if name == "evaluate":
+            sub.add_argument("--data", required=True, help="CoNLL/JSONL (ner) or CSV/TSV/JSONL (classify)")
+            sub.add_argument("--out", help="report folder (default: MODEL/evaluation)")
+            sub.add_argument("--repair", action="store_true", help="ner: rewrite I-X that starts an entity to B-X")
+            sub.add_argument("--label-column", default="label")
+        else:
+            source = sub.add_mutually_exclusive_group(required=True)
+            source.add_argument("--text", nargs="+", help="one or more texts (ner: words separated by spaces)")
+            source.add_argument("--file", help="a text file, one text (ner: one sentence) per line")
+        sub.add_argument("--text-column", default="text")
+        sub.add_argument("--text-pair-column", default=None)
+        sub.add_argument("--max-length", type=int, default=128)
+        sub.add_argument("--stride", type=int, default=32, help="ner: sub-tokens shared by consecutive windows")
+        sub.add_argument("--batch-size", type=int, default=64)
+        sub.set_defaults(handler=handler)
+
     export = commands.add_parser("export", help="write an nlu model as a transformers BERT checkpoint")
     export.add_argument("--model", required=True)
     export.add_argument("--out", required=True)
@@ -90,7 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse cannot take positional overrides interleaved with options (--force after them).
+    stray = [item for item in extra if item.startswith("-") or "=" not in item or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if hasattr(args, "overrides"):
+        args.overrides = [*args.overrides, *extra]
     try:
         args.handler(args)
     except NluError as error:

@@ -38,6 +38,9 @@ LOG_NAME = "log.jsonl"
 
 
 class Task(Protocol):
+    sampling_weights: Sequence[float] | None
+    """Optional per-example weights for oversampling; absent or None means a plain shuffle."""
+
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]: ...
 
     def set_epoch(self, epoch: int) -> None: ...
@@ -52,18 +55,24 @@ class Task(Protocol):
 
 
 class EpochSampler(Sampler[int]):
-    """A fresh seeded permutation each epoch, independent of any global RNG."""
+    """A fresh seeded permutation each epoch, independent of any global RNG.
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True):
-        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+    With ``weights`` (oversampling) an epoch is ``size`` draws with replacement, each example
+    drawn with probability proportional to its weight.
+    """
+
+    def __init__(self, size: int, seed: int, weights: Sequence[float] | None = None):
+        self.size, self.seed, self.epoch = size, seed, 0
+        self.probabilities = None if weights is None else np.asarray(weights, dtype=float) / np.sum(weights)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.size))
-        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist())
+        generator = np.random.default_rng([self.seed, self.epoch])
+        if self.probabilities is None:
+            return iter(generator.permutation(self.size).tolist())
+        return iter(generator.choice(self.size, size=self.size, p=self.probabilities).tolist())
 
     def __len__(self) -> int:
         return self.size
@@ -170,7 +179,7 @@ def train(
     set_seed(config.seed, device_specific=True)
     main = accelerator.is_main_process
 
-    sampler = EpochSampler(len(train_examples), config.seed)
+    sampler = EpochSampler(len(train_examples), config.seed, getattr(task, "sampling_weights", None))
     # Its own generator: every new DataLoader iterator draws a seed, and drawing it from the
     # global RNG would shift dropout masks after a resume (a fresh iterator is made mid-epoch).
     loader = DataLoader(train_examples, batch_size=config.batch_size, sampler=sampler, collate_fn=task.collate,
