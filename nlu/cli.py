@@ -107,6 +107,12 @@ def command_predict(args: argparse.Namespace) -> None:
                   f"from their first {args.max_length} tokens", file=sys.stderr)
 
 
+def command_run(args: argparse.Namespace) -> None:
+    from nlu.pipeline import run_pipeline
+
+    run_pipeline(args.pipeline, quick=args.quick, force=args.force, runs_dir=args.runs_dir, reports_dir=args.reports_dir)
+
+
 def command_export(args: argparse.Namespace) -> None:
     from nlu.interop import to_transformers
     from nlu.model import load_model
@@ -190,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--stride", type=int, default=32, help="ner: sub-tokens shared by consecutive windows")
         sub.add_argument("--batch-size", type=int, default=64)
         sub.set_defaults(handler=handler)
+
+    run = commands.add_parser("run", help="the main job: pretrain, fine-tune NER and classification, one report")
+    run.add_argument("pipeline", nargs="?", default="tasks/default.yaml")
+    run.add_argument("--quick", action="store_true", help="a tiny budget (under 2 minutes) to check everything works")
+    run.add_argument("--force", action="store_true", help="redo finished stages instead of reusing them")
+    run.add_argument("--runs-dir", default="runs")
+    run.add_argument("--reports-dir", default="reports")
+    run.set_defaults(handler=command_run)
 
     export = commands.add_parser("export", help="write an nlu model as a transformers BERT checkpoint")
     export.add_argument("--model", required=True)

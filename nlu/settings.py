@@ -105,7 +105,24 @@ def fill(cls: type[T], values: dict[str, Any], where: str) -> T:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown option(s) {unknown}; known: {sorted(known)}")
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    values = {key: coerce(value, types[key], f"{where}.{key}") for key, value in values.items()}
     try:
         return cls(**values)
     except TypeError as error:
         raise ConfigError(f"{where}: {error}") from None
+
+
+def coerce(value: Any, declared: str, where: str) -> Any:
+    """YAML reads ``5e-5`` (no dot) as a string; turn such strings into the declared number,
+    and name the option when a value cannot be one."""
+    kinds = {part.strip() for part in declared.split("|")}
+    if not isinstance(value, str) or "str" in kinds or not kinds & {"int", "float"}:
+        return value
+    for kind in (int, float):
+        if kind.__name__ in kinds:
+            try:
+                return kind(value)
+            except ValueError:
+                continue
+    raise ConfigError(f"{where}: expected {declared}, got {value!r}")

@@ -1,0 +1,197 @@
+"""The main job: pretrain, then fine-tune NER and classification from the pretrained encoder
+and from random weights of the same shape, and write one report comparing them.
+
+Each stage is an ordinary ``nlu pretrain`` / ``nlu finetune`` run in its own folder, so a stage
+that finished is reused on the next invocation, one that was interrupted resumes from its last
+checkpoint, and ``--force`` starts everything over.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nlu.errors import ConfigError
+from nlu.evaluation.report import settings_block
+from nlu.files import write_text_atomic
+from nlu.settings import RunSettings, load_settings
+
+FINETUNE_TASKS = ("ner", "classify")
+SUMMARY_FILE = {"pretrain": "pretraining.json", "ner": "summary.json", "classify": "summary.json"}
+
+
+@dataclass
+class Pipeline:
+    name: str
+    stages: dict[str, dict[str, Any]]
+    """pretrain / ner / classify → {config: task YAML, overrides: {key: value}}."""
+    quick: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra overrides per stage for --quick."""
+    source: str = "pipeline"
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: pipeline file not found") from None
+    if not isinstance(values, dict) or values.get("task") != "pipeline":
+        raise ConfigError(f"{path}: a pipeline file has 'task: pipeline' (task files run with nlu pretrain/finetune)")
+    stages = values.get("stages") or {}
+    unknown = sorted(set(stages) - {"pretrain", *FINETUNE_TASKS})
+    if unknown or "pretrain" not in stages:
+        raise ConfigError(f"{path}: stages must include pretrain and may include ner, classify; got {sorted(stages)}")
+    return Pipeline(name=values.get("name", path.stem), stages=stages, quick=values.get("quick") or {}, source=str(path))
+
+
+def stage_settings(pipeline: Pipeline, stage: str, task: str, output_dir: Path, quick: bool,
+                   extra: dict[str, Any]) -> RunSettings:
+    spec = pipeline.stages[stage]
+    overrides = {**(spec.get("overrides") or {}), **(pipeline.quick.get(stage, {}) if quick else {}), **extra,
+                 "training.output_dir": str(output_dir)}
+    # JSON is YAML, so values keep their types through the command-line override syntax.
+    return load_settings(spec["config"], [f"{key}={json.dumps(value)}" for key, value in overrides.items()], task=task)
+
+
+def run_stage(settings: RunSettings, force: bool) -> tuple[dict[str, Any], float, bool]:
+    """Run one stage unless its folder already holds a finished run with the same settings."""
+    from nlu.cli import prepare_run_folder
+    from nlu.tasks import classify, ner, pretrain
+
+    output_dir = Path(settings.training.output_dir)
+    summary_path = output_dir / SUMMARY_FILE[settings.task]
+    prepare_run_folder(settings, force)
+    if summary_path.exists():
+        print(f"[{settings.task}] reusing finished run in {output_dir}")
+        return json.loads(summary_path.read_text()), 0.0, True
+    started = time.perf_counter()
+    summary = {"pretrain": pretrain, "ner": ner, "classify": classify}[settings.task].run(settings)
+    return summary, time.perf_counter() - started, False
+
+
+def run_pipeline(path: str | Path, quick: bool = False, force: bool = False, runs_dir: str | Path = "runs",
+                 reports_dir: str | Path = "reports") -> Path:
+    pipeline = load_pipeline(path)
+    name = pipeline.name + ("-quick" if quick else "")
+    run_root, report_dir = Path(runs_dir) / name, Path(reports_dir) / name
+    if force:
+        shutil.rmtree(run_root, ignore_errors=True)
+    started = time.perf_counter()
+    results: dict[str, Any] = {}
+    settings_used: dict[str, RunSettings] = {}
+
+    pretrain_settings = stage_settings(pipeline, "pretrain", "pretrain", run_root / "pretrain", quick, {})
+    summary, seconds, reused = run_stage(pretrain_settings, force)
+    results["pretrain"] = {"summary": summary, "seconds": seconds, "reused": reused}
+    settings_used["pretrain"] = pretrain_settings
+    pretrained = run_root / "pretrain" / "model"
+    for task in FINETUNE_TASKS:
+        if task not in pipeline.stages:
+            continue
+        for start, from_scratch in (("pretrained", False), ("scratch", True)):
+            settings = stage_settings(pipeline, task, task, run_root / f"{task}-{start}", quick,
+                                      {"init": str(pretrained), "from_scratch": from_scratch})
+            summary, seconds, reused = run_stage(settings, force)
+            results[f"{task}-{start}"] = {"summary": summary, "seconds": seconds, "reused": reused}
+            settings_used[f"{task}-{start}"] = settings
+    total = time.perf_counter() - started
+    report = write_report(report_dir, run_root, pipeline, results, settings_used, total, quick)
+    print(f"report: {report}")
+    return report
+
+
+def copy_figures(source: Path, target: Path, names: list[str]) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (source / name).exists():
+            shutil.copyfile(source / name, target / name)
+
+
+def write_report(report_dir: Path, run_root: Path, pipeline: Pipeline, results: dict[str, Any],
+                 settings_used: dict[str, RunSettings], total_seconds: float, quick: bool) -> Path:
+    """reports/<name>/report.md, self-contained: the figures it shows are copied beside it."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    pretrain = results["pretrain"]["summary"]
+    copy_figures(run_root / "pretrain", report_dir, ["pretraining_loss.png"])
+    final = pretrain["final_eval"]
+    lines = [
+        f"# nlu main job: {pipeline.name}{' (--quick)' if quick else ''}", "",
+        f"Made by `nlu run {pipeline.source}{' --quick' if quick else ''}` in {total_seconds:.0f} s "
+        f"(stages reused from earlier runs count 0 s). Run folders: `{run_root}`.", "",
+        "## 1. Pretraining (MLM + NSP)", "",
+        f"{pretrain['parameters']:,} parameters; {pretrain['steps']:,} steps at {pretrain['tokens_per_second']:,.0f} "
+        f"tokens/s on {pretrain['processes']} process(es).", "",
+        "| held-out | value |", "|---|---|",
+        f"| MLM loss | {final.get('mlm_loss', float('nan')):.3f} |",
+        f"| unigram baseline MLM loss | {pretrain['unigram_mlm_loss']:.3f} |",
+        f"| MLM accuracy | {final.get('mlm_accuracy', float('nan')):.3f} |",
+        f"| NSP accuracy | {final.get('nsp_accuracy', float('nan')):.3f} |", "",
+        "![pretraining loss](pretraining_loss.png)", "",
+    ]
+    if "ner-pretrained" in results:
+        lines += finetune_section(report_dir, run_root, results, "ner", "2. NER (WNUT-16 style IOB2, entity level)",
+                                  [("test entity F1 (micro, strict)", "test_f1"),
+                                   ("test entity F1 (macro)", "test_macro_f1"), ("dev entity F1", "dev_f1")],
+                                  ["entities_confusion_true.png", "tags_confusion_true.png", "tags_confusion_raw.png"])
+        lines += ner_per_type(run_root)
+    if "classify-pretrained" in results:
+        recall_keys = [key for key in results["classify-pretrained"]["summary"] if key.startswith("test_recall[")]
+        lines += finetune_section(report_dir, run_root, results, "classify", "3. Imbalanced classification",
+                                  [("test macro-F1", "test_macro_f1"), ("test balanced accuracy", "test_balanced_accuracy"),
+                                   ("test accuracy", "test_accuracy"),
+                                   *[(key.replace("test_recall", "test recall"), key) for key in recall_keys]],
+                                  ["labels_confusion_raw.png", "labels_confusion_true.png", "labels_confusion_pred.png"])
+    lines += ["## Timings", "", "| stage | seconds | note |", "|---|---|---|"]
+    lines += [f"| {stage} | {entry['seconds']:.0f} | {'reused' if entry['reused'] else ''} |"
+              for stage, entry in results.items()]
+    lines += ["", "## Exact configuration", ""]
+    for stage, settings in settings_used.items():
+        lines += [f"### {stage}", "", settings_block(settings)]
+    write_text_atomic(report_dir / "results.json", json.dumps(results, indent=2, default=str))
+    report = report_dir / "report.md"
+    write_text_atomic(report, "\n".join(lines))
+    return report
+
+
+def finetune_section(report_dir: Path, run_root: Path, results: dict[str, Any], task: str, title: str,
+                     rows: list[tuple[str, str]], figures: list[str]) -> list[str]:
+    pretrained, scratch = results[f"{task}-pretrained"]["summary"], results[f"{task}-scratch"]["summary"]
+    for start in ("pretrained", "scratch"):
+        copy_figures(run_root / f"{task}-{start}" / "test", report_dir / f"{task}-{start}", figures)
+        copy_figures(run_root / f"{task}-{start}", report_dir / f"{task}-{start}", ["train_loss.png", "dev_metric.png"])
+        for csv_file in (run_root / f"{task}-{start}" / "test").glob("*.csv"):
+            shutil.copyfile(csv_file, report_dir / f"{task}-{start}" / csv_file.name)
+    headline = rows[0][1]
+    verdict = ("beats" if pretrained[headline] > scratch[headline] else "does not beat")
+    lines = [f"## {title}", "",
+             f"Same architecture, tokenizer, hyper-parameters and seed; only the starting weights differ. "
+             f"The pretrained encoder **{verdict}** random initialisation on {rows[0][0]} "
+             f"({pretrained[headline]:.4f} vs {scratch[headline]:.4f}).", "",
+             "| metric | from pretrained | from random init |", "|---|---|---|"]
+    lines += [f"| {label} | {pretrained.get(key, float('nan')):.4f} | {scratch.get(key, float('nan')):.4f} |"
+              for label, key in rows]
+    lines += [f"| training seconds | {pretrained['train_seconds']:.0f} | {scratch['train_seconds']:.0f} |", ""]
+    for start in ("pretrained", "scratch"):
+        links = " · ".join(f"[{name}]({task}-{start}/{name})" for name in figures)
+        lines.append(f"- {start}: {links} (CSV files beside them)")
+    lines += ["", f"![{figures[0]}]({task}-pretrained/{figures[0]})", ""]
+    return lines
+
+
+def ner_per_type(run_root: Path) -> list[str]:
+    """Entity F1 per type, side by side, from each run's test metrics."""
+    metrics = {start: json.loads((run_root / f"ner-{start}" / "test" / "metrics.json").read_text())
+               for start in ("pretrained", "scratch")}
+    types = sorted(metrics["pretrained"]["entity_strict"]["per_class"])
+    lines = ["| entity type | support | F1 pretrained | F1 random init |", "|---|---|---|---|"]
+    for entity_type in types:
+        rows = [metrics[start]["entity_strict"]["per_class"][entity_type] for start in ("pretrained", "scratch")]
+        lines.append(f"| {entity_type} | {rows[0]['support']} | {rows[0]['f1']:.4f} | {rows[1]['f1']:.4f} |")
+    return lines + [""]

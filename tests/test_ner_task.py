@@ -1,0 +1,106 @@
+"""NER fine-tuning end to end on a slice of the shipped WNUT-16 data, and its command line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nlu.data.ner import NerSentence, read_ner_file
+from nlu.model import ForTokenClassification
+from nlu.settings import load_settings
+from nlu.tasks import ner
+from nlu.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+WNUT = ROOT / "data" / "ner" / "wnut16"
+
+
+def write_conll(path: Path, sentences) -> Path:
+    path.write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(s.words, s.tags)) + "\n" for s in sentences))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tagger(tmp_path_factory):
+    """A tiny model fine-tuned on 400 real tweets; the run folder is shared by the tests below."""
+    folder = tmp_path_factory.mktemp("ner")
+    train = read_ner_file(WNUT / "train.conll")
+    files = {"train": write_conll(folder / "train.conll", train[:400]),
+             "dev": write_conll(folder / "dev.conll", read_ner_file(WNUT / "dev.conll")[:80]),
+             "test": write_conll(folder / "test.conll", read_ner_file(WNUT / "test.conll")[:80])}
+    texts = iter([" ".join(s.words) for s in train])
+    save_tokenizer(train_tokenizer(texts, vocab_size=1500), folder / "tokenizer")
+    overrides = [f"data.{split}={path}" for split, path in files.items()] + [
+        f"data.tokenizer={folder / 'tokenizer'}", "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+        "model.intermediate_size=64", "model.max_position_embeddings=64", "data.max_length=64",
+        f"training.output_dir={folder / 'run'}", "training.max_steps=150", "training.eval_every=50",
+        "training.learning_rate=3e-3", "training.batch_size=16", "training.cpu=true", "training.log_every=10",
+        "training.early_stopping_patience=0",
+    ]
+    summary = ner.run(load_settings(ROOT / "tasks" / "wnut16_ner.yaml", overrides))
+    return {"folder": folder, "run": folder / "run", "summary": summary, "files": files}
+
+
+@pytest.mark.slow
+def test_fine_tuning_loss_falls_and_the_report_is_complete(tagger):
+    run = tagger["run"]
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    losses = [record["loss"] for record in log if record["split"] == "train"]
+    assert losses[-1] < 0.6 * losses[0], losses
+    metrics = json.loads((run / "test" / "metrics.json").read_text())
+    assert metrics["words"] == sum(len(s.words) for s in read_ner_file(tagger["files"]["test"]))
+    assert 0.0 <= metrics["entity_strict"]["averages"]["micro"]["f1"] <= 1.0
+    for prefix in ("tags", "entities"):
+        for kind in ("raw", "true", "pred", "all"):
+            for suffix in ("csv", "png"):
+                assert (run / "test" / f"{prefix}_confusion_{kind}.{suffix}").stat().st_size > 0
+    report = (run / "test" / "report.md").read_text()
+    assert "Entities per type" in report and "Entity outcomes" in report
+    assert tagger["summary"]["best_step"] in (50, 100, 150)
+
+
+@pytest.mark.slow
+def test_long_sentences_are_windowed_and_every_word_is_predicted(tagger):
+    model = ForTokenClassification.from_pretrained(tagger["run"] / "best")
+    tokenizer = load_tokenizer(tagger["run"] / "best")
+    words = [w for s in read_ner_file(tagger["files"]["test"])[:20] for w in s.words]
+    assert len(words) > 200  # far beyond max_length=64 sub-tokens
+    sentence = NerSentence(words, ["O"] * len(words), "long", 1)
+    tags, windowed = ner.predict_tags(model, tokenizer, [sentence], max_length=64, stride=16, batch_size=8)
+    assert len(tags[0]) == len(words) and windowed >= 3
+    assert set(tags[0]) <= set(model.config.labels)
+
+
+@pytest.mark.slow
+def test_predict_and_evaluate_from_the_command_line(tagger):
+    model_dir = tagger["run"] / "best"
+    predicted = subprocess.run([sys.executable, "-m", "nlu.cli", "predict", "ner", "--model", str(model_dir),
+                                "--text", "Obama visited London with Google people today"],
+                               capture_output=True, text=True, check=True)
+    record = json.loads(predicted.stdout.splitlines()[0])
+    assert record["words"][0] == "Obama" and len(record["tags"]) == 7
+    out = tagger["folder"] / "evaluation"
+    evaluated = subprocess.run([sys.executable, "-m", "nlu.cli", "evaluate", "ner", "--model", str(model_dir),
+                                "--data", str(tagger["files"]["test"]), "--out", str(out)],
+                               capture_output=True, text=True, check=True)
+    headline = json.loads(evaluated.stdout[: evaluated.stdout.rindex("}") + 1])
+    expected = json.loads((tagger["run"] / "test" / "metrics.json").read_text())
+    assert headline["entity_f1_strict"] == pytest.approx(expected["entity_strict"]["averages"]["micro"]["f1"])
+    assert (out / "report.md").exists()
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    broken = tmp_path / "broken.conll"
+    broken.write_text("Obama\tB-person\nvisited\tO\nLondon\tI-geo-loc\n")
+    result = subprocess.run([sys.executable, "-m", "nlu.cli", "finetune", "ner", "--config",
+                             str(ROOT / "tasks" / "wnut16_ner.yaml"), f"data.train={broken}",
+                             f"training.output_dir={tmp_path / 'run'}"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("nlu: error: ") and f"{broken}:3" in result.stderr
+    assert "Traceback" not in result.stderr
+    unknown = subprocess.run([sys.executable, "-m", "nlu.cli", "finetune", "ner", "--config",
+                              str(ROOT / "tasks" / "wnut16_ner.yaml"), "training.lerning_rate=1"],
+                             capture_output=True, text=True)
+    assert unknown.returncode == 2 and "unknown option(s) ['lerning_rate']" in unknown.stderr
