@@ -47,6 +47,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
     from nlu.tokenizer import load_tokenizer
 
     model, tokenizer = load_model(args.model), load_tokenizer(args.model)
+    apply_input_settings(args)
     out = Path(args.out or Path(args.model) / "evaluation")
     if args.task == "ner":
         from nlu.data.ner import read_ner_file
@@ -73,6 +74,7 @@ def command_predict(args: argparse.Namespace) -> None:
     from nlu.tokenizer import load_tokenizer
 
     model, tokenizer = load_model(args.model), load_tokenizer(args.model)
+    apply_input_settings(args)
     lines = list(args.text) if args.text else Path(args.file).read_text(encoding="utf-8").splitlines()
     if args.task == "ner":
         from nlu.data.ner import NerSentence
@@ -111,6 +113,15 @@ def command_run(args: argparse.Namespace) -> None:
     from nlu.pipeline import run_pipeline
 
     run_pipeline(args.pipeline, quick=args.quick, force=args.force, runs_dir=args.runs_dir, reports_dir=args.reports_dir)
+
+
+def apply_input_settings(args: argparse.Namespace) -> None:
+    """Unless given, read text the way the model was fine-tuned (max_length, stride)."""
+    from nlu.tasks.finetune import input_settings
+
+    saved = input_settings(Path(args.model))
+    args.max_length = args.max_length or saved.get("max_length", 128)
+    args.stride = args.stride if args.stride is not None else saved.get("stride", 32)
 
 
 def command_export(args: argparse.Namespace) -> None:
@@ -192,8 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
             source.add_argument("--file", help="a text file, one text (ner: one sentence) per line")
         sub.add_argument("--text-column", default="text")
         sub.add_argument("--text-pair-column", default=None)
-        sub.add_argument("--max-length", type=int, default=128)
-        sub.add_argument("--stride", type=int, default=32, help="ner: sub-tokens shared by consecutive windows")
+        sub.add_argument("--max-length", type=int, default=None,
+                         help="sub-tokens per input (default: as the model was fine-tuned, else 128)")
+        sub.add_argument("--stride", type=int, default=None,
+                         help="ner: sub-tokens shared by consecutive windows (default: as fine-tuned, else 32)")
         sub.add_argument("--batch-size", type=int, default=64)
         sub.set_defaults(handler=handler)
 

@@ -64,12 +64,11 @@ def compare_with_transformers(bert_options: dict, batch: int = 3, length: int = 
             theirs = getattr(transformers, architecture)(config).eval()
             theirs.save_pretrained(scratch / architecture)
             ours = from_transformers(scratch / architecture).eval()
-            exported = to_transformers(ours, scratch / f"{architecture}-exported")
+            to_transformers(ours, scratch / f"{architecture}-exported")
             reloaded = getattr(transformers, architecture).from_pretrained(scratch / f"{architecture}-exported").eval()
             for direction, reference in (("import", theirs), ("export", reloaded)):
                 for name, value in _output_differences(architecture, ours, reference, inputs, mlm_labels, nsp_labels).items():
                     differences[f"{direction}/{name}"] = value
-            del exported
     return differences
 
 

@@ -24,10 +24,15 @@ from nlu.errors import ConfigError, DataError
 from nlu.model import ForSequenceClassification
 from nlu.settings import load_settings
 from nlu.tasks import classify
-from nlu.tasks.classify import ADJUSTMENT_FILE, ClassifyData, ClassifyTask, prediction_adjustment
+from nlu.tasks.classify import (
+    ADJUSTMENT_FILE,
+    ClassifyData,
+    ClassifyTask,
+    prediction_adjustment,
+)
 from nlu.tokenizer import save_tokenizer, train_tokenizer
-from nlu.training.losses import FocalLoss
 from nlu.training.loop import EpochSampler, save_model
+from nlu.training.losses import FocalLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "classification" / "rotten_tomatoes"
@@ -56,7 +61,7 @@ def tiny_overrides(data: dict[str, Path], output_dir: Path, **extra) -> list[str
         "model.max_position_embeddings": 64, "data.max_length": 64,
         "data.train": data["train"], "data.dev": data["dev"], "data.test": data["test"],
         "data.tokenizer": data["tokenizer"], "training.output_dir": output_dir, "training.batch_size": 16,
-        "training.learning_rate": 3e-3, "training.epochs": 3, "training.log_every": 3, "training.save_every": 1000,
+        "training.learning_rate": 3e-3, "training.epochs": 8, "training.log_every": 4, "training.save_every": 1000,
         "training.warmup_ratio": 0.1, "training.cpu": True, **extra,
     }
     return [f"{key}={value}" for key, value in options.items()]
@@ -94,8 +99,8 @@ def test_run_learns_and_writes_the_test_report(trained):
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     losses = [entry["loss"] for entry in log if entry["split"] == "train"]
     assert len(losses) >= 4
-    assert losses[-1] < losses[0], losses
-    assert [entry["step"] for entry in log if entry["split"] == "eval"] == [19, 38, 57]  # once per epoch (300/16)
+    assert losses[-1] < 0.9 * losses[0], losses  # about 1.10 (ln 3) at the start, 0.6-0.7 after 8 epochs
+    assert [entry["step"] for entry in log if entry["split"] == "eval"] == [19 * epoch for epoch in range(1, 9)]
 
     test = run_dir / "test"
     expected = ["report.md", "predictions.csv", "metrics.json"] + [
@@ -110,7 +115,7 @@ def test_run_learns_and_writes_the_test_report(trained):
     assert raw.sum() == 300
     assert "Macro-F1" in (test / "report.md").read_text()
 
-    assert summary["labels"] == LABELS and summary["train_examples"] == 300 and summary["steps"] == 57
+    assert list(summary["labels"]) == LABELS and summary["train_examples"] == 300 and summary["steps"] == 152
     assert 0 <= summary["test_macro_f1"] <= 1 and isinstance(summary["train_truncated"], int)
     assert {f"test_recall[{label}]" for label in LABELS} <= set(summary)
     assert (run_dir / "best" / "tokenizer.json").is_file() and not (run_dir / "best" / ADJUSTMENT_FILE).exists()
@@ -270,10 +275,8 @@ def test_unknown_loss_is_a_config_error():
         make_task(loss="hinge")
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: ClassifyTask drops data.class_weights when loss=ce "
-                                       "(nlu/tasks/classify.py, ClassifyTask.__init__)")
 def test_class_weights_with_plain_ce_are_refused_not_ignored():
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="use 'weighted_ce'"):
         make_task(loss="ce", class_weights=[1.0, 5.0, 2.0])
 
 
@@ -288,7 +291,7 @@ def test_cli_predict_prints_label_and_probabilities(trained):
     completed = subprocess.run(
         [sys.executable, "-m", "nlu.cli", "predict", "classify", "--model", str(trained["run_dir"] / "best"),
          "--text", *texts],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert completed.returncode == 0, completed.stderr
     outputs = [json.loads(line) for line in completed.stdout.splitlines() if line.strip()]

@@ -65,3 +65,20 @@ def write_pretraining_report(output_dir: Path, settings, summary: dict[str, Any]
     write_text_atomic(report, "\n".join(lines))
     write_text_atomic(output_dir / "pretraining.json", json.dumps(summary, indent=2))
     return report
+
+
+def write_run_report(output_dir: Path, settings, summary: dict[str, Any], title: str,
+                     curve_metric: str) -> Path:
+    """The run folder's report.md: headline figures, learning curves, test report, settings."""
+    loss_curves(output_dir, "loss", output_dir / "train_loss.png", f"{title}: training loss")
+    loss_curves(output_dir, curve_metric, output_dir / "dev_metric.png", f"{title}: dev {curve_metric}")
+    lines = [f"# {title}", "", "| figure | value |", "|---|---|"]
+    lines += [f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |"
+              for key, value in summary.items() if not isinstance(value, (list, dict))]
+    lines += ["", "![training loss](train_loss.png) ![dev metric](dev_metric.png)", "",
+              "Test-set tables, confusion matrices (CSV + PNG) and predictions: [test/report.md](test/report.md)", "",
+              "## Settings", "", settings_block(settings)]
+    write_text_atomic(output_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    report = output_dir / "report.md"
+    write_text_atomic(report, "\n".join(lines))
+    return report

@@ -31,11 +31,11 @@ from nlu.data.classification import (
 from nlu.errors import ConfigError
 from nlu.evaluation.confusion import save_confusion_reports
 from nlu.evaluation.metrics import classification_scores, scores_markdown
+from nlu.evaluation.report import write_run_report
 from nlu.files import write_text_atomic
 from nlu.model import ForSequenceClassification
 from nlu.settings import RunSettings, fill
-from nlu.tasks.finetune import initial_model, pad_batch, predict_logits
-from nlu.tasks.ner import write_run_report
+from nlu.tasks.finetune import initial_model, pad_batch, predict_logits, save_input_settings
 from nlu.tokenizer import save_tokenizer
 from nlu.training.losses import build_loss, class_weights, logit_adjustment
 from nlu.training.loop import train
@@ -101,13 +101,15 @@ class ClassifyTask:
                  train_label_ids: list[int], max_length: int):
         self.tokenizer, self.data, self.dev, self.label_map, self.max_length = tokenizer, data, dev, label_map, max_length
         counts = np.bincount(train_label_ids, minlength=len(label_map))
+        # Given weights always reach build_loss, which refuses them for plain 'ce' rather than drop them.
         weight = None
-        if data.loss == "weighted_ce" or (data.loss == "focal" and data.class_weights is not None):
-            weight = (torch.tensor(data.class_weights, dtype=torch.float32) if data.class_weights is not None
-                      else class_weights(train_label_ids, len(label_map)))
+        if data.class_weights is not None:
+            weight = torch.tensor(data.class_weights, dtype=torch.float32)
             if len(weight) != len(label_map):
                 raise ConfigError(f"data.class_weights has {len(weight)} values for {len(label_map)} labels "
                                   f"{label_map.names}")
+        elif data.loss == "weighted_ce":
+            weight = class_weights(train_label_ids, len(label_map))
         self.loss = build_loss(data.loss, weight=weight, gamma=data.focal_gamma)
         adjustment = logit_adjustment(np.maximum(counts, 1), data.logit_adjustment_tau)
         self.train_adjustment = adjustment if data.logit_adjustment == "train" else None
@@ -138,6 +140,7 @@ class ClassifyTask:
 
     def save_artifacts(self, directory: Path) -> None:
         save_tokenizer(self.tokenizer, directory)
+        save_input_settings(directory, max_length=self.max_length)
         if self.predict_adjustment is not None:
             write_text_atomic(directory / ADJUSTMENT_FILE, json.dumps({"subtract": self.predict_adjustment.tolist()}))
 

@@ -11,6 +11,7 @@ import torch
 
 from nlu.config import EncoderConfig
 from nlu.errors import ConfigError
+from nlu.files import write_text_atomic
 from nlu.interop import from_transformers
 from nlu.model.models import IGNORE_INDEX, NluModel
 from nlu.settings import RunSettings
@@ -97,6 +98,20 @@ def predict_logits(model: NluModel, features: Sequence[dict[str, Any]], pad_toke
             results[index] = logits[row, : len(features[index]["input_ids"])] if logits.ndim == 3 else logits[row]
     model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+INPUT_SETTINGS_FILE = "input_settings.json"
+
+
+def save_input_settings(directory: Path, **values: int) -> None:
+    """How inputs were cut into model inputs during fine-tuning (max_length, stride), saved
+    beside the model so that evaluate and predict read text the same way by default."""
+    write_text_atomic(Path(directory) / INPUT_SETTINGS_FILE, json.dumps(values))
+
+
+def input_settings(directory: Path) -> dict[str, int]:
+    path = Path(directory) / INPUT_SETTINGS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def supervised_step(model: NluModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

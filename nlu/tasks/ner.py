@@ -18,11 +18,11 @@ from nlu.data.ner import (
 )
 from nlu.evaluation.confusion import entity_confusion, save_confusion_reports, write_confusion_csv
 from nlu.evaluation.metrics import entity_scores, scores_markdown, token_scores
-from nlu.evaluation.report import loss_curves, settings_block
+from nlu.evaluation.report import write_run_report
 from nlu.files import write_text_atomic
 from nlu.model import ForTokenClassification
 from nlu.settings import RunSettings, fill
-from nlu.tasks.finetune import initial_model, pad_batch, predict_logits, supervised_step
+from nlu.tasks.finetune import initial_model, pad_batch, predict_logits, save_input_settings, supervised_step
 from nlu.tokenizer import save_tokenizer
 from nlu.training.loop import train
 
@@ -90,6 +90,7 @@ class NerTask:
 
     def save_artifacts(self, directory: Path) -> None:
         save_tokenizer(self.tokenizer, directory)
+        save_input_settings(directory, max_length=self.max_length, stride=self.data.stride)
 
 
 def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSentence], out_dir: Path,
@@ -186,19 +187,3 @@ def run(settings: RunSettings) -> dict[str, Any]:
     write_run_report(output_dir, settings, summary, "NER fine-tuning", "f1")
     return summary
 
-
-def write_run_report(output_dir: Path, settings: RunSettings, summary: dict[str, Any], title: str,
-                     curve_metric: str) -> Path:
-    """The run folder's report.md: headline figures, learning curves, test report, settings."""
-    loss_curves(output_dir, "loss", output_dir / "train_loss.png", f"{title}: training loss")
-    loss_curves(output_dir, curve_metric, output_dir / "dev_metric.png", f"{title}: dev {curve_metric}")
-    lines = [f"# {title}", "", "| figure | value |", "|---|---|"]
-    lines += [f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |"
-              for key, value in summary.items() if not isinstance(value, (list, dict))]
-    lines += ["", "![training loss](train_loss.png) ![dev metric](dev_metric.png)", "",
-              "Test-set tables, confusion matrices (CSV + PNG) and predictions: [test/report.md](test/report.md)", "",
-              "## Settings", "", settings_block(settings)]
-    write_text_atomic(output_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-    report = output_dir / "report.md"
-    write_text_atomic(report, "\n".join(lines))
-    return report

@@ -13,6 +13,7 @@ the weights an uninterrupted run would have had.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -319,11 +320,12 @@ def average(window: list[dict[str, float]]) -> dict[str, float]:
 
 
 class JsonlLog:
-    """Metrics, one JSON object per line. On resume, lines past the checkpoint are dropped so
-    the log reads as if the run had never been interrupted."""
+    """Metrics, one JSON object per line, mirrored to TensorBoard when it is installed. On
+    resume, lines past the checkpoint are dropped so the log reads as if the run had never been
+    interrupted."""
 
     def __init__(self, path: Path, enabled: bool, resume_step: int):
-        self.path, self.enabled = path, enabled
+        self.path, self.enabled, self.tensorboard = path, enabled, None
         if not enabled:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,8 +333,18 @@ class JsonlLog:
         if path.exists():
             kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
         write_text_atomic(path, "".join(line + "\n" for line in kept))
+        if importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(path.parent / "tensorboard"), purge_step=resume_step + 1)
 
     def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with open(self.path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+        if not self.enabled:
+            return
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key not in ("step", "split") and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(f"{record['split']}/{key}", value, record["step"])
+            self.tensorboard.flush()
