@@ -39,19 +39,24 @@ def save(model: "NluModel", directory: str | Path) -> None:
     write_text_atomic(directory / CONFIG_NAME, json.dumps(metadata, indent=2) + "\n")
 
 
-def read_config(directory: str | Path) -> tuple[str | None, dict[str, Any]]:
-    """The saved architecture name and the encoder options, with file-named errors."""
-    path = Path(directory) / CONFIG_NAME
-    if not Path(directory).is_dir():
-        raise CheckpointError(f"{directory}: no such checkpoint directory")
+def read_json_object(path: Path, hint: str) -> dict[str, Any]:
+    """A JSON object from ``path``; every failure names the file (and line), ``hint`` says what was expected."""
     try:
         values = json.loads(path.read_text())
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing; a checkpoint directory holds {CONFIG_NAME} and {WEIGHTS_NAME}") from None
+        raise CheckpointError(f"{path}: missing; {hint}") from None
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
     if not isinstance(values, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
+    return values
+
+
+def read_config(directory: str | Path) -> tuple[str | None, dict[str, Any]]:
+    """The saved architecture name and the encoder options, with file-named errors."""
+    if not Path(directory).is_dir():
+        raise CheckpointError(f"{directory}: no such checkpoint directory")
+    values = read_json_object(Path(directory) / CONFIG_NAME, f"a checkpoint directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
     return values.pop("architecture", None), values
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from nlu.checkpoint import build_model
+from nlu.checkpoint import build_model, read_json_object
 from nlu.config import EncoderConfig
 from nlu.errors import CheckpointError, ConfigError
 from nlu.model.models import (
@@ -184,12 +184,7 @@ def from_transformers(
     """
     directory = Path(directory)
     config_path = directory / "config.json"
-    try:
-        bert = json.loads(config_path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{config_path}: missing; is {directory} a transformers checkpoint directory?") from None
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{config_path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    bert = read_json_object(config_path, f"is {directory} a transformers checkpoint directory?")
     saved_class = HF_ARCHITECTURES.get((bert.get("architectures") or ["BertModel"])[0])
     if model_class is None:
         if saved_class is None:

@@ -13,3 +13,16 @@ def tiny_config() -> EncoderConfig:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def wordpiece_tokenizer(tmp_path_factory):
+    """A real BertTokenizerFast over a hand-written vocabulary (no hub, no training)."""
+    from transformers import BertTokenizerFast
+
+    def build(vocabulary: list[str]) -> BertTokenizerFast:
+        directory = tmp_path_factory.mktemp("tokenizer")
+        (directory / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+        return BertTokenizerFast.from_pretrained(directory)
+
+    return build

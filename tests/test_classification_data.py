@@ -28,10 +28,8 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "good", "bad", "film
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> BertTokenizerFast:
-    directory = tmp_path_factory.mktemp("tokenizer")
-    (directory / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    return BertTokenizerFast.from_pretrained(directory)
+def tokenizer(wordpiece_tokenizer) -> BertTokenizerFast:
+    return wordpiece_tokenizer(VOCAB)
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
