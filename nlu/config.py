@@ -16,6 +16,7 @@ from nlu.errors import ConfigError
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 NORM_PLACEMENTS = ("post", "pre")
 POOLINGS = ("cls", "mean", "max")
+POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
 
 
 @dataclass
@@ -35,6 +36,11 @@ class EncoderConfig:
     initializer_range: float = 0.02
     norm_placement: str = "post"
     pooling: str = "cls"
+    position_encoding: str = "learned"
+    """learned (BERT's absolute embeddings), sinusoidal (fixed, added like them) or rotary
+    (queries and keys rotated by position inside attention). The last two accept inputs longer
+    than max_position_embeddings."""
+    rotary_theta: float = 10000.0
     classifier_dropout: float | None = None
     labels: list[str] = field(default_factory=list)
 
@@ -61,6 +67,11 @@ class EncoderConfig:
         self._check_choice("activation", ACTIVATIONS)
         self._check_choice("norm_placement", NORM_PLACEMENTS)
         self._check_choice("pooling", POOLINGS)
+        self._check_choice("position_encoding", POSITION_ENCODINGS)
+        if self.position_encoding == "rotary" and self.head_size % 2:
+            raise ConfigError(f"rotary positions rotate pairs of dimensions: head size {self.head_size} must be even")
+        if not self.rotary_theta > 1:
+            raise ConfigError(f"rotary_theta must be greater than 1, got {self.rotary_theta!r}")
         if len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"labels must be unique, got {self.labels}")
 

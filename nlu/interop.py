@@ -234,6 +234,9 @@ def to_transformers(model: NluModel, directory: str | Path, tokenizer=None):
     architecture = EXPORT_ARCHITECTURES.get(type(model))
     if architecture is None:
         raise ConfigError(f"{type(model).__name__} has no transformers BERT counterpart")
+    if config.position_encoding != "learned":
+        raise ConfigError(f"transformers' BERT has learned absolute positions only; position_encoding="
+                          f"{config.position_encoding!r} cannot be exported")
     if config.norm_placement != "post":
         raise ConfigError("transformers' BERT has post-LN layers only; a pre-LN model cannot be exported to it")
     if config.pooling != "cls" and not isinstance(model, ForTokenClassification):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlu.config import EncoderConfig
+from nlu.model.positions import rotary_angles, rotate
 
 
 class SelfAttention(nn.Module):
@@ -22,6 +23,7 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
         self.attention_dropout = config.attention_dropout
+        self.rotary_theta = config.rotary_theta if config.position_encoding == "rotary" else None
 
     def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         """``key_mask`` is boolean (batch, 1, 1, seq): True where a key is a real token.
@@ -32,6 +34,9 @@ class SelfAttention(nn.Module):
         batch, length, hidden_size = hidden.shape
         qkv = self.qkv(hidden).view(batch, length, 3, self.num_heads, self.head_size)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if self.rotary_theta is not None:
+            cos, sin = rotary_angles(length, self.head_size, self.rotary_theta, hidden.device)
+            query, key = rotate(query, cos, sin), rotate(key, cos, sin)
         context = F.scaled_dot_product_attention(
             query, key, value,
             attn_mask=key_mask,

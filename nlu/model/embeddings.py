@@ -1,4 +1,7 @@
-"""Token + segment + position embeddings, summed, normalised: the encoder's input layer."""
+"""Token + segment + position embeddings, summed, normalised: the encoder's input layer.
+
+Positions are learned (BERT), fixed sinusoids, or absent here because rotary positions are
+applied inside attention instead."""
 
 from __future__ import annotations
 
@@ -6,13 +9,17 @@ import torch
 from torch import nn
 
 from nlu.config import EncoderConfig
+from nlu.model.positions import sinusoidal_table
 
 
 class Embeddings(nn.Module):
     def __init__(self, config: EncoderConfig):
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.position_embeddings = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            if config.position_encoding == "learned" else None
+        )
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout)
@@ -20,8 +27,12 @@ class Embeddings(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(input_ids, token_type_ids)
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        embedded = self.word_embeddings(input_ids) + self.position_embeddings(positions)
+        embedded = self.word_embeddings(input_ids)
+        length = input_ids.shape[1]
+        if self.position_embeddings is not None:
+            embedded = embedded + self.position_embeddings(torch.arange(length, device=input_ids.device))
+        elif self.config.position_encoding == "sinusoidal":
+            embedded = embedded + sinusoidal_table(length, self.config.hidden_size, input_ids.device).to(embedded.dtype)
         if token_type_ids is None:
             embedded = embedded + self.token_type_embeddings.weight[0]
         else:
@@ -34,7 +45,7 @@ class Embeddings(nn.Module):
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be a (batch, sequence) tensor, got shape {tuple(input_ids.shape)}")
         length = input_ids.shape[1]
-        if length > config.max_position_embeddings:
+        if config.position_encoding == "learned" and length > config.max_position_embeddings:
             raise ValueError(
                 f"input has {length} tokens but the model has learned positions for only "
                 f"{config.max_position_embeddings}; split long inputs into windows (NER prediction does this)"
