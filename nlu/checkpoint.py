@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BACKBONE_PREFIX = "encoder."
+CLASSIFIER_PREFIX = "classifier."
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +81,10 @@ def load(model_class: type["NluModel"], directory: str | Path, config_overrides:
     directory = Path(directory)
     saved_architecture, values = read_config(directory)
     config = config_from_dict({**values, **config_overrides}, directory / CONFIG_NAME)
-    head_may_differ = saved_architecture != model_class.__name__ or values.get("labels") != config.labels
+    labels_changed = values.get("labels") != config.labels
+    head_may_differ = saved_architecture != model_class.__name__ or labels_changed
     weights_path = directory / WEIGHTS_NAME
-    return build_model(model_class, config, read_weights(weights_path), weights_path, head_may_differ)
+    return build_model(model_class, config, read_weights(weights_path), weights_path, head_may_differ, labels_changed)
 
 
 def config_from_dict(values: dict[str, Any], source: Path) -> EncoderConfig:
@@ -98,19 +100,24 @@ def build_model(
     state: dict[str, torch.Tensor],
     source: Path,
     head_may_differ: bool,
+    labels_changed: bool = False,
 ) -> "NluModel":
     """Instantiate ``model_class`` and fill it from ``state``.
 
     The encoder (keys under ``encoder.``) must match exactly. Heads must match too unless
     ``head_may_differ`` (another architecture or other labels were saved): then heads the
     checkpoint lacks start fresh, listed in ``model.newly_initialized``, and extra ones are dropped.
+    With ``labels_changed`` the classifier starts fresh even when its shape fits: its rows belong
+    to other labels.
     """
     model = model_class(config)
     expected = model.state_dict()
     problems, fresh = [], []
     for name, tensor in expected.items():
         strict = name.startswith(BACKBONE_PREFIX) or not head_may_differ
-        if name not in state:
+        if labels_changed and name.startswith(CLASSIFIER_PREFIX):
+            fresh.append(name)
+        elif name not in state:
             (problems if strict else fresh).append(f"missing key {name}" if strict else name)
         elif state[name].shape != tensor.shape:
             if strict:

@@ -197,8 +197,10 @@ def from_transformers(
     except ConfigError as error:
         raise CheckpointError(str(error)) from None
     state = hf_state_to_nlu(read_hf_weights(directory), config.num_layers)
-    head_may_differ = saved_class is not model_class or "labels" in config_overrides
-    return build_model(model_class, config, state, directory, head_may_differ)
+    saved_labels = config_from_bert(bert, config_path, with_labels=True).labels if saved_class in CLASSIFIERS else []
+    labels_changed = "labels" in config_overrides and list(config_overrides["labels"]) != saved_labels
+    head_may_differ = saved_class is not model_class or labels_changed
+    return build_model(model_class, config, state, directory, head_may_differ, labels_changed)
 
 
 def to_bert_config(config: EncoderConfig, architecture: str):

@@ -88,3 +88,12 @@ def test_bad_override_is_a_checkpoint_error(tmp_path, tiny_config):
     ForPreTraining(tiny_config).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="unknown encoder option"):
         ForPreTraining.from_pretrained(tmp_path, hidden=3)
+
+
+def test_a_classifier_with_other_labels_starts_a_fresh_head_even_if_the_shape_fits(tmp_path, tiny_config):
+    tiny_config.labels = ["neg", "pos"]
+    ForSequenceClassification(tiny_config).save_pretrained(tmp_path)
+    reordered = ForSequenceClassification.from_pretrained(tmp_path, labels=["pos", "neg"])
+    assert reordered.newly_initialized == ["classifier.linear.weight", "classifier.linear.bias"]
+    same = ForSequenceClassification.from_pretrained(tmp_path, labels=["neg", "pos"])
+    assert same.newly_initialized == []

@@ -104,3 +104,15 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
                               str(ROOT / "tasks" / "wnut16_ner.yaml"), "training.lerning_rate=1"],
                              capture_output=True, text=True)
     assert unknown.returncode == 2 and "unknown option(s) ['lerning_rate']" in unknown.stderr
+
+
+def test_selection_metric_is_checked_and_its_direction_follows_from_it():
+    from nlu.errors import ConfigError
+    from nlu.tasks.finetune import choose_selection
+    from nlu.training.config import TrainingConfig
+
+    training = TrainingConfig(select_metric="macro_f1")  # select_mode left at the loop's default, min
+    choose_selection(training, "f1", ner.NER_METRICS)
+    assert (training.select_metric, training.select_mode) == ("macro_f1", "max")
+    with pytest.raises(ConfigError, match="training.select_metric must be one of f1, precision, recall, macro_f1"):
+        choose_selection(TrainingConfig(select_metric="f1_score"), "f1", ner.NER_METRICS)

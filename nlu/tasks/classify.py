@@ -35,12 +35,13 @@ from nlu.evaluation.report import write_run_report
 from nlu.files import write_text_atomic
 from nlu.model import ForSequenceClassification
 from nlu.settings import RunSettings, fill
-from nlu.tasks.finetune import initial_model, pad_batch, predict_logits, save_input_settings
+from nlu.tasks.finetune import choose_selection, initial_model, pad_batch, predict_logits, save_input_settings
 from nlu.tokenizer import save_tokenizer
 from nlu.training.losses import build_loss, class_weights, logit_adjustment
 from nlu.training.loop import train
 
 ADJUSTMENT_FILE = "logit_adjustment.json"
+CLASSIFY_METRICS = ("macro_f1", "balanced_accuracy", "accuracy", "mcc", "weighted_f1")
 
 
 @dataclass
@@ -136,7 +137,7 @@ class ClassifyTask:
                                                  self.data.eval_batch_size, self.predict_adjustment)
         predicted = [self.label_map.to_name(i) for i in probabilities.argmax(-1)]
         scores = classification_scores([e.label for e in self.dev], predicted, self.label_map.names)
-        return {key: scores[key] for key in ("macro_f1", "balanced_accuracy", "accuracy", "mcc", "weighted_f1")}
+        return {key: scores[key] for key in CLASSIFY_METRICS}
 
     def save_artifacts(self, directory: Path) -> None:
         save_tokenizer(self.tokenizer, directory)
@@ -203,8 +204,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
     model, tokenizer = initial_model(settings, ForSequenceClassification, label_map.names, data.tokenizer)
     max_length = min(data.max_length, model.config.max_position_embeddings)
     features, truncated = encode_classification(train_examples, tokenizer, label_map, max_length)
-    if settings.training.select_metric == "loss":  # the loop's default; classification selects on dev macro-F1
-        settings.training.select_metric, settings.training.select_mode = "macro_f1", "max"
+    choose_selection(settings.training, "macro_f1", CLASSIFY_METRICS)
     task = ClassifyTask(tokenizer, data, dev, label_map, [f["label"] for f in features], max_length)
     result = train(task, model, features, settings.training)
     output_dir = Path(settings.training.output_dir)

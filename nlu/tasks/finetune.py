@@ -100,6 +100,16 @@ def predict_logits(model: NluModel, features: Sequence[dict[str, Any]], pad_toke
     return results  # type: ignore[return-value]
 
 
+def choose_selection(training, default: str, metrics: tuple[str, ...]) -> None:
+    """Model selection for fine-tuning: every metric these tasks report is higher-is-better, so the
+    direction follows from the name; a name the task does not report fails before training."""
+    if training.select_metric == "loss":  # the loop's default
+        training.select_metric = default
+    if training.select_metric not in metrics:
+        raise ConfigError(f"training.select_metric must be one of {', '.join(metrics)}; got {training.select_metric!r}")
+    training.select_mode = "max"
+
+
 INPUT_SETTINGS_FILE = "input_settings.json"
 
 

@@ -22,7 +22,7 @@ from nlu.evaluation.report import write_run_report
 from nlu.files import write_text_atomic
 from nlu.model import ForTokenClassification
 from nlu.settings import RunSettings, fill
-from nlu.tasks.finetune import initial_model, pad_batch, predict_logits, save_input_settings, supervised_step
+from nlu.tasks.finetune import choose_selection, initial_model, pad_batch, predict_logits, save_input_settings, supervised_step
 from nlu.tokenizer import save_tokenizer
 from nlu.training.loop import train
 
@@ -67,6 +67,9 @@ def predict_tags(model: ForTokenClassification, tokenizer, sentences: Sequence[N
     return [[labels[i] for i in row] for row in merged], windowed
 
 
+NER_METRICS = ("f1", "precision", "recall", "macro_f1")
+
+
 class NerTask:
     def __init__(self, tokenizer, data: NerData, dev: list[NerSentence], max_length: int):
         self.tokenizer, self.data, self.dev, self.max_length = tokenizer, data, dev, max_length
@@ -85,8 +88,8 @@ class NerTask:
                                     self.data.eval_batch_size)
         scores = entity_scores([s.tags for s in self.dev], predicted, mode=self.data.mode)
         micro = scores["averages"]["micro"]
-        return {"f1": micro["f1"], "precision": micro["precision"], "recall": micro["recall"],
-                "macro_f1": scores["averages"]["macro"]["f1"]}
+        values = (micro["f1"], micro["precision"], micro["recall"], scores["averages"]["macro"]["f1"])
+        return dict(zip(NER_METRICS, values))
 
     def save_artifacts(self, directory: Path) -> None:
         save_tokenizer(self.tokenizer, directory)
@@ -169,8 +172,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
     windows = encode_ner(train_sentences, tokenizer, {label: i for i, label in enumerate(labels)}, max_length,
                          data.stride, data.label_all_subtokens)
     features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "labels": w.labels} for w in windows]
-    if settings.training.select_metric == "loss":  # the loop's default; NER selects on dev entity F1
-        settings.training.select_metric, settings.training.select_mode = "f1", "max"
+    choose_selection(settings.training, "f1", NER_METRICS)
     task = NerTask(tokenizer, data, dev, max_length)
     result = train(task, model, features, settings.training)
     output_dir = Path(settings.training.output_dir)

@@ -251,7 +251,9 @@ def train(
     model.train()
     stop = state.step >= total_steps or state.stopped_early
     while not stop:
-        sampler.set_epoch(state.epoch)
+        # Through the prepared loader: Accelerate pushes its own pass counter into the sampler at
+        # every pass, and a resumed process's counter would otherwise restart at epoch 0.
+        loader.set_epoch(state.epoch)
         task.set_epoch(state.epoch)
         epoch_loader = accelerator.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
         for batch in epoch_loader:
