@@ -184,7 +184,7 @@ def evaluate_classification(model: ForSequenceClassification, tokenizer, example
     return results
 
 
-def load_data(data: ClassifyData, seed: int) -> tuple[list[TextExample], list[TextExample], list[TextExample]]:
+def load_data(data: ClassifyData, seed: int) -> tuple[list[TextExample], list[TextExample], list[TextExample], LabelMap]:
     train_examples = read_examples(data, data.train)
     if data.dev is None:
         train_examples, dev = stratified_split(train_examples, data.dev_fraction, seed)
@@ -194,13 +194,12 @@ def load_data(data: ClassifyData, seed: int) -> tuple[list[TextExample], list[Te
     label_map = LabelMap.from_examples(train_examples)
     check_labels(dev, label_map, "dev")
     check_labels(test, label_map, "test")
-    return train_examples, dev, test
+    return train_examples, dev, test, label_map
 
 
 def run(settings: RunSettings) -> dict[str, Any]:
     data = fill(ClassifyData, settings.data, f"{settings.source}: data")
-    train_examples, dev, test = load_data(data, settings.training.seed)
-    label_map = LabelMap.from_examples(train_examples)
+    train_examples, dev, test, label_map = load_data(data, settings.training.seed)
     model, tokenizer = initial_model(settings, ForSequenceClassification, label_map.names, data.tokenizer)
     max_length = min(data.max_length, model.config.max_position_embeddings)
     features, truncated = encode_classification(train_examples, tokenizer, label_map, max_length)

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from nlu.checkpoint import read_json_object
 from nlu.config import EncoderConfig
 from nlu.errors import ConfigError
 from nlu.files import write_text_atomic
@@ -20,7 +21,7 @@ from nlu.tokenizer import load_tokenizer
 
 def is_nlu_checkpoint(directory: Path) -> bool:
     config = directory / "config.json"
-    return config.is_file() and "architecture" in json.loads(config.read_text())
+    return config.is_file() and "architecture" in read_json_object(config, "a checkpoint directory holds config.json")
 
 
 def initial_model(settings: RunSettings, model_class: type[NluModel], labels: list[str],
