@@ -147,20 +147,26 @@ def prepare_run_folder(settings, force: bool) -> None:
 
 
 def check_run_folder(settings, output_dir: Path, force: bool) -> None:
+    import dataclasses
     import shutil
 
     import yaml
 
     from nlu.errors import ConfigError
+    from nlu.training.config import TrainingConfig
 
     if force and output_dir.exists():
         shutil.rmtree(output_dir)
     saved = output_dir / "settings.yaml"
     if saved.exists():
         before, now = yaml.safe_load(saved.read_text()), settings.to_dict()
+        # A training option that a newer nlu added is absent from an older run's file: at its
+        # default it changes nothing, so the run still resumes.
+        defaults = {"training": dataclasses.asdict(TrainingConfig())}
         changed = sorted(f"{section}.{key}" for section in now if isinstance(now[section], dict)
                          for key in set(now[section]) | set(before.get(section) or {})
-                         if (before.get(section) or {}).get(key) != now[section].get(key))
+                         if (before.get(section) or {}).get(key, defaults.get(section, {}).get(key))
+                         != now[section].get(key))
         changed += [section for section in now if not isinstance(now[section], dict) and before.get(section) != now[section]]
         if changed:
             raise ConfigError(f"{output_dir} holds a run with other settings ({', '.join(changed)}); "

@@ -35,9 +35,13 @@ def parity_batch(vocab_size: int, type_vocab_size: int, batch: int, length: int,
     return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
 
 
-def max_difference(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+def max_difference(ours: torch.Tensor, theirs: torch.Tensor, real: torch.Tensor | None = None) -> float:
+    """Over real tokens only when ``real`` (the attention mask) is given: outputs at padded
+    positions carry no meaning (nlu leaves zeros there, transformers whatever padding computed)."""
     if ours.shape != theirs.shape:
         raise AssertionError(f"shape {tuple(ours.shape)} != {tuple(theirs.shape)}")
+    if real is not None:
+        ours, theirs = ours[real.bool()], theirs[real.bool()]
     return float((ours.double() - theirs.double()).abs().max())
 
 
@@ -74,18 +78,20 @@ def compare_with_transformers(bert_options: dict, batch: int = 3, length: int = 
 
 def _output_differences(architecture, ours, theirs, inputs, mlm_labels, nsp_labels) -> dict[str, float]:
     out_ours, out_theirs = ours(**inputs), theirs(**inputs)
+    real = inputs["attention_mask"]
     if architecture == "BertModel":
         return {
-            "hidden_states": max_difference(out_ours.hidden_states, out_theirs.last_hidden_state),
+            "hidden_states": max_difference(out_ours.hidden_states, out_theirs.last_hidden_state, real),
             "pooled": max_difference(out_ours.pooled, out_theirs.pooler_output),
         }
     if architecture == "BertForPreTraining":
         ours_loss = ours(**inputs, mlm_labels=mlm_labels, nsp_labels=nsp_labels).loss
         theirs_loss = theirs(**inputs, labels=mlm_labels, next_sentence_label=nsp_labels).loss
         return {
-            "mlm_logits": max_difference(out_ours.mlm_logits, out_theirs.prediction_logits),
+            "mlm_logits": max_difference(out_ours.mlm_logits, out_theirs.prediction_logits, real),
             "nsp_logits": max_difference(out_ours.nsp_logits, out_theirs.seq_relationship_logits),
             "pretraining_loss(sparse vs dense)": max_difference(ours_loss, theirs_loss),
         }
-    name = "sequence_logits" if architecture == "BertForSequenceClassification" else "token_logits"
-    return {name: max_difference(out_ours.logits, out_theirs.logits)}
+    if architecture == "BertForSequenceClassification":
+        return {"sequence_logits": max_difference(out_ours.logits, out_theirs.logits)}
+    return {"token_logits": max_difference(out_ours.logits, out_theirs.logits, real)}

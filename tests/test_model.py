@@ -42,6 +42,29 @@ def test_appending_padding_changes_nothing_at_real_tokens(tiny_config, norm_plac
     torch.testing.assert_close(long.pooled, short.pooled, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("position_encoding", ["learned", "rotary"])
+def test_padding_free_batch_gives_the_gradients_of_unpadded_sequences(tiny_config, position_encoding):
+    """The padded batch runs packed (padding removed); its loss gradient must equal the one from
+    each sequence run alone with no padding at all, and padded positions must come out as zeros."""
+    tiny_config.position_encoding, tiny_config.labels = position_encoding, LABELS
+    model = ForTokenClassification(tiny_config)
+    lengths = [9, 4, 6]
+    ids = _batch(tiny_config, batch=3, length=9, seed=3)
+    mask = (torch.arange(9)[None, :] < torch.tensor(lengths)[:, None]).long()
+    labels = torch.randint(0, 3, (3, 9), generator=torch.Generator().manual_seed(4)).masked_fill(mask == 0, -100)
+    output = model(ids * mask, attention_mask=mask, labels=labels)
+    output.loss.backward()
+    batch_gradients = [p.grad.clone() for p in model.parameters()]
+    assert output.logits[mask == 0].sub(model.classifier(torch.zeros(1, 32))).abs().max() < 1e-6
+
+    model.zero_grad()
+    for row, length in enumerate(lengths):
+        alone = model(ids[row:row + 1, :length], labels=labels[row:row + 1, :length])
+        (alone.loss * length / sum(lengths)).backward()
+    for batched, (name, parameter) in zip(batch_gradients, model.named_parameters()):
+        torch.testing.assert_close(batched, parameter.grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
 def test_attention_mask_really_masks(tiny_config):
     """Changing a masked token must not move any real token; without the mask it must."""
     model = EncoderModel(tiny_config).eval()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlu.config import EncoderConfig
+from nlu.model.padding import Padding
 from nlu.model.positions import rotary_angles, rotate
 
 
@@ -25,22 +26,29 @@ class SelfAttention(nn.Module):
         self.attention_dropout = config.attention_dropout
         self.rotary_theta = config.rotary_theta if config.position_encoding == "rotary" else None
 
-    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """``key_mask`` is boolean (batch, 1, 1, seq): True where a key is a real token.
+    def forward(self, hidden: torch.Tensor, padding: Padding | None) -> torch.Tensor:
+        """``hidden`` is (batch, seq, hidden) without padding, else (tokens, hidden) packed.
 
+        The packed projections are scattered back to (batch, seq) for the attention kernel.
         Padding keys are excluded from every query's softmax; padding queries still compute
-        (their outputs are ignored downstream), which keeps every softmax row non-empty.
+        (their outputs are dropped when packing again), which keeps every softmax row non-empty.
         """
-        batch, length, hidden_size = hidden.shape
-        qkv = self.qkv(hidden).view(batch, length, 3, self.num_heads, self.head_size)
+        qkv = self.qkv(hidden)
+        if padding is not None:
+            qkv = padding.pad(qkv)
+        batch, length, _ = qkv.shape
+        hidden_size = self.num_heads * self.head_size
+        qkv = qkv.view(batch, length, 3, self.num_heads, self.head_size)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         if self.rotary_theta is not None:
             cos, sin = rotary_angles(length, self.head_size, self.rotary_theta, hidden.device)
             query, key = rotate(query, cos, sin), rotate(key, cos, sin)
         context = F.scaled_dot_product_attention(
             query, key, value,
-            attn_mask=key_mask,
+            attn_mask=None if padding is None else padding.key_mask,
             dropout_p=self.attention_dropout if self.training else 0.0,
         )
         context = context.transpose(1, 2).reshape(batch, length, hidden_size)
+        if padding is not None:
+            context = padding.unpad(context)
         return self.out(context)

@@ -13,6 +13,7 @@ from torch import nn
 
 from nlu.config import EncoderConfig
 from nlu.model.attention import SelfAttention
+from nlu.model.padding import Padding
 
 _ACTIVATIONS = {
     "gelu": lambda x: F.gelu(x),
@@ -46,11 +47,12 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.pre_norm = config.norm_placement == "pre"
 
-    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, padding: Padding | None) -> torch.Tensor:
+        """``hidden`` is (batch, seq, hidden), or (tokens, hidden) with padding removed."""
         if self.pre_norm:
-            hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden), key_mask))
+            hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden), padding))
             return hidden + self.dropout(self.feed_forward(self.feed_forward_norm(hidden)))
-        hidden = self.attention_norm(hidden + self.dropout(self.attention(hidden, key_mask)))
+        hidden = self.attention_norm(hidden + self.dropout(self.attention(hidden, padding)))
         return self.feed_forward_norm(hidden + self.dropout(self.feed_forward(hidden)))
 
 
@@ -62,7 +64,7 @@ class EncoderStack(nn.Module):
             nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_placement == "pre" else None
         )
 
-    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, padding: Padding | None) -> torch.Tensor:
         for layer in self.layers:
-            hidden = layer(hidden, key_mask)
+            hidden = layer(hidden, padding)
         return hidden if self.final_norm is None else self.final_norm(hidden)

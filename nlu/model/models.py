@@ -18,6 +18,7 @@ from nlu.config import EncoderConfig
 from nlu.model.embeddings import Embeddings
 from nlu.model.heads import Classifier, MaskedLanguageModelHead, Pooler
 from nlu.model.layers import EncoderStack
+from nlu.model.padding import padding_of
 
 IGNORE_INDEX = -100
 
@@ -61,20 +62,12 @@ class Encoder(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.stack(self.embeddings(input_ids, token_type_ids), key_mask(attention_mask, input_ids))
-
-
-def key_mask(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> torch.Tensor | None:
-    """(batch, seq) 1/0 mask → boolean (batch, 1, 1, seq) for SDPA; None when nothing is padded,
-    which lets SDPA pick its fastest kernel."""
-    if attention_mask is None:
-        return None
-    if attention_mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}")
-    mask = attention_mask.bool()
-    if bool(mask.all()):
-        return None
-    return mask[:, None, None, :]
+        """Returns (batch, seq, hidden); padded positions hold zeros."""
+        embedded = self.embeddings(input_ids, token_type_ids)
+        padding = padding_of(attention_mask, input_ids)
+        if padding is None:
+            return self.stack(embedded, None)
+        return padding.pad(self.stack(padding.unpad(embedded), padding))
 
 
 class NluModel(nn.Module):

@@ -34,6 +34,9 @@ class TrainingConfig:
     select_mode: str = "min"
     cpu: bool = False
     fused_optimizer: bool = True
+    compile: bool = False
+    """torch.compile the model (inductor) through Accelerate; falls back to eager with a warning
+    where no compiler toolchain is available. Costs a one-off compilation (tens of seconds)."""
 
     def __post_init__(self) -> None:
         positive = ("learning_rate", "batch_size", "gradient_accumulation_steps", "log_every", "save_every",

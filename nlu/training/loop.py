@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
@@ -26,7 +27,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import set_seed
+from accelerate.utils import TorchDynamoPlugin, set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
@@ -113,6 +114,21 @@ def distributed_state(config: TrainingConfig) -> PartialState:
     return PartialState(cpu=use_cpu(config))
 
 
+def compile_plugin(requested: bool) -> TorchDynamoPlugin | None:
+    """Inductor with dynamic shapes (batches vary in length) when asked for and when this machine
+    can build kernels — probed on a one-line function, so a missing compiler shows up here as a
+    warning rather than as a crash inside the first training step."""
+    if not requested:
+        return None
+    try:
+        torch.compile(lambda x: x * 2, backend="inductor")(torch.ones(2))
+    except Exception as error:  # noqa: BLE001 — any failure means: run eagerly
+        warnings.warn(f"training.compile=true, but torch.compile does not work here "
+                      f"({type(error).__name__}: {error}); training without it")
+        return None
+    return TorchDynamoPlugin(backend="inductor", dynamic=True)
+
+
 def resolve_precision(requested: str, cpu: bool) -> str:
     if requested != "auto":
         return requested
@@ -176,6 +192,7 @@ def train(
         mixed_precision=precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         rng_types=[],
+        dynamo_plugin=compile_plugin(config.compile),
     )
     set_seed(config.seed, device_specific=True)
     main = accelerator.is_main_process
