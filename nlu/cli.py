@@ -202,13 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--data", required=True, help="CoNLL/JSONL (ner) or CSV/TSV/JSONL (classify)")
             sub.add_argument("--out", help="report folder (default: MODEL/evaluation)")
             sub.add_argument("--repair", action="store_true", help="ner: rewrite I-X that starts an entity to B-X")
-            sub.add_argument("--label-column", default="label")
+            sub.add_argument("--text-column", default="text", help="classify: column holding the text")
+            sub.add_argument("--text-pair-column", default=None, help="classify: column of the second text of a pair")
+            sub.add_argument("--label-column", default="label", help="classify: column holding the label")
         else:
             source = sub.add_mutually_exclusive_group(required=True)
             source.add_argument("--text", nargs="+", help="one or more texts (ner: words separated by spaces)")
             source.add_argument("--file", help="a text file, one text (ner: one sentence) per line")
-        sub.add_argument("--text-column", default="text")
-        sub.add_argument("--text-pair-column", default=None)
         sub.add_argument("--max-length", type=int, default=None,
                          help="sub-tokens per input (default: as the model was fine-tuned, else 128)")
         sub.add_argument("--stride", type=int, default=None,

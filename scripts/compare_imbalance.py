@@ -567,11 +567,12 @@ def main(argv: list[str] | None = None) -> int:
         starting = f"checkpoint `{args.init}` with its own tokenizer; new classification head"
     else:
         m = base.model
+        shown_dir = tokenizer_dir.relative_to(ROOT) if tokenizer_dir.is_relative_to(ROOT) else tokenizer_dir
         starting = (f"a BERT encoder from scratch (hidden {m.get('hidden_size')}, {m.get('num_layers')} layers, "
                     f"{m.get('num_heads')} heads, intermediate {m.get('intermediate_size')}, "
                     f"max_position_embeddings {m.get('max_position_embeddings')}), identical initial weights "
                     f"for every row of a seed; WordPiece vocabulary of {args.vocab_size:,} trained once on the "
-                    f"training texts (cached in `{tokenizer_dir.relative_to(ROOT) if tokenizer_dir.is_relative_to(ROOT) else tokenizer_dir}`)")
+                    f"training texts (cached in `{shown_dir}`)")
     omp = os.environ.get("OMP_NUM_THREADS")
     runtime = time.perf_counter() - started_at
     result = {

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nlu.data.ner import NerSentence, read_ner_file
+from nlu.errors import ConfigError
 from nlu.model import ForTokenClassification
 from nlu.settings import load_settings
 from nlu.tasks import ner
@@ -116,3 +117,24 @@ def test_selection_metric_is_checked_and_its_direction_follows_from_it():
     assert (training.select_metric, training.select_mode) == ("macro_f1", "max")
     with pytest.raises(ConfigError, match="training.select_metric must be one of f1, precision, recall, macro_f1"):
         choose_selection(TrainingConfig(select_metric="f1_score"), "f1", ner.NER_METRICS)
+
+
+def test_without_a_dev_file_a_seeded_dev_set_is_held_out_of_train():
+    data = ner.NerData(dev=None, dev_fraction=0.1)
+    train, dev, test = ner.load_data(data, seed=5)
+    full = read_ner_file(data.train)
+    assert len(dev) == round(0.1 * len(full)) and len(train) + len(dev) == len(full)
+    assert {(s.source, s.line) for s in train}.isdisjoint({(s.source, s.line) for s in dev})
+    assert [s.line for s in ner.load_data(data, seed=5)[1]] == [s.line for s in dev]  # seeded
+    assert [s.line for s in ner.load_data(data, seed=6)[1]] != [s.line for s in dev]
+    with pytest.raises(ConfigError, match="dev_fraction must be in"):
+        ner.load_data(ner.NerData(dev=None, dev_fraction=1.5), seed=5)
+
+
+def test_a_tokenizer_larger_than_the_model_vocabulary_is_refused(tagger, tmp_path):
+    texts = iter([" ".join(s.words) for s in read_ner_file(WNUT / "train.conll")])
+    save_tokenizer(train_tokenizer(texts, vocab_size=3000), tmp_path / "big")
+    settings = load_settings(ROOT / "tasks" / "wnut16_ner.yaml",
+                             [f"init={tagger['run'] / 'model'}", f"data.tokenizer={tmp_path / 'big'}"], task="ner")
+    with pytest.raises(ConfigError, match="has 3,000 tokens but the model .* embeds only 1,500"):
+        ner.run(settings)

@@ -5,6 +5,8 @@ applied inside attention instead."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -32,7 +34,12 @@ class Embeddings(nn.Module):
         if self.position_embeddings is not None:
             embedded = embedded + self.position_embeddings(torch.arange(length, device=input_ids.device))
         elif self.config.position_encoding == "sinusoidal":
-            embedded = embedded + sinusoidal_table(length, self.config.hidden_size, input_ids.device).to(embedded.dtype)
+            # At unit amplitude the sinusoids would be ~35x the size of token embeddings drawn with std
+            # initializer_range and would drown them after the LayerNorm (pretraining then stalls at the
+            # unigram loss); scaled to the RMS of a fresh learned position table, both start level.
+            scale = self.config.initializer_range * math.sqrt(2)
+            table = sinusoidal_table(length, self.config.hidden_size, input_ids.device)
+            embedded = embedded + (table * scale).to(embedded.dtype)
         if token_type_ids is None:
             embedded = embedded + self.token_type_embeddings.weight[0]
         else:
@@ -57,6 +64,7 @@ class Embeddings(nn.Module):
             )
         if token_type_ids is not None:
             if token_type_ids.shape != input_ids.shape:
-                raise ValueError(f"token_type_ids shape {tuple(token_type_ids.shape)} != input_ids shape {tuple(input_ids.shape)}")
+                raise ValueError(f"token_type_ids shape {tuple(token_type_ids.shape)} != input_ids shape "
+                                 f"{tuple(input_ids.shape)}")
             if token_type_ids.numel() and (token_type_ids.min() < 0 or token_type_ids.max() >= config.type_vocab_size):
                 raise ValueError(f"token_type_ids must lie in [0, {config.type_vocab_size})")

@@ -35,7 +35,14 @@ from nlu.evaluation.report import write_run_report
 from nlu.files import write_text_atomic
 from nlu.model import ForSequenceClassification
 from nlu.settings import RunSettings, fill
-from nlu.tasks.finetune import choose_selection, initial_model, pad_batch, predict_logits, save_input_settings
+from nlu.tasks.finetune import (
+    choose_selection,
+    initial_model,
+    model_input_length,
+    pad_batch,
+    predict_logits,
+    save_input_settings,
+)
 from nlu.tokenizer import save_tokenizer
 from nlu.training.losses import build_loss, class_weights, logit_adjustment
 from nlu.training.loop import train
@@ -90,7 +97,7 @@ def predict_probabilities(model: ForSequenceClassification, tokenizer, examples:
     label_map = LabelMap(list(model.config.labels))
     unlabeled = [TextExample(e.text, e.text_pair, None, e.source, e.line) for e in examples]
     features, truncated = encode_classification(unlabeled, tokenizer, label_map,
-                                                min(max_length, model.config.max_position_embeddings))
+                                                model_input_length(model.config, max_length))
     logits = torch.tensor(np.stack(predict_logits(model, features, tokenizer.pad_token_id, batch_size)))
     if adjustment is not None:
         logits = logits - adjustment
@@ -201,7 +208,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
     data = fill(ClassifyData, settings.data, f"{settings.source}: data")
     train_examples, dev, test, label_map = load_data(data, settings.training.seed)
     model, tokenizer = initial_model(settings, ForSequenceClassification, label_map.names, data.tokenizer)
-    max_length = min(data.max_length, model.config.max_position_embeddings)
+    max_length = model_input_length(model.config, data.max_length)
     features, truncated = encode_classification(train_examples, tokenizer, label_map, max_length)
     choose_selection(settings.training, "macro_f1", CLASSIFY_METRICS)
     task = ClassifyTask(tokenizer, data, dev, label_map, [f["label"] for f in features], max_length)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,9 +49,28 @@ def initial_model(settings: RunSettings, model_class: type[NluModel], labels: li
         model = model_class.from_pretrained(init, **overrides)
     else:
         model = from_transformers(init, model_class, **overrides)
+    if len(tokenizer) > model.config.vocab_size:
+        raise ConfigError(f"{settings.source}: the tokenizer ({tokenizer_dir or init}) has {len(tokenizer):,} tokens but the "
+                          f"model in {init} embeds only {model.config.vocab_size:,}; use the tokenizer saved with the model")
     if settings.from_scratch:
         model = model_class(model.config)
     return model, tokenizer
+
+
+def model_input_length(config: EncoderConfig, max_length: int) -> int:
+    """The longest input to give the model when ``max_length`` is asked for.
+
+    Learned positions exist only up to ``max_position_embeddings``: a longer ``max_length`` is
+    cut to that, with a warning (NER then covers long sentences with more windows, classification
+    reads fewer tokens). Sinusoidal and rotary positions have no table to run out of, so
+    ``max_length`` is used as given, even beyond the length the model was trained on.
+    """
+    limit = config.max_position_embeddings
+    if config.position_encoding != "learned" or max_length <= limit:
+        return max_length
+    warnings.warn(f"max_length={max_length} exceeds the model's {limit} learned positions; inputs are cut at "
+                  f"{limit} sub-tokens (NER predicts longer sentences in overlapping windows)", stacklevel=3)
+    return limit
 
 
 def pad_batch(features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,13 +17,22 @@ from nlu.data.ner import (
     merge_window_predictions,
     read_ner_file,
 )
+from nlu.errors import ConfigError
 from nlu.evaluation.confusion import entity_confusion, save_confusion_reports, write_confusion_csv
 from nlu.evaluation.metrics import entity_scores, scores_markdown, token_scores
 from nlu.evaluation.report import write_run_report
 from nlu.files import write_text_atomic
 from nlu.model import ForTokenClassification
 from nlu.settings import RunSettings, fill
-from nlu.tasks.finetune import choose_selection, initial_model, pad_batch, predict_logits, save_input_settings, supervised_step
+from nlu.tasks.finetune import (
+    choose_selection,
+    initial_model,
+    model_input_length,
+    pad_batch,
+    predict_logits,
+    save_input_settings,
+    supervised_step,
+)
 from nlu.tokenizer import save_tokenizer
 from nlu.training.loop import train
 
@@ -31,7 +41,9 @@ from nlu.training.loop import train
 class NerData:
     train: str | None = "data/ner/wnut16/train.conll"
     dev: str | None = "data/ner/wnut16/dev.conll"
+    """None: a seeded ``dev_fraction`` of the training sentences is held out as the dev set."""
     test: str | None = "data/ner/wnut16/test.conll"
+    dev_fraction: float = 0.1
     panx_lang: str | None = None
     """Load PAN-X.<lang> (XTREME) instead of files: from the hub, or from ``local_dir`` offline."""
     local_dir: str | None = None
@@ -52,12 +64,27 @@ def read_split(data: NerData, split: str) -> list[NerSentence]:
     return read_ner_file(getattr(data, split), repair=data.repair)
 
 
+def hold_out(sentences: list[NerSentence], fraction: float, seed: int) -> tuple[list[NerSentence], list[NerSentence]]:
+    """A seeded random ``fraction`` of the sentences (at least one) for dev; the rest, in order, for training."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"data.dev_fraction must be in (0, 1), got {fraction}")
+    if len(sentences) < 2:
+        raise ConfigError("cannot split a dev set off fewer than 2 training sentences; give data.dev")
+    count = max(1, round(fraction * len(sentences)))
+    chosen = set(random.Random(seed).sample(range(len(sentences)), count))
+    return ([s for i, s in enumerate(sentences) if i not in chosen],
+            [s for i, s in enumerate(sentences) if i in chosen])
+
+
 def predict_tags(model: ForTokenClassification, tokenizer, sentences: Sequence[NerSentence], max_length: int,
                  stride: int, batch_size: int) -> tuple[list[list[str]], int]:
-    """Word-level tags for every word of every sentence, and how many sentences needed more
-    than one window. Nothing is cut: long sentences are covered by overlapping windows."""
+    """Word-level tags for every word of every sentence, and how many windows beyond one per
+    sentence were needed. Nothing is cut: long sentences are covered by overlapping windows.
+
+    With learned positions windows are at most ``max_position_embeddings`` long; sinusoidal and
+    rotary models read ``max_length`` sub-tokens at once, however long they were trained on."""
     labels = model.config.labels
-    max_length = min(max_length, model.config.max_position_embeddings)
+    max_length = model_input_length(model.config, max_length)
     unlabeled = [NerSentence(s.words, ["O"] * len(s.words), s.source, s.line) for s in sentences]
     windows = encode_ner(unlabeled, tokenizer, {label: i for i, label in enumerate(labels)}, max_length, stride)
     features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids} for w in windows]
@@ -100,7 +127,8 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
                  data: NerData, title: str = "NER evaluation") -> dict[str, Any]:
     """Score ``sentences`` and write every table and figure of the NER report into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    predicted, windowed = predict_tags(model, tokenizer, sentences, data.max_length, data.stride, data.eval_batch_size)
+    max_length = model_input_length(model.config, data.max_length)
+    predicted, windowed = predict_tags(model, tokenizer, sentences, max_length, data.stride, data.eval_batch_size)
     gold = [s.tags for s in sentences]
     strict = entity_scores(gold, predicted, mode="strict")
     default = entity_scores(gold, predicted, mode="default")
@@ -113,7 +141,7 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
     write_confusion_csv(confusion.matrix, confusion.labels, out_dir / "entity_confusion.csv")
     results = {"entity_strict": strict, "entity_default": default, "token": tokens,
                "entity_outcomes": confusion.counts, "sentences": len(sentences),
-               "words": len(flat_gold), "windowed_sentences": windowed}
+               "words": len(flat_gold), "windowed_sentences": windowed, "max_length": max_length}
     write_text_atomic(out_dir / "metrics.json", json.dumps(results, indent=2))
     write_text_atomic(out_dir / "predictions.conll", "".join(
         "".join(f"{w}\t{g}\t{p}\n" for w, g, p in zip(s.words, s.tags, row)) + "\n"
@@ -121,8 +149,8 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
     lines = [
         f"# {title}",
         "",
-        f"{len(sentences):,} sentences, {len(flat_gold):,} words; {windowed} sentence(s) longer than "
-        f"max_length={data.max_length} were predicted in overlapping windows (no word is dropped).",
+        f"{len(sentences):,} sentences, {len(flat_gold):,} words; sentences longer than max_length={max_length} "
+        f"sub-tokens were predicted in overlapping windows, {windowed} extra window(s) in all (no word is dropped).",
         "",
         f"Entity-level micro F1: **{strict['averages']['micro']['f1']:.4f}** (strict IOB2), "
         f"{default['averages']['micro']['f1']:.4f} (conlleval-like default mode).",
@@ -156,8 +184,17 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
     return results
 
 
-def load_data(data: NerData) -> tuple[list[NerSentence], list[NerSentence], list[NerSentence]]:
-    train_sentences, dev, test = (read_split(data, split) for split in ("train", "dev", "test"))
+def load_data(data: NerData, seed: int) -> tuple[list[NerSentence], list[NerSentence], list[NerSentence]]:
+    """Train, dev and test sentences; without a dev file, dev is split off the training data."""
+    if data.train is None and not data.panx_lang:
+        raise ConfigError("data.train must name a training file (or set data.panx_lang)")
+    if data.test is None and not data.panx_lang:
+        raise ConfigError("data.test must name a test file (or set data.panx_lang)")
+    train_sentences, test = read_split(data, "train"), read_split(data, "test")
+    if data.dev is None and not data.panx_lang:
+        train_sentences, dev = hold_out(train_sentences, data.dev_fraction, seed)
+    else:
+        dev = read_split(data, "dev")
     check_label_sets(train_sentences, dev, "dev")
     check_label_sets(train_sentences, test, "test")
     return train_sentences, dev, test
@@ -165,10 +202,10 @@ def load_data(data: NerData) -> tuple[list[NerSentence], list[NerSentence], list
 
 def run(settings: RunSettings) -> dict[str, Any]:
     data = fill(NerData, settings.data, f"{settings.source}: data")
-    train_sentences, dev, test = load_data(data)
+    train_sentences, dev, test = load_data(data, settings.training.seed)
     labels = label_list(train_sentences)
     model, tokenizer = initial_model(settings, ForTokenClassification, labels, data.tokenizer)
-    max_length = min(data.max_length, model.config.max_position_embeddings)
+    max_length = model_input_length(model.config, data.max_length)
     windows = encode_ner(train_sentences, tokenizer, {label: i for i, label in enumerate(labels)}, max_length,
                          data.stride, data.label_all_subtokens)
     features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "labels": w.labels} for w in windows]

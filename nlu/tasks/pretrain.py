@@ -147,9 +147,9 @@ def run(settings: RunSettings) -> dict[str, Any]:
         {**settings.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id},
         source=f"{settings.source}: model",
     )
-    if data.max_length > config.max_position_embeddings:
+    if config.position_encoding == "learned" and data.max_length > config.max_position_embeddings:
         raise ConfigError(f"data.max_length ({data.max_length}) exceeds model.max_position_embeddings "
-                          f"({config.max_position_embeddings})")
+                          f"({config.max_position_embeddings}), the number of learned positions")
     torch.manual_seed(seed)
     model = ForPreTraining(config)
     task = PretrainingTask(tokenizer, data, heldout_examples, seed)
