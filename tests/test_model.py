@@ -115,6 +115,60 @@ def test_sparse_mlm_loss_equals_dense_loss(tiny_config):
     torch.testing.assert_close(sparse.loss, dense_mlm + F.cross_entropy(sparse.nsp_logits, nsp_labels))
 
 
+@pytest.mark.parametrize("norm_placement", ["post", "pre"])
+@pytest.mark.parametrize("position_encoding", ["learned", "rotary"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_last_layer_run_only_where_heads_read_gives_the_full_models_loss_and_gradients(
+        tiny_config, norm_placement, position_encoding, padded):
+    """Pretraining runs the last layer only at [CLS] and the masked positions; the loss and every
+    gradient must equal those of the whole encoder output gathered at the same positions."""
+    tiny_config.norm_placement, tiny_config.position_encoding = norm_placement, position_encoding
+    model = ForPreTraining(tiny_config).eval()
+    ids = _batch(tiny_config, batch=3, length=11, seed=5)
+    mask = torch.ones_like(ids)
+    if padded:
+        mask[1, 7:], mask[2, 4:] = 0, 0
+    mlm_labels = torch.full_like(ids, -100)
+    mlm_labels[:, 1::4] = ids[:, 1::4]
+    mlm_labels[mask == 0] = -100
+    nsp_labels = torch.tensor([0, 1, 1])
+    loss = model(ids * mask, attention_mask=mask, mlm_labels=mlm_labels, nsp_labels=nsp_labels).loss
+    loss.backward()
+    gradients = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+
+    hidden = model.encoder(ids * mask, mask)
+    masked = mlm_labels != -100
+    logits = model.mlm_head(hidden[masked], model.encoder.embeddings.word_embeddings.weight)
+    full = F.cross_entropy(logits, mlm_labels[masked]) + F.cross_entropy(
+        model.nsp_head(model.pooler(hidden, mask)), nsp_labels)
+    full.backward()
+    torch.testing.assert_close(loss, full, atol=1e-6, rtol=1e-5)
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(gradients[name], parameter.grad, atol=1e-6, rtol=1e-4, msg=name)
+    selected = model.encoder(ids * mask, mask, outputs_at=masked)
+    torch.testing.assert_close(selected, hidden[masked], atol=1e-6, rtol=1e-5)
+
+
+def test_sequence_classification_with_cls_pooling_matches_the_full_encoder(tiny_config):
+    tiny_config.labels = LABELS
+    model = ForSequenceClassification(tiny_config).eval()
+    ids = _batch(tiny_config, batch=2, length=8, seed=6)
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3])
+    by_hand = model.classifier(model.pooler(model.encoder(ids, mask), mask))
+    torch.testing.assert_close(model(ids, attention_mask=mask).logits, by_hand, atol=1e-6, rtol=1e-5)
+
+
+def test_outputs_at_padded_positions_are_refused(tiny_config):
+    model = ForPreTraining(tiny_config).eval()
+    ids = _batch(tiny_config, batch=2, length=6)
+    mask = torch.tensor([[1] * 6, [1] * 3 + [0] * 3])
+    mlm_labels = torch.full_like(ids, -100)
+    mlm_labels[1, 4] = 7  # a label on padding
+    with pytest.raises(ValueError, match="padded positions"):
+        model(ids, attention_mask=mask, mlm_labels=mlm_labels)
+
+
 def test_mlm_decoder_is_tied_to_token_embeddings(tiny_config):
     model = ForPreTraining(tiny_config)
     before = model(_batch(tiny_config)).mlm_logits

@@ -26,12 +26,14 @@ class SelfAttention(nn.Module):
         self.attention_dropout = config.attention_dropout
         self.rotary_theta = config.rotary_theta if config.position_encoding == "rotary" else None
 
-    def forward(self, hidden: torch.Tensor, padding: Padding | None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, padding: Padding | None, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``hidden`` is (batch, seq, hidden) without padding, else (tokens, hidden) packed.
 
         The packed projections are scattered back to (batch, seq) for the attention kernel.
         Padding keys are excluded from every query's softmax; padding queries still compute
         (their outputs are dropped when packing again), which keeps every softmax row non-empty.
+        With ``rows`` (indices into ``hidden``'s token rows) only those rows go through the
+        output projection and come back, (len(rows), hidden): keys and values still cover every token.
         """
         qkv = self.qkv(hidden)
         if padding is not None:
@@ -51,4 +53,6 @@ class SelfAttention(nn.Module):
         context = context.transpose(1, 2).reshape(batch, length, hidden_size)
         if padding is not None:
             context = padding.unpad(context)
+        if rows is not None:
+            context = context.reshape(-1, hidden_size).index_select(0, rows)
         return self.out(context)

@@ -23,13 +23,17 @@ class Pooler(nn.Module):
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if self.pooling == "cls":
-            return torch.tanh(self.dense(hidden[:, 0]))
+            return self.pool_first(hidden[:, 0])
         if attention_mask is None:
             attention_mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
         real = attention_mask.bool().unsqueeze(-1)
         if self.pooling == "mean":
             return (hidden * real).sum(1) / real.sum(1).clamp(min=1)
         return hidden.masked_fill(~real, torch.finfo(hidden.dtype).min).amax(1)
+
+    def pool_first(self, first: torch.Tensor) -> torch.Tensor:
+        """``cls`` pooling of the first tokens' vectors, (batch, hidden)."""
+        return torch.tanh(self.dense(first))
 
 
 class MaskedLanguageModelHead(nn.Module):

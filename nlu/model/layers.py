@@ -47,12 +47,18 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.pre_norm = config.norm_placement == "pre"
 
-    def forward(self, hidden: torch.Tensor, padding: Padding | None) -> torch.Tensor:
-        """``hidden`` is (batch, seq, hidden), or (tokens, hidden) with padding removed."""
+    def forward(self, hidden: torch.Tensor, padding: Padding | None, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``hidden`` is (batch, seq, hidden), or (tokens, hidden) with padding removed.
+
+        With ``rows`` (indices into the token rows) the layer's output is computed for those
+        rows only, (len(rows), hidden): every token still serves as a key and value, so the
+        rows come out as they would from the whole layer, without the work at the others.
+        """
+        residual = hidden if rows is None else hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows)
         if self.pre_norm:
-            hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden), padding))
+            hidden = residual + self.dropout(self.attention(self.attention_norm(hidden), padding, rows))
             return hidden + self.dropout(self.feed_forward(self.feed_forward_norm(hidden)))
-        hidden = self.attention_norm(hidden + self.dropout(self.attention(hidden, padding)))
+        hidden = self.attention_norm(residual + self.dropout(self.attention(hidden, padding, rows)))
         return self.feed_forward_norm(hidden + self.dropout(self.feed_forward(hidden)))
 
 
@@ -64,7 +70,8 @@ class EncoderStack(nn.Module):
             nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_placement == "pre" else None
         )
 
-    def forward(self, hidden: torch.Tensor, padding: Padding | None) -> torch.Tensor:
-        for layer in self.layers:
-            hidden = layer(hidden, padding)
+    def forward(self, hidden: torch.Tensor, padding: Padding | None, last_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``last_rows``: the token rows the caller reads; the last layer computes only those."""
+        for index, layer in enumerate(self.layers):
+            hidden = layer(hidden, padding, last_rows if index == len(self.layers) - 1 else None)
         return hidden if self.final_norm is None else self.final_norm(hidden)

@@ -61,13 +61,43 @@ class Encoder(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        outputs_at: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Returns (batch, seq, hidden); padded positions hold zeros."""
+        """Returns (batch, seq, hidden); padded positions hold zeros.
+
+        ``outputs_at`` (batch, seq) boolean, real tokens only: return just those positions'
+        vectors, (n, hidden) in row-major order, and run the last layer only for them. Heads that
+        read a few positions ([CLS], the masked tokens) skip most of the last layer's work.
+        """
         embedded = self.embeddings(input_ids, token_type_ids)
         padding = padding_of(attention_mask, input_ids)
+        if outputs_at is None:
+            if padding is None:
+                return self.stack(embedded, None)
+            return padding.pad(self.stack(padding.unpad(embedded), padding))
         if padding is None:
-            return self.stack(embedded, None)
-        return padding.pad(self.stack(padding.unpad(embedded), padding))
+            return self.stack(embedded, None, outputs_at.flatten().nonzero().squeeze(1))
+        return self.stack(padding.unpad(embedded), padding, padding.rows(outputs_at))
+
+
+def pool_and_gather(encoder: Encoder, pooler: Pooler, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                    token_type_ids: torch.Tensor | None, positions: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The pooled vector per sequence and the final vectors at ``positions`` (row-major), if given.
+
+    BERT's ``cls`` pooler reads one position; with the masked positions that is all pretraining
+    reads (~15% of tokens), so the last layer runs for those positions only (``outputs_at``).
+    The result is the same as gathering from the full output.
+    """
+    if pooler.pooling != "cls":
+        hidden = encoder(input_ids, attention_mask, token_type_ids)
+        return pooler(hidden, attention_mask), None if positions is None else hidden[positions]
+    first = torch.zeros_like(input_ids, dtype=torch.bool)
+    first[:, 0] = True
+    needed = first if positions is None else first | positions
+    selected = encoder(input_ids, attention_mask, token_type_ids, outputs_at=needed)
+    pooled = pooler.pool_first(selected[first[needed]])
+    return pooled, None if positions is None else selected[positions[needed]]
 
 
 class NluModel(nn.Module):
@@ -138,16 +168,20 @@ class ForPreTraining(NluModel):
         mlm_labels: torch.Tensor | None = None,
         nsp_labels: torch.Tensor | None = None,
     ) -> PreTrainingOutput:
-        hidden = self.encoder(input_ids, attention_mask, token_type_ids)
-        nsp_logits = self.nsp_head(self.pooler(hidden, attention_mask))
         embedding_weight = self.encoder.embeddings.word_embeddings.weight
         if mlm_labels is None:
+            hidden = self.encoder(input_ids, attention_mask, token_type_ids)
+            nsp_logits = self.nsp_head(self.pooler(hidden, attention_mask))
             return PreTrainingOutput(self.mlm_head(hidden, embedding_weight), nsp_logits)
         # Sparse prediction: only ~15% of positions are masked, and the vocabulary projection is
-        # the largest matmul of a small model, so gather those rows before projecting.
+        # the largest matmul of a small model, so only those rows are projected (and, with the
+        # cls pooler, only those rows and [CLS] go through the last layer).
         masked = mlm_labels != IGNORE_INDEX
+        pooled, masked_hidden = pool_and_gather(self.encoder, self.pooler, input_ids, attention_mask, token_type_ids,
+                                                masked)
+        nsp_logits = self.nsp_head(pooled)
         mlm_targets = mlm_labels[masked]
-        mlm_logits = self.mlm_head(hidden[masked], embedding_weight)
+        mlm_logits = self.mlm_head(masked_hidden, embedding_weight)
         mlm_loss = F.cross_entropy(mlm_logits, mlm_targets) if mlm_targets.numel() else mlm_logits.sum() * 0.0
         output = PreTrainingOutput(mlm_logits, nsp_logits, mlm_loss=mlm_loss, mlm_targets=mlm_targets)
         output.loss = mlm_loss
@@ -168,8 +202,8 @@ class ForSequenceClassification(NluModel):
         self.init_weights()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> ClassifierOutput:
-        hidden = self.encoder(input_ids, attention_mask, token_type_ids)
-        logits = self.classifier(self.pooler(hidden, attention_mask))
+        pooled, _ = pool_and_gather(self.encoder, self.pooler, input_ids, attention_mask, token_type_ids)
+        logits = self.classifier(pooled)
         loss = None if labels is None else F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
         return ClassifierOutput(logits, loss)
 

@@ -19,12 +19,21 @@ class Padding:
     def __init__(self, attention_mask: torch.Tensor):
         real = attention_mask.bool()
         self.batch, self.length = real.shape
-        self.indices = real.flatten().nonzero().squeeze(1)
+        self.real_flat = real.flatten()
+        self.indices = self.real_flat.nonzero().squeeze(1)
         self.key_mask = real[:, None, None, :]  # for SDPA: True where a key is a real token
 
     def unpad(self, padded: torch.Tensor) -> torch.Tensor:
         """(batch, seq, ...) → (tokens, ...)."""
         return padded.flatten(0, 1).index_select(0, self.indices)
+
+    def rows(self, positions: torch.Tensor) -> torch.Tensor:
+        """Where the (batch, seq) boolean POSITIONS, all real tokens, sit among the packed rows."""
+        wanted = positions.flatten()
+        if bool((wanted & ~self.real_flat).any()):
+            raise ValueError("outputs were asked for at padded positions (attention_mask 0), e.g. MLM labels "
+                             "on padding; label only real tokens")
+        return (self.real_flat.cumsum(0) - 1)[wanted]
 
     def pad(self, packed: torch.Tensor) -> torch.Tensor:
         """(tokens, ...) → (batch, seq, ...), zeros at padded positions."""
