@@ -22,8 +22,8 @@ def command_pretrain(args: argparse.Namespace) -> None:
     settings = load_settings(args.config, args.overrides, task="pretrain")
     prepare_run_folder(settings, args.force)
     summary = pretrain.run(settings)
-    print(json.dumps({key: summary[key] for key in ("steps", "tokens_per_second", "final_eval", "unigram_mlm_loss")},
-                     indent=2))
+    print_once(json.dumps({key: summary[key] for key in ("steps", "tokens_per_second", "final_eval", "unigram_mlm_loss")},
+                          indent=2))
 
 
 def command_finetune(args: argparse.Namespace) -> None:
@@ -32,8 +32,16 @@ def command_finetune(args: argparse.Namespace) -> None:
     settings = load_settings(args.config, args.overrides, task=args.task)
     prepare_run_folder(settings, args.force)
     summary = task_module(args.task).run(settings)
-    print(json.dumps({key: value for key, value in summary.items() if not isinstance(value, (list, dict))}, indent=2))
-    print(f"report: {Path(settings.training.output_dir) / 'report.md'}")
+    print_once(json.dumps({key: value for key, value in summary.items() if not isinstance(value, (list, dict))}, indent=2))
+    print_once(f"report: {Path(settings.training.output_dir) / 'report.md'}")
+
+
+def print_once(text: str) -> None:
+    """Under torchrun / accelerate launch every process runs the command; one result is enough."""
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(text)
 
 
 def task_module(name: str):

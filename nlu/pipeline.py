@@ -81,13 +81,17 @@ def run_pipeline(path: str | Path, quick: bool = False, force: bool = False, run
     pipeline = load_pipeline(path)
     name = pipeline.name + ("-quick" if quick else "")
     run_root, report_dir = Path(runs_dir) / name, Path(reports_dir) / name
-    if force:
+    from nlu.training.loop import distributed_state
+
+    pretrain_settings = stage_settings(pipeline, "pretrain", "pretrain", run_root / "pretrain", quick, {})
+    state = distributed_state(pretrain_settings.training)
+    if force and state.is_main_process:
         shutil.rmtree(run_root, ignore_errors=True)
+    state.wait_for_everyone()
     started = time.perf_counter()
     results: dict[str, Any] = {}
     settings_used: dict[str, RunSettings] = {}
 
-    pretrain_settings = stage_settings(pipeline, "pretrain", "pretrain", run_root / "pretrain", quick, {})
     summary, seconds, reused = run_stage(pretrain_settings, force)
     results["pretrain"] = {"summary": summary, "seconds": seconds, "reused": reused}
     settings_used["pretrain"] = pretrain_settings
@@ -102,8 +106,10 @@ def run_pipeline(path: str | Path, quick: bool = False, force: bool = False, run
             results[f"{task}-{start}"] = {"summary": summary, "seconds": seconds, "reused": reused}
             settings_used[f"{task}-{start}"] = settings
     total = time.perf_counter() - started
-    report = write_report(report_dir, run_root, pipeline, results, settings_used, total, quick)
-    print(f"report: {report}")
+    report = report_dir / "report.md"
+    if state.is_main_process:
+        write_report(report_dir, run_root, pipeline, results, settings_used, total, quick)
+        print(f"report: {report}")
     return report
 
 

@@ -133,3 +133,19 @@ def test_two_processes_with_torchrun(small_corpus, tmp_path):
     summary = json.loads((tmp_path / "ddp" / "pretraining.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 10
     assert torch.isfinite(torch.tensor(summary["final_eval"]["mlm_loss"]))
+
+    # Fine-tuning on two processes: the test set is scored and the reports written once, by the main process.
+    wnut = ROOT / "data" / "ner" / "wnut16"
+    process = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "nlu.cli", "finetune", "ner",
+         "--config", str(ROOT / "tasks" / "wnut16_ner.yaml"), f"init={tmp_path / 'ddp' / 'model'}",
+         f"data.train={wnut / 'dev.conll'}", f"data.dev={wnut / 'dev.conll'}", f"data.test={wnut / 'dev.conll'}",
+         f"training.output_dir={tmp_path / 'ner'}", "training.max_steps=4", "training.eval_every=4",
+         "training.cpu=true"],
+        capture_output=True, text=True, timeout=300, env=environment,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert process.stdout.count('"test_f1"') == 1  # one summary, printed by the main process
+    summary = json.loads((tmp_path / "ner" / "summary.json").read_text())
+    assert summary["steps"] == 4 and 0 <= summary["test_f1"] <= 1
+    assert (tmp_path / "ner" / "test" / "report.md").is_file()

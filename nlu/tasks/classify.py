@@ -37,6 +37,7 @@ from nlu.model import ForSequenceClassification
 from nlu.settings import RunSettings, fill
 from nlu.tasks.finetune import (
     choose_selection,
+    finish_on_main_process,
     initial_model,
     model_input_length,
     pad_batch,
@@ -214,22 +215,26 @@ def run(settings: RunSettings) -> dict[str, Any]:
     task = ClassifyTask(tokenizer, data, dev, label_map, [f["label"] for f in features], max_length)
     result = train(task, model, features, settings.training)
     output_dir = Path(settings.training.output_dir)
-    best_dir = result.best_model or result.final_model
-    best = ForSequenceClassification.from_pretrained(best_dir)
-    summary: dict[str, Any] = {
-        "train_examples": len(train_examples), "train_truncated": truncated, "labels": label_map.names,
-        "class_counts": dict(Counter(e.label for e in train_examples)), "best_step": result.state.best_step,
-        f"dev_{settings.training.select_metric}": result.state.best_metric, "steps": result.state.step,
-        "train_seconds": result.state.train_seconds,
-        "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
-    }
-    if test:
-        test_results = evaluate_classification(best, tokenizer, test, output_dir / "test", max_length,
-                                               data.eval_batch_size, prediction_adjustment(best_dir),
-                                               "Classification test-set evaluation")
-        scores = test_results["scores"]
-        summary |= {"test_macro_f1": scores["macro_f1"], "test_balanced_accuracy": scores["balanced_accuracy"],
-                    "test_accuracy": scores["accuracy"],
-                    **{f"test_recall[{label}]": scores["per_class"][label]["recall"] for label in label_map.names}}
-    write_run_report(output_dir, settings, summary, "Classification fine-tuning", settings.training.select_metric)
-    return summary
+
+    def finish() -> dict[str, Any]:
+        best_dir = result.best_model or result.final_model
+        best = ForSequenceClassification.from_pretrained(best_dir)
+        summary: dict[str, Any] = {
+            "train_examples": len(train_examples), "train_truncated": truncated, "labels": label_map.names,
+            "class_counts": dict(Counter(e.label for e in train_examples)), "best_step": result.state.best_step,
+            f"dev_{settings.training.select_metric}": result.state.best_metric, "steps": result.state.step,
+            "train_seconds": result.state.train_seconds,
+            "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
+        }
+        if test:
+            test_results = evaluate_classification(best, tokenizer, test, output_dir / "test", max_length,
+                                                   data.eval_batch_size, prediction_adjustment(best_dir),
+                                                   "Classification test-set evaluation")
+            scores = test_results["scores"]
+            summary |= {"test_macro_f1": scores["macro_f1"], "test_balanced_accuracy": scores["balanced_accuracy"],
+                        "test_accuracy": scores["accuracy"],
+                        **{f"test_recall[{label}]": scores["per_class"][label]["recall"] for label in label_map.names}}
+        write_run_report(output_dir, settings, summary, "Classification fine-tuning", settings.training.select_metric)
+        return summary
+
+    return finish_on_main_process(output_dir, finish)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from accelerate import PartialState
 
 from nlu.checkpoint import read_json_object
 from nlu.config import EncoderConfig
@@ -143,6 +144,16 @@ def save_input_settings(directory: Path, **values: int) -> None:
 def input_settings(directory: Path) -> dict[str, int]:
     path = Path(directory) / INPUT_SETTINGS_FILE
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def finish_on_main_process(output_dir: Path, finish: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Test evaluation and reports after training run once, on the main process, which writes
+    summary.json; the other processes (torchrun, accelerate launch) wait and return that summary,
+    so no file is written twice at once and every process returns the same figures."""
+    state = PartialState()
+    summary = finish() if state.is_main_process else None
+    state.wait_for_everyone()
+    return summary if summary is not None else json.loads((Path(output_dir) / "summary.json").read_text())
 
 
 def supervised_step(model: NluModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

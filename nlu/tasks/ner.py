@@ -26,6 +26,7 @@ from nlu.model import ForTokenClassification
 from nlu.settings import RunSettings, fill
 from nlu.tasks.finetune import (
     choose_selection,
+    finish_on_main_process,
     initial_model,
     model_input_length,
     pad_batch,
@@ -213,16 +214,20 @@ def run(settings: RunSettings) -> dict[str, Any]:
     task = NerTask(tokenizer, data, dev, max_length)
     result = train(task, model, features, settings.training)
     output_dir = Path(settings.training.output_dir)
-    best = ForTokenClassification.from_pretrained(result.best_model or result.final_model)
-    test_results = evaluate_ner(best, tokenizer, test, output_dir / "test", data, "NER test-set evaluation")
-    summary = {
-        "train_sentences": len(train_sentences), "train_windows": len(windows), "labels": labels,
-        "best_step": result.state.best_step, "dev_f1": result.state.best_metric,
-        "test_f1": test_results["entity_strict"]["averages"]["micro"]["f1"],
-        "test_macro_f1": test_results["entity_strict"]["averages"]["macro"]["f1"],
-        "train_seconds": result.state.train_seconds, "steps": result.state.step,
-        "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
-    }
-    write_run_report(output_dir, settings, summary, "NER fine-tuning", "f1")
-    return summary
+
+    def finish() -> dict[str, Any]:
+        best = ForTokenClassification.from_pretrained(result.best_model or result.final_model)
+        test_results = evaluate_ner(best, tokenizer, test, output_dir / "test", data, "NER test-set evaluation")
+        summary = {
+            "train_sentences": len(train_sentences), "train_windows": len(windows), "labels": labels,
+            "best_step": result.state.best_step, "dev_f1": result.state.best_metric,
+            "test_f1": test_results["entity_strict"]["averages"]["micro"]["f1"],
+            "test_macro_f1": test_results["entity_strict"]["averages"]["macro"]["f1"],
+            "train_seconds": result.state.train_seconds, "steps": result.state.step,
+            "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
+        }
+        write_run_report(output_dir, settings, summary, "NER fine-tuning", "f1")
+        return summary
+
+    return finish_on_main_process(output_dir, finish)
 
