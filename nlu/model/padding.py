@@ -37,7 +37,7 @@ class Padding:
 
     def pad(self, packed: torch.Tensor) -> torch.Tensor:
         """(tokens, ...) → (batch, seq, ...), zeros at padded positions."""
-        padded = packed.new_zeros(self.batch * self.length, *packed.shape[1:]).index_copy(0, self.indices, packed)
+        padded = packed.new_zeros(self.batch * self.length, *packed.shape[1:]).index_copy_(0, self.indices, packed)
         return padded.view(self.batch, self.length, *packed.shape[1:])
 
 

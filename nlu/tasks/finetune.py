@@ -103,13 +103,14 @@ def predict_logits(model: NluModel, features: Sequence[dict[str, Any]], pad_toke
                    batch_size: int) -> list[np.ndarray]:
     """Logits per feature, unpadded: (length, labels) for token models, (labels,) for sequence models.
 
-    Features are sorted by length so that batches carry little padding; results come back in
-    the input order.
+    Features are sorted by length so that batches carry little padding, longest first: the
+    first batch makes the largest allocations and the later, smaller ones reuse that memory
+    instead of growing the heap batch by batch. Results come back in the input order.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    order = sorted(range(len(features)), key=lambda index: len(features[index]["input_ids"]))
+    order = sorted(range(len(features)), key=lambda index: -len(features[index]["input_ids"]))
     results: list[np.ndarray | None] = [None] * len(features)
     for start in range(0, len(order), batch_size):
         chosen = order[start:start + batch_size]
@@ -117,7 +118,8 @@ def predict_logits(model: NluModel, features: Sequence[dict[str, Any]], pad_toke
                           pad_token_id)
         logits = model(**{key: value.to(device) for key, value in batch.items()}).logits.float().cpu().numpy()
         for row, index in enumerate(chosen):
-            results[index] = logits[row, : len(features[index]["input_ids"])] if logits.ndim == 3 else logits[row]
+            # copies, so that the padded batch arrays are freed batch by batch
+            results[index] = (logits[row, : len(features[index]["input_ids"])] if logits.ndim == 3 else logits[row]).copy()
     model.train(was_training)
     return results  # type: ignore[return-value]
 
