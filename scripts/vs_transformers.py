@@ -618,16 +618,29 @@ def targets(task: str, nlu_runs: list[dict], hf_runs: list[dict]) -> dict:
             "time_met": time_ratio <= 0.5}
 
 
-def previous_figures() -> list[str]:
-    """The from-scratch nlu-pretrained small encoder, from the committed reports."""
+# nlu's own from-scratch pretrained small encoders (hidden 128, 2 layers), as committed reports.
+FROM_SCRATCH = [
+    ("ner", "init_ner", "pretrained on news by `nlu run` (learned positions, post-LN, 1,200 steps)"),
+    ("ner", "init_ner_rotary", "pretrained on news + health-news tweets with rotary positions and pre-LN "
+                               "(tasks/pretrain_news_tweets_rotary.yaml, 3,000 steps)"),
+    ("classify", "init_classify", "pretrained on news by `nlu run` (learned positions, post-LN, 1,200 steps)"),
+]
+
+
+def from_scratch_context(results: dict) -> list[str]:
+    """How the small encoders nlu pretrains itself compare with the real checkpoint fine-tuned above."""
     lines = []
-    for task, path in (("ner", ROOT / "reports" / "init_ner.json"), ("classify", ROOT / "reports" / "init_classify.json")):
-        if path.exists():
-            runs = json.loads(path.read_text())["pretrained"]
-            key = "test_f1" if task == "ner" else "test_macro_f1"
-            lines.append(f"{'NER test entity F1' if task == 'ner' else 'classification test macro-F1'} "
-                         f"{fmt([r[key] for r in runs])} over seeds {[r['seed'] for r in runs]} "
-                         f"([reports/{path.stem}.md](reports/{path.stem}.md))")
+    for task, stem, what in FROM_SCRATCH:
+        path = ROOT / "reports" / f"{stem}.json"
+        checkpoint_runs = results.get(f"{task}/nlu/base")
+        if not path.exists() or not checkpoint_runs:
+            continue
+        key, metric = ("test_f1", "test entity F1") if task == "ner" else ("test_macro_f1", "test macro-F1")
+        ours = [r[key] for r in json.loads(path.read_text())["pretrained"]]
+        checkpoint = [METRICS[task][0][1](r) for r in checkpoint_runs]
+        side = "above" if mean_std(ours)[0] > mean_std(checkpoint)[0] else "below"
+        lines.append(f"- {task}: the small encoder {what}: {metric} {fmt(ours)} ([reports/{stem}.md](reports/{stem}.md)), "
+                     f"{side} the real checkpoint's {fmt(checkpoint)} fine-tuned by nlu above.")
     return lines
 
 
@@ -741,10 +754,14 @@ def write_report(out: Path, results: dict, command: str, seconds: float, machine
                      f"{verdict['quality_gap']:+.4f} → within 1 point or above: **{quality}**; "
                      f"training wall-clock nlu / Trainer {verdict['time_ratio']:.2f} → ≤ 0.5: "
                      f"**{'met' if verdict['time_met'] else 'not met'}**.")
-    lines += ["", "## Context: nlu's own from-scratch pretrained small encoder", "",
-              "The encoder `nlu run` pretrains in 5 minutes on news text (hidden 128, 2 layers; fine-tuned with "
-              "tasks/wnut16_ner.yaml / tasks/rotten_tomatoes.yaml, a different budget from the runs above) reaches "
-              + "; ".join(previous_figures()) + ". A real pretrained BERT is the better start, as the tables above show.",
+    lines += ["", "## Context: nlu's own from-scratch pretrained small encoders", "",
+              "Small encoders (hidden 128, 2 layers) that nlu pretrains on the shipped text, fine-tuned with "
+              "tasks/wnut16_ner.yaml / tasks/rotten_tomatoes.yaml — their own budget (NER: up to 10 epochs at "
+              "lr 1e-3 with early stopping), not the short MiniLM recipe above — against the real checkpoint:", "",
+              *from_scratch_context(results), "",
+              "What pretraining on the shipped text buys: on NER, in-register text (tweets) with the ablation's "
+              "variant beats this short fine-tuning of MiniLM; news text alone does not. On classification the "
+              "real checkpoint stays ahead. A longer MiniLM fine-tuning would likely move its figures up.",
               "", "## Runs", "",
               "| task | side | seed | test headline | dev best | steps | train s | CPU s | tokens/s | peak RSS MiB | "
               "threads | load avg before → after |",
@@ -779,9 +796,17 @@ def main() -> int:
                         help="NER training steps per side in the alternating step benchmark (default 8; --quick 2; 0: skip)")
     parser.add_argument("--keep-models", action="store_true", help="keep weights and checkpoints of every run")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="rewrite the Markdown report from a saved vs_transformers.json (no training)")
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        write_report(Path(args.out or args.render.parent), saved["runs"], saved["command"], saved["seconds"],
+                     saved["machine"], saved["budget"], saved["checkpoint"], saved["seeds"], saved["quick"],
+                     saved["paired_steps"])
+        return 0
 
     import torch
 

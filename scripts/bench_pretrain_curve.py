@@ -1,0 +1,292 @@
+"""Time to quality: held-out MLM loss against training seconds, nlu vs a plain transformers loop.
+
+    python scripts/bench_pretrain_curve.py                     # 600 s each, small config, CPU
+    python scripts/bench_pretrain_curve.py --seconds 60 --threads 1
+
+Both runs pretrain the same model (bench.py's small config: hidden 256, 4 layers, 4 heads,
+vocabulary 30,522, batch 32 × up to 128 tokens) from the same initial weights, on the same NSP
+pairs of the shipped corpus in the same order, with the same AdamW (lr, betas, eps, weight
+decay, no decay on biases and norms), the same warm-up, gradient clipping and seed:
+
+* nlu: ``ForPreTraining`` fed by nlu's ``PretrainingCollator`` (BERT's exact 15% of each
+  sequence, 80/10/10), fused AdamW, as ``nlu pretrain`` runs it;
+* reference: ``BertForPreTraining`` (sdpa attention, dense vocabulary projection) fed by
+  ``DataCollatorForLanguageModeling`` (15%, 80/10/10) — the loop a user writes from the
+  transformers documentation — with ``torch.optim.AdamW``'s default implementation.
+
+Each run trains for ``--seconds`` of training time (the clock stops while the held-out set is
+scored), and is scored at ``--points`` evenly spaced moments on the same held-out pairs with
+the same masks, drawn once. The two runs alternate slice by slice (nlu to the first moment,
+then the reference, then nlu to the second, ...), so a busy machine slows both alike. The
+figure of merit is when nlu first reaches the reference's final held-out loss, as a fraction of
+the reference's time (issue #9's target: ≤ 1/3). Writes reports/pretrain_curve.{md,json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import transformers
+
+from bench import CONFIGS, VOCAB, bert_config, twin
+from nlu.data.corpus import read_documents
+from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
+from nlu.files import write_text_atomic
+from nlu.model import ForPreTraining
+from nlu.tokenizer import train_tokenizer
+from nlu.training.loop import parameter_groups
+
+ROOT = Path(__file__).resolve().parents[1]
+MLM_PROBABILITY = 0.15
+
+
+def example_batches(examples: list[dict], batch_size: int, seed: int) -> Iterator[list[dict]]:
+    """Endless batches, reshuffled every epoch by a generator of their own: both runs see the same ones."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(examples), generator=generator).tolist()
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            yield [examples[i] for i in order[start:start + batch_size]]
+
+
+def warmup_then_constant(warmup_steps: int) -> Callable[[int], float]:
+    """The budget is in seconds, so no run knows its step count in advance: no decay."""
+    return lambda step: min(1.0, (step + 1) / warmup_steps)
+
+
+def reference_mlm_loss(model: transformers.BertForPreTraining, batch: dict[str, torch.Tensor]) -> tuple[float, int]:
+    """Summed MLM loss of the transformers model on an nlu-masked batch, scored at masked positions only."""
+    sequence = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          token_type_ids=batch["token_type_ids"])[0]
+    where = batch["mlm_labels"] != -100
+    logits = model.cls.predictions(sequence[where])
+    return F.cross_entropy(logits, batch["mlm_labels"][where], reduction="sum").item(), int(where.sum())
+
+
+def nlu_mlm_loss(model: ForPreTraining, batch: dict[str, torch.Tensor]) -> tuple[float, int]:
+    output = model(**batch)
+    count = output.mlm_targets.numel()
+    return output.mlm_loss.item() * count, count
+
+
+@torch.no_grad()
+def heldout_loss(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]],
+                 loss_of: Callable[[torch.nn.Module, dict], tuple[float, int]]) -> float:
+    model.eval()
+    total = count = 0
+    for batch in batches:
+        loss, masked = loss_of(model, batch)
+        total, count = total + loss, count + masked
+    model.train()
+    return total / count
+
+
+class TimedRun:
+    """One side of the race: trains in slices of training time and is scored between slices."""
+
+    def __init__(self, label: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 batches: Iterator[dict], loss_of_batch: Callable[[dict], torch.Tensor],
+                 score: Callable[[], float], warmup_steps: int):
+        self.label, self.model, self.optimizer = label, model, optimizer
+        self.batches, self.loss_of_batch, self.score = batches, loss_of_batch, score
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_constant(warmup_steps))
+        self.elapsed, self.steps, self.tokens = 0.0, 0, 0
+        self.curve: list[dict] = []
+        self.record()
+
+    def train_until(self, seconds: float) -> None:
+        self.model.train()
+        while self.elapsed < seconds:
+            started = time.perf_counter()
+            batch = next(self.batches)
+            self.loss_of_batch(batch).backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            self.schedule.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.elapsed += time.perf_counter() - started
+            self.steps += 1
+            self.tokens += int(batch["attention_mask"].sum())
+
+    def record(self) -> None:
+        self.curve.append({"seconds": self.elapsed, "steps": self.steps, "heldout_mlm_loss": self.score()})
+        print(f"{self.label}: held-out MLM loss {self.curve[-1]['heldout_mlm_loss']:.4f} at {self.elapsed:.0f} s, "
+              f"step {self.steps}", file=sys.stderr, flush=True)
+
+    def result(self) -> dict:
+        return {"curve": self.curve, "steps": self.steps, "train_seconds": self.elapsed,
+                "tokens_per_second": self.tokens / max(self.elapsed, 1e-9)}
+
+
+def race(runs: list[TimedRun], seconds: float, points: int) -> None:
+    """Alternate the runs slice by slice, so that whatever else the machine does slows both alike."""
+    for point in range(1, points + 1):
+        for run in runs:
+            run.train_until(seconds * point / points)
+            run.record()
+
+
+def time_to_reach(curve: list[dict], target: float) -> float | None:
+    """First moment the curve is at or below TARGET, linearly interpolated between scored points."""
+    for before, after in zip(curve, curve[1:]):
+        if after["heldout_mlm_loss"] <= target:
+            drop = before["heldout_mlm_loss"] - after["heldout_mlm_loss"]
+            fraction = 1.0 if drop <= 0 else (before["heldout_mlm_loss"] - target) / drop
+            return before["seconds"] + min(1.0, max(0.0, fraction)) * (after["seconds"] - before["seconds"])
+    return None
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    options = CONFIGS[args.config]
+    files = [ROOT / "data" / "corpus" / "news.txt"]
+    tokenizer = train_tokenizer(files, vocab_size=VOCAB)
+    examples = build_nsp_examples(tokenize_documents(read_documents(files), tokenizer), args.max_length,
+                                  seed=args.seed, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id)
+    heldout = build_nsp_examples(
+        tokenize_documents(read_documents([ROOT / "data" / "corpus" / "news_heldout.txt"]), tokenizer),
+        args.max_length, seed=args.seed, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id)
+    for index, example in enumerate(examples + heldout):
+        example["index"] = index
+    heldout_masker = PretrainingCollator(tokenizer, mlm_probability=MLM_PROBABILITY, seed=args.seed + 1)
+    heldout = heldout[:args.heldout_pairs]
+    heldout_batches = [heldout_masker(heldout[i:i + 32]) for i in range(0, len(heldout), 32)]
+
+    reference = transformers.BertForPreTraining(bert_config(options))
+    ours = twin(reference, ForPreTraining, options)
+    optimizer_options = dict(lr=args.learning_rate, betas=(0.9, 0.999), eps=1e-6)
+    warmup = args.warmup_steps
+
+    nlu_collator = PretrainingCollator(tokenizer, mlm_probability=MLM_PROBABILITY, seed=args.seed)
+    collator = transformers.DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY)
+    fields = ("input_ids", "token_type_ids")
+
+    def reference_batch(chunk: list[dict]) -> dict:
+        batch = collator([{key: example[key] for key in fields} for example in chunk])
+        batch["next_sentence_label"] = torch.tensor([example["nsp_label"] for example in chunk])
+        return batch
+
+    torch.manual_seed(args.seed)
+    nlu_run = TimedRun(
+        "nlu", ours, torch.optim.AdamW(parameter_groups(ours, 0.01), fused=True, **optimizer_options),
+        map(nlu_collator, example_batches(examples, args.batch_size, args.seed)), lambda batch: ours(**batch).loss,
+        lambda: heldout_loss(ours, heldout_batches, nlu_mlm_loss), warmup)
+    reference_run = TimedRun(
+        "transformers", reference, torch.optim.AdamW(parameter_groups(reference, 0.01), **optimizer_options),
+        map(reference_batch, example_batches(examples, args.batch_size, args.seed)),
+        lambda batch: reference(**batch).loss,
+        lambda: heldout_loss(reference, heldout_batches, reference_mlm_loss), warmup)
+    race([nlu_run, reference_run], args.seconds, args.points)
+    nlu_result, reference_result = nlu_run.result(), reference_run.result()
+
+    target = reference_result["curve"][-1]["heldout_mlm_loss"]
+    reached = time_to_reach(nlu_result["curve"], target)
+    return {
+        "command": "python " + shlex.join(sys.argv),
+        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "transformers": transformers.__version__},
+        "setup": {"config": args.config, **options, "vocab_size": VOCAB, "batch_size": args.batch_size,
+                  "max_length": args.max_length, "learning_rate": args.learning_rate, "warmup_steps": warmup,
+                  "train_pairs": len(examples), "heldout_pairs": len(heldout),
+                  "heldout_masked_tokens": sum(int((b["mlm_labels"] != -100).sum()) for b in heldout_batches),
+                  "seconds": args.seconds, "seed": args.seed},
+        "nlu": nlu_result, "transformers": reference_result,
+        "reference_final_loss": target, "nlu_seconds_to_reference_final": reached,
+        "fraction_of_reference_time": None if reached is None else reached / reference_result["train_seconds"],
+    }
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name, style in (("nlu", "o-"), ("transformers", "s-")):
+        curve = results[name]["curve"]
+        axes.plot([p["seconds"] for p in curve], [p["heldout_mlm_loss"] for p in curve], style, label=name, markersize=3)
+    axes.axhline(results["reference_final_loss"], color="grey", linestyle=":", linewidth=1,
+                 label="transformers' final loss")
+    if results["nlu_seconds_to_reference_final"] is not None:
+        axes.axvline(results["nlu_seconds_to_reference_final"], color="grey", linestyle="--", linewidth=1)
+    axes.set_xlabel("training seconds (scoring excluded)")
+    axes.set_ylabel("held-out MLM loss")
+    axes.set_title("Pretraining, small config: held-out MLM loss against time")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_outputs(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "pretrain_curve.json", json.dumps(results, indent=2) + "\n")
+    plot(results, out / "pretrain_curve.png")
+    setup, ours, reference = results["setup"], results["nlu"], results["transformers"]
+    fraction = results["fraction_of_reference_time"]
+    verdict = ("never, within its budget" if fraction is None
+               else f"after {results['nlu_seconds_to_reference_final']:.0f} s, **{fraction:.2f}** of the reference's "
+                    f"{reference['train_seconds']:.0f} s (target ≤ 0.33: {'met' if fraction <= 1 / 3 else 'not met'})")
+    rows = [f"| {name} | {run['steps']} | {run['tokens_per_second']:,.0f} | {run['curve'][-1]['heldout_mlm_loss']:.4f} |"
+            for name, run in (("nlu", ours), ("transformers", reference))]
+    lines = [
+        "# Time to quality: pretraining, nlu vs a plain transformers loop (issue #9)", "",
+        "Produced by:", "", "```", results["command"], "```", "",
+        f"Generated {results['generated']} on {results['machine']['cpus']} CPU cores, "
+        f"{results['machine']['threads']} torch thread(s), torch {results['machine']['torch']}, "
+        f"transformers {results['machine']['transformers']}.", "",
+        f"Config {setup['config']}: hidden {setup['hidden_size']}, {setup['num_layers']} layers, {setup['num_heads']} "
+        f"heads, vocabulary {setup['vocab_size']:,}, batch {setup['batch_size']} × ≤ {setup['max_length']} tokens, "
+        f"lr {setup['learning_rate']} after {setup['warmup_steps']} warm-up steps, {setup['train_pairs']:,} NSP pairs "
+        f"of data/corpus/news.txt; held-out: {setup['heldout_pairs']} pairs of news_heldout.txt, "
+        f"{setup['heldout_masked_tokens']:,} masked tokens, masks drawn once. Same initial weights, batches, "
+        f"optimizer settings and seed ({setup['seed']}) for both; {setup['seconds']:.0f} s of training each, the two "
+        "runs alternating slice by slice between scorings so that other load on the machine slows both alike.", "",
+        "| run | steps | tokens/s | final held-out MLM loss |", "|---|---:|---:|---:|", *rows, "",
+        f"nlu reached the reference's final held-out loss ({results['reference_final_loss']:.4f}) {verdict}.", "",
+        "![held-out MLM loss against seconds](pretrain_curve.png)", "",
+        "| seconds | nlu step | nlu loss | transformers step | transformers loss |", "|---:|---:|---:|---:|---:|",
+    ]
+    for a, b in zip(ours["curve"], reference["curve"]):
+        lines.append(f"| {a['seconds']:.0f} / {b['seconds']:.0f} | {a['steps']} | {a['heldout_mlm_loss']:.4f} | "
+                     f"{b['steps']} | {b['heldout_mlm_loss']:.4f} |")
+    write_text_atomic(out / "pretrain_curve.md", "\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    parser.add_argument("--seconds", type=float, default=600.0, help="training seconds per run")
+    parser.add_argument("--points", type=int, default=20, help="how many times each run is scored")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--warmup-steps", type=int, default=30)
+    parser.add_argument("--heldout-pairs", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run(args)
+    write_outputs(results, args.out)
+    print(json.dumps({key: results[key] for key in ("reference_final_loss", "nlu_seconds_to_reference_final",
+                                                    "fraction_of_reference_time")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
