@@ -759,9 +759,7 @@ def write_report(out: Path, results: dict, command: str, seconds: float, machine
               "tasks/wnut16_ner.yaml / tasks/rotten_tomatoes.yaml — their own budget (NER: up to 10 epochs at "
               "lr 1e-3 with early stopping), not the short MiniLM recipe above — against the real checkpoint:", "",
               *from_scratch_context(results), "",
-              "What pretraining on the shipped text buys: on NER, in-register text (tweets) with the ablation's "
-              "variant beats this short fine-tuning of MiniLM; news text alone does not. On classification the "
-              "real checkpoint stays ahead. A longer MiniLM fine-tuning would likely move its figures up.",
+              "The budgets differ: a longer MiniLM fine-tuning would likely move its figures up.",
               "", "## Runs", "",
               "| task | side | seed | test headline | dev best | steps | train s | CPU s | tokens/s | peak RSS MiB | "
               "threads | load avg before → after |",

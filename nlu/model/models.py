@@ -71,13 +71,12 @@ class Encoder(nn.Module):
         """
         embedded = self.embeddings(input_ids, token_type_ids)
         padding = padding_of(attention_mask, input_ids)
-        if outputs_at is None:
-            if padding is None:
-                return self.stack(embedded, None)
-            return padding.pad(self.stack(padding.unpad(embedded), padding))
-        if padding is None:
-            return self.stack(embedded, None, outputs_at.flatten().nonzero().squeeze(1))
-        return self.stack(padding.unpad(embedded), padding, padding.rows(outputs_at))
+        tokens = embedded if padding is None else padding.unpad(embedded)
+        if outputs_at is not None:
+            rows = outputs_at.flatten().nonzero().squeeze(1) if padding is None else padding.rows(outputs_at)
+            return self.stack(tokens, padding, rows)
+        hidden = self.stack(tokens, padding)
+        return hidden if padding is None else padding.pad(hidden)
 
 
 def pool_and_gather(encoder: Encoder, pooler: Pooler, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
