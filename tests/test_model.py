@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from nlu.config import EncoderConfig
 from nlu.model import EncoderModel, ForPreTraining, ForSequenceClassification, ForTokenClassification
+from nlu.model import padding as padding_module
 
 LABELS = ["O", "B-PER", "I-PER"]
 
@@ -43,24 +44,35 @@ def test_appending_padding_changes_nothing_at_real_tokens(tiny_config, norm_plac
 
 
 @pytest.mark.parametrize("position_encoding", ["learned", "rotary"])
-def test_padding_free_batch_gives_the_gradients_of_unpadded_sequences(tiny_config, position_encoding):
-    """The padded batch runs packed (padding removed); its loss gradient must equal the one from
-    each sequence run alone with no padding at all, and padded positions must come out as zeros."""
+@pytest.mark.parametrize("segments", [1, 3])
+def test_padding_free_batch_gives_the_gradients_of_unpadded_sequences(tiny_config, position_encoding, segments,
+                                                                       monkeypatch):
+    """The padded batch runs packed (padding removed), its attention in one segment or in one per
+    length; its loss gradient must equal the one from each sequence run alone with no padding at
+    all, and padded positions must come out as zeros."""
+    monkeypatch.setattr(padding_module, "SEGMENT_COST_IN_PAIRS", {"cpu": 10**9 if segments == 1 else 0})
     tiny_config.position_encoding, tiny_config.labels = position_encoding, LABELS
     model = ForTokenClassification(tiny_config)
     lengths = [9, 4, 6]
     ids = _batch(tiny_config, batch=3, length=9, seed=3)
     mask = (torch.arange(9)[None, :] < torch.tensor(lengths)[:, None]).long()
+    assert len(padding_module.padding_of(mask, ids).segments) == segments
     labels = torch.randint(0, 3, (3, 9), generator=torch.Generator().manual_seed(4)).masked_fill(mask == 0, -100)
-    output = model(ids * mask, attention_mask=mask, labels=labels)
-    output.loss.backward()
+    labels[1, 2] = -100  # an unlabelled sub-token: it skips the last layer
+    model(ids * mask, attention_mask=mask, labels=labels).loss.backward()
     batch_gradients = [p.grad.clone() for p in model.parameters()]
-    assert output.logits[mask == 0].sub(model.classifier(torch.zeros(1, 32))).abs().max() < 1e-6
+    logits = model(ids * mask, attention_mask=mask).logits
+    assert logits[mask == 0].sub(model.classifier(torch.zeros(1, 32))).abs().max() < 1e-6
+
+    model.zero_grad()  # the dense logits give the same loss gradient as the labelled rows alone
+    F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100).backward()
+    for batched, (name, parameter) in zip(batch_gradients, model.named_parameters()):
+        torch.testing.assert_close(batched, parameter.grad, atol=1e-6, rtol=1e-4, msg=name)
 
     model.zero_grad()
     for row, length in enumerate(lengths):
         alone = model(ids[row:row + 1, :length], labels=labels[row:row + 1, :length])
-        (alone.loss * length / sum(lengths)).backward()
+        (alone.loss * (labels[row] != -100).sum() / (labels != -100).sum()).backward()
     for batched, (name, parameter) in zip(batch_gradients, model.named_parameters()):
         torch.testing.assert_close(batched, parameter.grad, atol=1e-6, rtol=1e-4, msg=name)
 
@@ -85,9 +97,12 @@ def test_token_classification_loss_matches_hand_computed_cross_entropy(tiny_conf
     ids = _batch(tiny_config, batch=1, length=4)
     labels = torch.tensor([[-100, 1, -100, 2]])
     output = model(ids, labels=labels)
-    log_probabilities = output.logits[0].log_softmax(-1)
+    log_probabilities = model(ids).logits[0].log_softmax(-1)
     by_hand = -(log_probabilities[1, 1] + log_probabilities[3, 2]) / 2
     assert math.isclose(output.loss.item(), by_hand.item(), rel_tol=1e-6)
+    torch.testing.assert_close(output.logits, model(ids).logits[0, [1, 3]])  # the labelled rows only
+    unlabelled = model(ids, labels=torch.full_like(labels, -100))
+    assert unlabelled.logits.shape == (0, 3) and unlabelled.loss.item() == 0.0
 
 
 def test_sequence_classification_loss_is_cross_entropy(tiny_config):

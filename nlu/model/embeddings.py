@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from nlu.config import EncoderConfig
+from nlu.model.dropout import Dropout
 from nlu.model.positions import sinusoidal_table
 
 
@@ -24,7 +25,7 @@ class Embeddings(nn.Module):
         )
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         self.config = config
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:

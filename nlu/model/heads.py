@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from nlu.config import EncoderConfig
+from nlu.model.dropout import Dropout
 from nlu.model.layers import activation
 
 
@@ -63,7 +64,7 @@ class Classifier(nn.Module):
         if config.num_labels < 1:
             raise ValueError("a classification model needs config.labels (the label names), got none")
         dropout = config.hidden_dropout if config.classifier_dropout is None else config.classifier_dropout
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.linear = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:

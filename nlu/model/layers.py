@@ -13,6 +13,7 @@ from torch import nn
 
 from nlu.config import EncoderConfig
 from nlu.model.attention import SelfAttention
+from nlu.model.dropout import Dropout
 from nlu.model.padding import Padding
 
 _ACTIVATIONS = {
@@ -44,7 +45,7 @@ class EncoderLayer(nn.Module):
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = FeedForward(config)
         self.feed_forward_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         self.pre_norm = config.norm_placement == "pre"
 
     def forward(self, hidden: torch.Tensor, padding: Padding | None, rows: torch.Tensor | None = None) -> torch.Tensor:

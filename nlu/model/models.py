@@ -48,6 +48,13 @@ class PreTrainingOutput:
     mlm_targets: torch.Tensor | None = None
 
 
+def mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the positions that carry a label; a batch with none (a window of only
+    continuation sub-tokens, a short sequence without a masked token) gives zero, not NaN, and
+    still a graph over the model, so every process of a distributed run takes the backward step."""
+    return F.cross_entropy(logits, targets) if targets.numel() else logits.sum() * 0.0
+
+
 class Encoder(nn.Module):
     """Embeddings followed by the layer stack: token ids in, contextual vectors out."""
 
@@ -181,7 +188,7 @@ class ForPreTraining(NluModel):
         nsp_logits = self.nsp_head(pooled)
         mlm_targets = mlm_labels[masked]
         mlm_logits = self.mlm_head(masked_hidden, embedding_weight)
-        mlm_loss = F.cross_entropy(mlm_logits, mlm_targets) if mlm_targets.numel() else mlm_logits.sum() * 0.0
+        mlm_loss = mean_cross_entropy(mlm_logits, mlm_targets)
         output = PreTrainingOutput(mlm_logits, nsp_logits, mlm_loss=mlm_loss, mlm_targets=mlm_targets)
         output.loss = mlm_loss
         if nsp_labels is not None:
@@ -217,11 +224,15 @@ class ForTokenClassification(NluModel):
         self.init_weights()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> ClassifierOutput:
-        logits = self.classifier(self.encoder(input_ids, attention_mask, token_type_ids))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
-        return ClassifierOutput(logits, loss)
+        """Logits (batch, seq, labels). With ``labels`` they cover only the labelled positions,
+        (n_labelled, labels) in row-major order, like ForPreTraining's MLM logits: the loss reads
+        nothing else, and [CLS], [SEP] and the later sub-tokens of words (a third of a tweet's
+        tokens) then skip the last layer and the classifier."""
+        if labels is None:
+            return ClassifierOutput(self.classifier(self.encoder(input_ids, attention_mask, token_type_ids)))
+        labelled = labels != IGNORE_INDEX
+        logits = self.classifier(self.encoder(input_ids, attention_mask, token_type_ids, outputs_at=labelled))
+        return ClassifierOutput(logits, mean_cross_entropy(logits, labels[labelled]))
 
 
 MODEL_CLASSES: dict[str, type[NluModel]] = {
