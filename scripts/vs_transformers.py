@@ -723,7 +723,8 @@ def write_report(out: Path, results: dict, command: str, seconds: float, machine
                       "Trainer runs", "", *comparison_table(task, improved, hf_runs, "nlu improved", "Trainer"), ""]
         elif task == "ner":
             lines += ["nlu-improved NER block: nlu has no option that makes NER training faster or better on this CPU "
-                      "beyond its defaults (fused AdamW, fused QKV + SDPA attention and length-sorted evaluation are "
+                      "beyond its defaults (fused AdamW, fused QKV, attention by segments of similar length, the cheaper "
+                      "CPU dropout mask, the last layer only at labelled tokens and length-sorted evaluation are "
                       "already on; `training.mixed_precision=bf16` runs about 5× slower here, the CPU has no "
                       "AVX512-BF16; there is no length-bucketed batching), so the improved NER run would repeat the "
                       "table above.", ""]
