@@ -1,4 +1,4 @@
-"""config → embeddings → attention → layers → heads → models: read the files in that order."""
+"""config → positions, padding, dropout → embeddings → attention → layers → heads → models: read the files in that order."""
 
 from nlu.model.models import (
     MODEL_CLASSES,
