@@ -245,7 +245,7 @@ def measure_memory(config: str, section: str, runs: list[str], compile_nlu: bool
 PROFILE_GROUPS = (
     ("matmul (linear layers, vocabulary projection)", ("addmm", "mm", "bmm", "matmul", "linear")),
     ("attention kernel", ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax")),
-    ("dropout", ("dropout", "bernoulli", "native_dropout")),
+    ("dropout", ("dropout", "bernoulli", "uniform")),
     ("layer norm", ("layer_norm",)),
     ("activation (GELU)", ("gelu",)),
     ("optimizer (fused AdamW)", ("adam",)),

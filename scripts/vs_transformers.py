@@ -76,6 +76,7 @@ QUICK = {
 # nlu's own improvements, per task: options that exist in nlu and do better than its defaults.
 # NER: nlu has no CPU speed option beyond what is on by default (fused AdamW, fused QKV + SDPA
 # attention, length-sorted evaluation); bf16 autocast is 5x slower on a CPU without AVX512-BF16.
+MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
 IMPROVED = {"ner": [], "classify": ["data.loss=focal"]}
 DATA_SUBSET_SEED = 13
 
@@ -465,6 +466,18 @@ def paired_steps(spec: dict) -> dict:
     def padded(chosen, real):
         return 1 - sum(real) / sum(batch["attention_mask"].numel() for batch in chosen)
 
+    def matmul_share(side: str) -> float:
+        """The share of the step's operator time spent in matrix products (torch.profiler, the
+        same timed batches again): the part no framework overhead can shrink at equal work."""
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as profiled:
+            for batch in batches[2:count + 2]:
+                steppers[side](batch)
+        events = profiled.key_averages()
+        total = sum(event.self_cpu_time_total for event in events)
+        return sum(event.self_cpu_time_total for event in events if event.key in MATMUL_OPS) / total
+
     result = {"steps": count, "batch_size": batch_size, "threads": torch.get_num_threads(), "seconds": times,
               "padded_fraction": {"random": padded(batches[2:], tokens["random"]),
                                   "grouped": padded(grouped[2:count + 2], tokens["grouped"])}}
@@ -472,6 +485,7 @@ def paired_steps(spec: dict) -> dict:
         result[f"{side}_tokens_per_second"] = sum(tokens[key]) / sum(times[side])
     result["nlu_over_transformers_step_time"] = statistics.median(
         [a / b for a, b in zip(times["nlu"], times["transformers"])])
+    result["matmul_share"] = {side: matmul_share(side) for side in ("nlu", "transformers")}
     return result
 
 
@@ -511,6 +525,12 @@ def in_subprocess(spec: dict, label: str) -> dict:
         tail = (run_dir / "log.txt").read_text()[-4000:]
         raise SystemExit(f"{label} failed (exit {completed.returncode}); log {run_dir / 'log.txt'}:\n{tail}")
     return json.loads((run_dir / "result.json").read_text())
+
+
+def run_paired(checkpoint: str, budget: dict, seed: int, steps: int, threads: int, runs_dir: Path) -> dict:
+    spec = {"framework": "paired", "checkpoint": checkpoint, "budget": budget, "seed": seed, "steps": steps,
+            "threads": threads, "output_dir": str(runs_dir / "ner-paired-steps")}
+    return in_subprocess(spec, f"ner paired steps ({steps} per side)")
 
 
 def launch(spec: dict, keep: bool) -> dict:
@@ -735,7 +755,9 @@ def write_report(out: Path, results: dict, command: str, seconds: float, machine
                   f"random batches of {paired['batch_size']} training tweets, padded to the longest: forward, "
                   "backward, clipping, fused AdamW; no data loading, evaluation or checkpoints. The sides alternate "
                   "step by step, so load from other processes hits both alike. The third column is nlu on "
-                  "length-grouped batches of the same tweets (what padding costs; nlu has no such option).", "",
+                  "length-grouped batches of the same tweets (what padding costs; nlu has no such option)."
+                  + (f" Measured again, after the runs above, by `{paired['command']}`." if "command" in paired else ""),
+                  "",
                   "| | nlu | Trainer's model (BertForTokenClassification) | nlu, length-grouped batches |",
                   "|---|---:|---:|---:|",
                   f"| median step, s | {statistics.median(times['nlu']):.3f} | "
@@ -746,6 +768,14 @@ def write_report(out: Path, results: dict, command: str, seconds: float, machine
                   f"{paired['padded_fraction']['random']:.1%} | {paired['padded_fraction']['grouped']:.1%} |", "",
                   f"Median of the per-pair ratios, nlu step / transformers step: "
                   f"**{paired['nlu_over_transformers_step_time']:.2f}** ({paired['threads']} torch threads).", ""]
+        if "matmul_share" in paired:
+            share = paired["matmul_share"]
+            nlu_matmul = share["nlu"] * statistics.median(times["nlu"])
+            lines += [f"Matrix products (aten mm / addmm / bmm, torch.profiler over the same batches) take "
+                      f"{share['nlu']:.0%} of nlu's step and {share['transformers']:.0%} of the Trainer model's. "
+                      f"nlu's matrix products alone, {nlu_matmul:.3f} s a step, are "
+                      f"{nlu_matmul / statistics.median(times['transformers']):.2f}× the Trainer model's whole "
+                      "step: that is how far less framework overhead could take this recipe at equal work.", ""]
     lines += ["## Targets", ""]
     for key, verdict in verdicts.items():
         task, block = key.split("/")
@@ -797,11 +827,21 @@ def main() -> int:
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="rewrite the Markdown report from a saved vs_transformers.json (no training)")
+    parser.add_argument("--rerun-paired", action="store_true",
+                        help="with --render: run the paired NER step benchmark again and save it into the JSON")
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker)
     if args.render:
         saved = json.loads(args.render.read_text())
+        if args.rerun_paired:
+            before = saved["paired_steps"]
+            saved["paired_steps"] = run_paired(saved["checkpoint"], saved["budget"]["ner"], saved["seeds"][0],
+                                               before["steps"], before["threads"],
+                                               Path(args.runs_dir or ROOT / "runs/vs_transformers"))
+            saved["paired_steps"]["command"] = "python " + " ".join(
+                shlex.quote(part) for part in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+            args.render.write_text(json.dumps(saved, indent=2), encoding="utf-8")
         write_report(Path(args.out or args.render.parent), saved["runs"], saved["command"], saved["seconds"],
                      saved["machine"], saved["budget"], saved["checkpoint"], saved["seeds"], saved["quick"],
                      saved["paired_steps"])
@@ -844,10 +884,7 @@ def main() -> int:
                 results.setdefault(f"{task}/{framework}/{variant}", []).append(launch(spec, args.keep_models))
     paired = None
     if "ner" in args.tasks and args.paired_steps:
-        paired = in_subprocess({"framework": "paired", "checkpoint": checkpoint, "files": files["ner"],
-                                "budget": budgets["ner"], "seed": seeds[0], "steps": args.paired_steps,
-                                "threads": threads, "output_dir": str(runs_dir / "ner-paired-steps")},
-                               f"ner paired steps ({args.paired_steps} per side)")
+        paired = run_paired(checkpoint, budgets["ner"], seeds[0], args.paired_steps, threads, runs_dir)
     seconds = time.perf_counter() - started
     machine = machine_info()
     verdicts = write_report(out, results, command, seconds, machine, budgets, checkpoint, seeds, args.quick, paired)

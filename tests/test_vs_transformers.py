@@ -196,3 +196,14 @@ def test_vs_transformers_quick_on_a_tiny_bert(wnut_tokenizer, tmp_path):
     assert set(report["targets"]) == {"ner/base", "classify/base", "classify/improved"}
     markdown = (out / "vs_transformers.md").read_text()
     assert "## Targets" in markdown and "Per entity type" in markdown and "--quick" in markdown
+    shares = report["paired_steps"]["matmul_share"]
+    assert 0 < shares["nlu"] < 1 and 0 < shares["transformers"] < 1 and "Matrix products" in markdown
+
+    # The step benchmark alone, again, into the saved results: the runs stay as they were.
+    rerun = subprocess.run([sys.executable, str(ROOT / "scripts" / "vs_transformers.py"), "--render",
+                            str(out / "vs_transformers.json"), "--rerun-paired", "--runs-dir", str(tmp_path / "runs")],
+                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    again = json.loads((out / "vs_transformers.json").read_text())
+    assert again["runs"] == report["runs"] and again["paired_steps"]["steps"] == report["paired_steps"]["steps"]
+    assert again["paired_steps"]["seconds"] != report["paired_steps"]["seconds"]  # measured anew
