@@ -75,10 +75,11 @@ QUICK = {
 }
 # nlu's own improvements, per task: options that exist in nlu and do better than its defaults.
 # NER: nlu has no CPU speed option beyond what is on by default (fused AdamW, fused QKV + SDPA
-# attention, length-sorted evaluation); bf16 autocast is 5x slower on a CPU without AVX512-BF16.
-MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+# attention by length segments, CPU dropout mask, last layer at labelled tokens only, length-sorted
+# evaluation); bf16 autocast is 5x slower on a CPU without AVX512-BF16.
 IMPROVED = {"ner": [], "classify": ["data.loss=focal"]}
 DATA_SUBSET_SEED = 13
+MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}  # the profiler's matrix-product kernels
 
 
 # --------------------------------------------------------------------------- data files
@@ -527,6 +528,11 @@ def in_subprocess(spec: dict, label: str) -> dict:
     return json.loads((run_dir / "result.json").read_text())
 
 
+def invocation() -> str:
+    """This script's command line as a reader would type it from the repository root."""
+    return "python " + " ".join(shlex.quote(part) for part in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+
 def run_paired(checkpoint: str, budget: dict, seed: int, steps: int, threads: int, runs_dir: Path) -> dict:
     spec = {"framework": "paired", "checkpoint": checkpoint, "budget": budget, "seed": seed, "steps": steps,
             "threads": threads, "output_dir": str(runs_dir / "ner-paired-steps")}
@@ -832,15 +838,18 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker)
+    if args.rerun_paired and not args.render:
+        parser.error("--rerun-paired re-measures into saved results: give them with --render JSON")
     if args.render:
         saved = json.loads(args.render.read_text())
         if args.rerun_paired:
             before = saved["paired_steps"]
+            if not before:
+                parser.error(f"{args.render} has no paired step benchmark to re-run (it was skipped: --paired-steps 0)")
             saved["paired_steps"] = run_paired(saved["checkpoint"], saved["budget"]["ner"], saved["seeds"][0],
                                                before["steps"], before["threads"],
                                                Path(args.runs_dir or ROOT / "runs/vs_transformers"))
-            saved["paired_steps"]["command"] = "python " + " ".join(
-                shlex.quote(part) for part in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+            saved["paired_steps"]["command"] = invocation()
             args.render.write_text(json.dumps(saved, indent=2), encoding="utf-8")
         write_report(Path(args.out or args.render.parent), saved["runs"], saved["command"], saved["seconds"],
                      saved["machine"], saved["budget"], saved["checkpoint"], saved["seeds"], saved["quick"],
@@ -850,7 +859,7 @@ def main() -> int:
     import torch
 
     started = time.perf_counter()
-    command = "python " + " ".join(shlex.quote(part) for part in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    command = invocation()
     if args.checkpoint is None:
         from fetch_minilm import fetch_minilm
 

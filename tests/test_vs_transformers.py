@@ -207,3 +207,9 @@ def test_vs_transformers_quick_on_a_tiny_bert(wnut_tokenizer, tmp_path):
     again = json.loads((out / "vs_transformers.json").read_text())
     assert again["runs"] == report["runs"] and again["paired_steps"]["steps"] == report["paired_steps"]["steps"]
     assert again["paired_steps"]["seconds"] != report["paired_steps"]["seconds"]  # measured anew
+
+
+def test_rerun_paired_needs_saved_results():
+    completed = subprocess.run([sys.executable, str(ROOT / "scripts" / "vs_transformers.py"), "--rerun-paired"],
+                               capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert completed.returncode == 2 and "--rerun-paired re-measures into saved results" in completed.stderr

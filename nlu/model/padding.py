@@ -77,11 +77,11 @@ class Padding:
 
     def __init__(self, attention_mask: torch.Tensor, segment_cost: int | None):
         real = attention_mask.bool()
-        self.batch, self.length = real.shape
+        batch, width = real.shape
         self.real_flat = real.flatten()
-        columns = torch.arange(1, self.length + 1, device=real.device)
+        columns = torch.arange(1, width + 1, device=real.device)
         extents = (real * columns).amax(1).tolist()  # last real position + 1 (holes allowed)
-        order = sorted((row for row in range(self.batch) if extents[row]), key=lambda row: extents[row])
+        order = sorted((row for row in range(batch) if extents[row]), key=lambda row: extents[row])
         if not order:
             raise ValueError("every sequence of the batch is empty (attention_mask is all 0)")
         if segment_cost is None:
@@ -96,13 +96,15 @@ class Padding:
             length = extents[order[end - 1]]
             present = real[rows, :length]
             local = present.flatten().nonzero().squeeze(1)
-            gathers.append(rows[local // length] * self.length + local % length)
+            gathers.append(rows[local // length] * width + local % length)
             dense = local.numel() == present.numel()
             self.segments.append(Segment(local.numel(), len(rows), length, None if dense else local,
                                          None if dense else present[:, None, None, :]))
             first = end
         # packed row → its position in the flattened (batch, seq) batch
         self.gather = torch.cat(gathers)
+        # the whole batch is one more layout of the same packed rows
+        self.whole = Segment(len(self.gather), batch, width, self.gather, None)
 
     def split(self, packed: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The packed (tokens, ...) rows of each segment."""
@@ -110,7 +112,7 @@ class Padding:
 
     def unpad(self, padded: torch.Tensor) -> torch.Tensor:
         """(batch, seq, ...) → (tokens, ...), segment by segment."""
-        return padded.flatten(0, 1).index_select(0, self.gather)
+        return self.whole.unpad(padded)
 
     def rows(self, positions: torch.Tensor) -> torch.Tensor:
         """Where the (batch, seq) boolean POSITIONS, all real tokens, sit among the packed rows
@@ -125,8 +127,7 @@ class Padding:
 
     def pad(self, packed: torch.Tensor) -> torch.Tensor:
         """(tokens, ...) → (batch, seq, ...), zeros at padded positions."""
-        padded = packed.new_zeros(self.batch * self.length, *packed.shape[1:]).index_copy_(0, self.gather, packed)
-        return padded.view(self.batch, self.length, *packed.shape[1:])
+        return self.whole.pad(packed)
 
 
 def padding_of(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> Padding | None:
