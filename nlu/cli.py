@@ -1,39 +1,40 @@
-"""``nlu`` command line: pretrain, finetune, evaluate, predict, export, run.
+"""nlu: pretrain BERT-style encoders, fine-tune them for NER or classification, predict, export.
 
-Every training command takes ``--config tasks/<file>.yaml`` plus ``section.key=value``
-overrides. Errors in the user's input are printed as one clear line (exit status 2), never
-as a traceback.
+Training commands take --config tasks/FILE.yaml plus section.key=value overrides
+(nlu config show tasks/FILE.yaml lists every option). Errors in the input are printed as one
+line, "nlu: error: ...", with exit status 2, never as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
+from nlu import __version__
 from nlu.errors import NluError
 
 
-def command_pretrain(args: argparse.Namespace) -> None:
-    from nlu.settings import load_settings
-    from nlu.tasks import pretrain
-
-    settings = load_settings(args.config, args.overrides, task="pretrain")
-    prepare_run_folder(settings, args.force)
-    summary = pretrain.run(settings)
-    print_once(json.dumps({key: summary[key] for key in ("steps", "tokens_per_second", "final_eval", "unigram_mlm_loss")},
-                          indent=2))
-
-
-def command_finetune(args: argparse.Namespace) -> None:
+def command_train(args: argparse.Namespace) -> None:
+    """``nlu pretrain`` and ``nlu finetune TASK``: one run in one folder, through the runs layer."""
+    from nlu.runs import run
     from nlu.settings import load_settings
 
-    settings = load_settings(args.config, args.overrides, task=args.task)
-    prepare_run_folder(settings, args.force)
-    summary = task_module(args.task).run(settings)
-    print_once(json.dumps({key: value for key, value in summary.items() if not isinstance(value, (list, dict))}, indent=2))
-    print_once(f"report: {Path(settings.training.output_dir) / 'report.md'}")
+    task = getattr(args, "task", None) or "pretrain"
+    record = run(load_settings(args.config, args.overrides, task=task), force=args.force)
+    print_once(json.dumps(headline(record), indent=2))
+    report = "pretraining.md" if task == "pretrain" else "report.md"
+    print_once(f"{'reused the finished run in' if record.reused else 'report:'} "
+               f"{record.output_dir if record.reused else record.output_dir / report}")
+
+
+def headline(record) -> dict:
+    from nlu.runs import task_entry
+
+    return {key: record.summary[key] for key in task_entry(record.task).headline if key in record.summary}
 
 
 def print_once(text: str) -> None:
@@ -44,77 +45,78 @@ def print_once(text: str) -> None:
         print(text)
 
 
-def task_module(name: str):
-    from nlu.tasks import classify, ner
+def predictor_for(args: argparse.Namespace):
+    """``nlu.load`` for evaluate and predict: the model must be of the command's task."""
+    from nlu.errors import ConfigError
+    from nlu.predict import load
 
-    return {"ner": ner, "classify": classify}[name]
+    predictor = load(args.model, args.device, precision=args.precision, max_length=args.max_length,
+                     stride=args.stride, batch_size=args.batch_size)
+    if predictor.task != args.task:
+        kind = {"ner": "an NER (token classification)", "classify": "a text classification"}[predictor.task]
+        raise ConfigError(f"{predictor.directory} holds {kind} model; use `nlu {args.command} {predictor.task}`")
+    return predictor
 
 
 def command_evaluate(args: argparse.Namespace) -> None:
-    from nlu.model import load_model
-    from nlu.tokenizer import load_tokenizer
+    from nlu.errors import ConfigError
+    from nlu.hardware import autocast
 
-    model, tokenizer = load_model(args.model), load_tokenizer(args.model)
-    apply_input_settings(args)
-    out = Path(args.out or Path(args.model) / "evaluation")
-    if args.task == "ner":
-        from nlu.data.ner import read_ner_file
-        from nlu.tasks.ner import NerData, evaluate_ner
+    predictor = predictor_for(args)
+    if args.out is None and not Path(args.model).is_dir():
+        raise ConfigError(f"{args.model} is not a local folder: give --out for the evaluation report")
+    out = Path(args.out or predictor.directory / "evaluation")
+    with autocast(predictor.device, predictor.precision):
+        if args.task == "ner":
+            from nlu.data.ner import read_ner_file
+            from nlu.tasks.ner import NerData, evaluate_ner
 
-        data = NerData(max_length=args.max_length, stride=args.stride, eval_batch_size=args.batch_size)
-        results = evaluate_ner(model, tokenizer, read_ner_file(args.data, repair=args.repair), out, data)
-        headline = {"entity_f1_strict": results["entity_strict"]["averages"]["micro"]["f1"],
-                    "entity_f1_default": results["entity_default"]["averages"]["micro"]["f1"]}
-    else:
-        from nlu.data.classification import read_table
-        from nlu.tasks.classify import evaluate_classification, prediction_adjustment
+            data = NerData(max_length=predictor.max_length, stride=predictor.stride, eval_batch_size=args.batch_size)
+            results = evaluate_ner(predictor.model, predictor.tokenizer, read_ner_file(args.data, repair=args.repair),
+                                   out, data)
+            headline = {"entity_f1_strict": results["entity_strict"]["averages"]["micro"]["f1"],
+                        "entity_f1_default": results["entity_default"]["averages"]["micro"]["f1"]}
+        else:
+            from nlu.data.classification import read_table
+            from nlu.tasks.classify import evaluate_classification
 
-        examples = read_table(args.data, args.text_column, args.text_pair_column, args.label_column)
-        results = evaluate_classification(model, tokenizer, examples, out, args.max_length, args.batch_size,
-                                          prediction_adjustment(Path(args.model)))
-        headline = {key: results["scores"][key] for key in ("macro_f1", "balanced_accuracy", "accuracy")}
+            examples = read_table(args.data, args.text_column, args.text_pair_column, args.label_column)
+            results = evaluate_classification(predictor.model, predictor.tokenizer, examples, out, predictor.max_length,
+                                              args.batch_size, predictor.adjustment)
+            headline = {key: results["scores"][key] for key in ("macro_f1", "balanced_accuracy", "accuracy")}
     print(json.dumps(headline, indent=2))
     print(f"report: {out / 'report.md'}")
 
 
 def command_predict(args: argparse.Namespace) -> None:
-    from nlu.model import load_model
-    from nlu.tokenizer import load_tokenizer
+    """JSON lines, one per non-blank input line, each with its line number (the input text is not
+    repeated: a line number joins the output back to it)."""
+    from nlu.data.classification import TextExample
+    from nlu.data.text import read_text_lines
 
-    model, tokenizer = load_model(args.model), load_tokenizer(args.model)
-    apply_input_settings(args)
-    lines = list(args.text) if args.text else Path(args.file).read_text(encoding="utf-8").splitlines()
+    predictor = predictor_for(args)
+    source = args.file or "<text>"
+    numbered = read_text_lines(args.file) if args.file else list(enumerate(args.text, start=1))
+    kept = [(number, line) for number, line in numbered if line.strip()]
     if args.task == "ner":
-        from nlu.data.ner import NerSentence
-        from nlu.evaluation.confusion import entity_spans
-        from nlu.tasks.ner import predict_tags
-
-        source = args.file or "<text>"
-        sentences = [NerSentence(line.split(), ["O"] * len(line.split()), source, number)
-                     for number, line in enumerate(lines, 1) if line.split()]
-        tags, windowed = predict_tags(model, tokenizer, sentences, args.max_length, args.stride, args.batch_size)
-        for sentence, row in zip(sentences, tags):
-            entities = [{"type": span.type, "text": " ".join(sentence.words[span.start:span.end + 1])}
-                        for span in entity_spans(row)]
-            print(json.dumps({"words": sentence.words, "tags": row, "entities": entities}, ensure_ascii=False))
-        if windowed:
-            print(f"note: {windowed} extra window(s) were used for sentences longer than max_length="
-                  f"{args.max_length} sub-tokens; every word was predicted", file=sys.stderr)
+        results = predictor.predict([line for _, line in kept], source=source)
+        for (number, _), result in zip(kept, results):
+            entities = [{"type": e.type, "text": e.text, "start": e.start, "end": e.end, "score": round(e.score, 4)}
+                        for e in result.entities]
+            print(json.dumps({"line": number, "words": result.words, "tags": result.tags, "entities": entities},
+                             ensure_ascii=False))
     else:
-        from nlu.data.classification import TextExample
-        from nlu.tasks.classify import predict_probabilities, prediction_adjustment
-
-        examples = [TextExample(line, None, None, args.file or "<text>", n) for n, line in enumerate(lines, 1) if line.strip()]
-        probabilities, truncated = predict_probabilities(model, tokenizer, examples, args.max_length, args.batch_size,
-                                                         prediction_adjustment(Path(args.model)))
-        labels = list(model.config.labels)
-        for example, row in zip(examples, probabilities):
-            print(json.dumps({"text": example.text, "label": labels[int(row.argmax())],
-                              "probabilities": {label: round(float(p), 4) for label, p in zip(labels, row)}},
+        results, truncated = predictor.classify([TextExample(line, None, None, source, number) for number, line in kept])
+        for (number, _), result in zip(kept, results):
+            print(json.dumps({"line": number, "label": result.label, "score": round(result.score, 4),
+                              "probabilities": {label: round(p, 4) for label, p in result.probabilities.items()}},
                              ensure_ascii=False))
         if truncated:
-            print(f"note: {truncated} text(s) longer than max_length={args.max_length} tokens were classified "
-                  f"from their first {args.max_length} tokens", file=sys.stderr)
+            print(f"note: {truncated} text(s) longer than max_length={predictor.max_length} sub-tokens were "
+                  f"classified from their first {predictor.max_length}", file=sys.stderr)
+    if len(kept) < len(numbered):
+        print(f"note: {len(numbered) - len(kept)} blank line(s) skipped; each output line gives its input's line number",
+              file=sys.stderr)
 
 
 def command_run(args: argparse.Namespace) -> None:
@@ -123,89 +125,70 @@ def command_run(args: argparse.Namespace) -> None:
     run_pipeline(args.pipeline, quick=args.quick, force=args.force, runs_dir=args.runs_dir, reports_dir=args.reports_dir)
 
 
-def apply_input_settings(args: argparse.Namespace) -> None:
-    """Unless given, read text the way the model was fine-tuned (max_length, stride)."""
-    from nlu.tasks.finetune import input_settings
+def command_sweep(args: argparse.Namespace) -> None:
+    from nlu.errors import ConfigError
+    from nlu.settings import load_settings
+    from nlu.sweep import Sweep, grid_rows, load_sweep, run_sweep, write_sweep
 
-    saved = input_settings(Path(args.model))
-    args.max_length = args.max_length or saved.get("max_length", 128)
-    args.stride = args.stride if args.stride is not None else saved.get("stride", 32)
+    if args.sweep_file and "=" in args.sweep_file and not Path(args.sweep_file).exists():
+        args.overrides, args.sweep_file = [args.sweep_file, *args.overrides], None  # an override, not a file
+    if args.sweep_file:
+        if args.config or args.grid:
+            raise ConfigError("give a sweep file, or --config with --grid, not both")
+        sweep = load_sweep(args.sweep_file)
+    elif args.config and args.grid:
+        sweep = Sweep(name=args.name or Path(args.config).stem, config=args.config, rows=grid_rows(args.grid))
+    else:
+        raise ConfigError("nlu sweep needs a sweep file, or --config TASK_FILE with at least one --grid key=v1,v2")
+    sweep.name = args.name or sweep.name
+    sweep.seeds = args.seeds or sweep.seeds
+    sweep.overrides.update(dict(item.split("=", 1) for item in args.overrides))
+    task = load_settings(sweep.config).task
+    results = run_sweep(sweep, task, Path(args.runs_dir) / "sweeps", force=args.force)
+    report = write_sweep(results, Path(args.out) if args.out else Path(args.runs_dir) / "sweeps" / sweep.name)
+    print_once(report.read_text())
+    print_once(f"report: {report}")
 
 
 def command_export(args: argparse.Namespace) -> None:
-    from nlu.interop import to_transformers
-    from nlu.model import load_model
-    from nlu.tokenizer import load_tokenizer
+    from nlu.export import export
 
-    model = load_model(args.model)
-    tokenizer = load_tokenizer(args.model) if (Path(args.model) / "tokenizer.json").exists() else None
-    to_transformers(model, args.out, tokenizer)
-    print(f"wrote a transformers checkpoint to {args.out}")
+    out = export(args.model, args.out)
+    print(f"wrote a transformers checkpoint with its model card to {out}")
 
 
-def prepare_run_folder(settings, force: bool) -> None:
-    """Start clean with --force; otherwise an existing folder means 'resume', which is only
-    sound with the settings the folder was started with."""
-    from nlu.training.loop import distributed_state
+def command_config(args: argparse.Namespace) -> None:
+    from nlu.describe import describe_task_file
 
-    state = distributed_state(settings.training)
-    if state.is_main_process:
-        check_run_folder(settings, Path(settings.training.output_dir), force)
-    state.wait_for_everyone()
-
-
-def check_run_folder(settings, output_dir: Path, force: bool) -> None:
-    import dataclasses
-    import shutil
-
-    import yaml
-
-    from nlu.errors import ConfigError
-    from nlu.training.config import TrainingConfig
-
-    if force and output_dir.exists():
-        shutil.rmtree(output_dir)
-    saved = output_dir / "settings.yaml"
-    if saved.exists():
-        before, now = yaml.safe_load(saved.read_text()), settings.to_dict()
-        # A training option that a newer nlu added is absent from an older run's file: at its
-        # default it changes nothing, so the run still resumes.
-        defaults = {"training": dataclasses.asdict(TrainingConfig())}
-        changed = sorted(f"{section}.{key}" for section in now if isinstance(now[section], dict)
-                         for key in set(now[section]) | set(before.get(section) or {})
-                         if (before.get(section) or {}).get(key, defaults.get(section, {}).get(key))
-                         != now[section].get(key))
-        changed += [section for section in now if not isinstance(now[section], dict) and before.get(section) != now[section]]
-        if changed:
-            raise ConfigError(f"{output_dir} holds a run with other settings ({', '.join(changed)}); "
-                              f"pass --force to start over or choose another training.output_dir")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    settings.save(saved)
+    print(describe_task_file(args.task_file))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlu", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"nlu {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     pretrain = commands.add_parser("pretrain", help="MLM + NSP pretraining (resumes if the run folder has checkpoints)")
     pretrain.add_argument("--config", required=True, help="task YAML, e.g. tasks/pretrain_news.yaml")
     pretrain.add_argument("--force", action="store_true", help="delete the run folder first instead of resuming")
     pretrain.add_argument("overrides", nargs="*", help="section.key=value, e.g. training.max_steps=100")
-    pretrain.set_defaults(handler=command_pretrain)
+    pretrain.set_defaults(handler=command_train)
 
     finetune = commands.add_parser("finetune", help="fine-tune for NER or classification, then evaluate on test")
     finetune.add_argument("task", choices=["ner", "classify"])
     finetune.add_argument("--config", required=True, help="task YAML, e.g. tasks/wnut16_ner.yaml")
     finetune.add_argument("--force", action="store_true", help="delete the run folder first instead of resuming")
     finetune.add_argument("overrides", nargs="*", help="section.key=value, e.g. init=runs/pretrain_news/model")
-    finetune.set_defaults(handler=command_finetune)
+    finetune.set_defaults(handler=command_train)
 
     for name, handler, helptext in (("evaluate", command_evaluate, "score a fine-tuned model on a labelled file"),
-                                    ("predict", command_predict, "tag or classify text")):
-        sub = commands.add_parser(name, help=helptext)
+                                    ("predict", command_predict, "tag or classify text (JSON lines out)")):
+        sub = commands.add_parser(name, help=helptext, description=helptext)
         sub.add_argument("task", choices=["ner", "classify"])
-        sub.add_argument("--model", required=True, help="a fine-tuned model directory (e.g. runs/x/best)")
+        sub.add_argument("--model", required=True,
+                         help="a run folder (its best/ model), a model folder (runs/x/best), a transformers BERT "
+                              "folder (e.g. from nlu export) or a hub model id (online only)")
         if name == "evaluate":
             sub.add_argument("--data", required=True, help="CoNLL/JSONL (ner) or CSV/TSV/JSONL (classify)")
             sub.add_argument("--out", help="report folder (default: MODEL/evaluation)")
@@ -215,13 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--label-column", default="label", help="classify: column holding the label")
         else:
             source = sub.add_mutually_exclusive_group(required=True)
-            source.add_argument("--text", nargs="+", help="one or more texts (ner: words separated by spaces)")
-            source.add_argument("--file", help="a text file, one text (ner: one sentence) per line")
+            source.add_argument("--text", nargs="+", help="one or more texts (ner: raw text; punctuation is split "
+                                                          "from words as BERT's tokenizer splits it)")
+            source.add_argument("--file", help="a UTF-8 text file, one text per line (blank lines are skipped)")
         sub.add_argument("--max-length", type=int, default=None,
                          help="sub-tokens per input (default: as the model was fine-tuned, else 128)")
         sub.add_argument("--stride", type=int, default=None,
-                         help="ner: sub-tokens shared by consecutive windows (default: as fine-tuned, else 32)")
+                         help="ner: sub-tokens shared by consecutive windows (default: as fine-tuned when it fits "
+                              "max-length, else half a window)")
         sub.add_argument("--batch-size", type=int, default=64)
+        sub.add_argument("--device", default=None, help="auto (default: the GPU if there is one), cpu, cuda or cuda:N")
+        sub.add_argument("--precision", default=None, choices=["auto", "no", "bf16", "fp16"],
+                         help="default: bf16/fp16 on a GPU, fp32 (no) on the CPU")
         sub.set_defaults(handler=handler)
 
     run = commands.add_parser("run", help="the main job: pretrain, fine-tune NER and classification, one report")
@@ -232,10 +220,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reports-dir", default="reports")
     run.set_defaults(handler=command_run)
 
-    export = commands.add_parser("export", help="write an nlu model as a transformers BERT checkpoint")
-    export.add_argument("--model", required=True)
-    export.add_argument("--out", required=True)
+    sweep = commands.add_parser("sweep", help="a grid of overrides × seeds: mean ± std table, paired bootstrap vs the first row")
+    sweep.add_argument("sweep_file", nargs="?", help="a sweep YAML (task: sweep, config, rows or grid, seeds)")
+    sweep.add_argument("--config", help="task YAML the grid varies, e.g. tasks/rotten_tomatoes.yaml")
+    sweep.add_argument("--grid", action="append", default=[], help="section.key=v1,v2 (repeat for a product)")
+    sweep.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the sweep file's, else 42)")
+    sweep.add_argument("--name", help="sweep name: runs/sweeps/NAME (default: the file's stem)")
+    sweep.add_argument("--runs-dir", default="runs")
+    sweep.add_argument("--out", help="report folder (default: runs/sweeps/NAME)")
+    sweep.add_argument("--force", action="store_true", help="redo finished runs instead of reusing them")
+    sweep.add_argument("overrides", nargs="*", help="section.key=value applied to every run, e.g. training.max_steps=50")
+    sweep.set_defaults(handler=command_sweep)
+
+    export = commands.add_parser("export", help="write a model as a transformers BERT folder with a model card",
+                                 description="Write an nlu model as a transformers BERT folder (weights, tokenizer, "
+                                             "README.md model card) that transformers' pipelines serve as nlu does.")
+    export.add_argument("--model", required=True, help="a run folder or an nlu model folder")
+    export.add_argument("--out", required=True, help="the folder to write")
     export.set_defaults(handler=command_export)
+
+    config = commands.add_parser("config", help="show the options a task file takes")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    show = config_commands.add_parser("show", help="every option of the task: type, default, meaning",
+                                      description="Every option of the task in TASK_FILE, section by section, with "
+                                                  "its type, default, the value the file sets and what it means.")
+    show.add_argument("task_file", help="a task YAML, e.g. tasks/wnut16_ner.yaml")
+    show.set_defaults(handler=command_config)
     return parser
 
 
@@ -248,15 +258,36 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if hasattr(args, "overrides"):
         args.overrides = [*args.overrides, *extra]
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun worker: stop when the launcher dies
+        from nlu.runs import follow_launcher
+
+        follow_launcher()
     try:
         args.handler(args)
     except NluError as error:
-        print(f"nlu: error: {error}", file=sys.stderr)
-        return 2
+        return fail(str(error))
+    except OSError as error:
+        if error.errno not in STORAGE_ERRORS:
+            raise
+        return fail(f"{error.filename or 'writing'}: {error.strerror}")
+    except Exception as error:  # noqa: BLE001 — safetensors reports a full disk as its own error type
+        if "No space left on device" not in str(error):
+            raise
+        return fail(f"no space left on device ({type(error).__name__}: {str(error).splitlines()[0]})")
     except KeyboardInterrupt:
         print("\nnlu: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
     return 0
+
+
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+
+
+def fail(message: str) -> int:
+    """One line, exit status 2; under torchrun only the first process prints it."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"nlu: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

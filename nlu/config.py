@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nlu.errors import ConfigError
+from nlu.options import fill
 
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 NORM_PLACEMENTS = ("post", "pre")
@@ -93,8 +94,4 @@ class EncoderConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "EncoderConfig":
         """Build from a mapping, refusing unknown keys so that a misspelt option is not ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown encoder option(s) {unknown}; known options: {sorted(known)}")
-        return cls(**values)
+        return fill(cls, values, source if callable(source) else f"{source}")

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from accelerate import PartialState
 
 from nlu.errors import ConfigError
 from nlu.evaluation.report import settings_block
 from nlu.files import write_text_atomic
+from nlu.runs import RunRecord, run
 from nlu.settings import RunSettings, load_settings
 
 FINETUNE_TASKS = ("ner", "classify")
-SUMMARY_FILE = {"pretrain": "pretraining.json", "ner": "summary.json", "classify": "summary.json"}
 
 
 @dataclass
@@ -60,57 +61,52 @@ def stage_settings(pipeline: Pipeline, stage: str, task: str, output_dir: Path, 
     return load_settings(spec["config"], [f"{key}={json.dumps(value)}" for key, value in overrides.items()], task=task)
 
 
-def run_stage(settings: RunSettings, force: bool) -> tuple[dict[str, Any], float, bool]:
-    """Run one stage unless its folder already holds a finished run with the same settings."""
-    from nlu.cli import prepare_run_folder
-    from nlu.tasks import classify, ner, pretrain
-
-    output_dir = Path(settings.training.output_dir)
-    summary_path = output_dir / SUMMARY_FILE[settings.task]
-    prepare_run_folder(settings, force)
-    if summary_path.exists():
-        print(f"[{settings.task}] reusing finished run in {output_dir}")
-        return json.loads(summary_path.read_text()), 0.0, True
-    started = time.perf_counter()
-    summary = {"pretrain": pretrain, "ner": ner, "classify": classify}[settings.task].run(settings)
-    return summary, time.perf_counter() - started, False
-
-
 def run_pipeline(path: str | Path, quick: bool = False, force: bool = False, runs_dir: str | Path = "runs",
-                 reports_dir: str | Path = "reports") -> Path:
+                 reports_dir: str | Path | None = None) -> Path:
+    """Run every stage through the runs layer and write the report; by default the report goes
+    beside the run folders (``runs/<name>/report``), never over the committed sample in reports/."""
     pipeline = load_pipeline(path)
     name = pipeline.name + ("-quick" if quick else "")
-    run_root, report_dir = Path(runs_dir) / name, Path(reports_dir) / name
-    from nlu.training.loop import distributed_state
-
-    pretrain_settings = stage_settings(pipeline, "pretrain", "pretrain", run_root / "pretrain", quick, {})
-    state = distributed_state(pretrain_settings.training)
-    if force and state.is_main_process:
-        shutil.rmtree(run_root, ignore_errors=True)
-    state.wait_for_everyone()
+    run_root = Path(runs_dir) / name
+    report_dir = Path(reports_dir) / name if reports_dir is not None else run_root / "report"
     started = time.perf_counter()
-    results: dict[str, Any] = {}
+    records: dict[str, RunRecord] = {}
     settings_used: dict[str, RunSettings] = {}
-
-    summary, seconds, reused = run_stage(pretrain_settings, force)
-    results["pretrain"] = {"summary": summary, "seconds": seconds, "reused": reused}
-    settings_used["pretrain"] = pretrain_settings
-    pretrained = run_root / "pretrain" / "model"
-    for task in FINETUNE_TASKS:
-        if task not in pipeline.stages:
-            continue
-        for start, from_scratch in (("pretrained", False), ("scratch", True)):
-            settings = stage_settings(pipeline, task, task, run_root / f"{task}-{start}", quick,
-                                      {"init": str(pretrained), "from_scratch": from_scratch})
-            summary, seconds, reused = run_stage(settings, force)
-            results[f"{task}-{start}"] = {"summary": summary, "seconds": seconds, "reused": reused}
-            settings_used[f"{task}-{start}"] = settings
+    pretrained = str(run_root / "pretrain" / "model")
+    stages = [("pretrain", "pretrain", {})]
+    stages += [(f"{task}-{start}", task, {"init": pretrained, "from_scratch": start == "scratch"})
+               for task in FINETUNE_TASKS if task in pipeline.stages for start in ("pretrained", "scratch")]
+    for stage, task, extra in stages:
+        settings = stage_settings(pipeline, task, task, run_root / stage, quick, extra)
+        records[stage] = run(settings, force=force)
+        settings_used[stage] = settings
+        record = records[stage]
+        print_main(f"[{stage}] {'reused the finished run in' if record.reused else 'finished'} {record.output_dir} "
+                   f"({record.wall_seconds:.0f} s)")
     total = time.perf_counter() - started
+    results = {stage: {"summary": record.summary, "seconds": 0.0 if record.reused else record.wall_seconds,
+                       "cpu_seconds": record.cpu_seconds, "reused": record.reused} for stage, record in records.items()}
     report = report_dir / "report.md"
-    if state.is_main_process:
+    if PartialState().is_main_process:
         write_report(report_dir, run_root, pipeline, results, settings_used, total, quick)
+        print(headline_table(results))
         print(f"report: {report}")
     return report
+
+
+def print_main(text: str) -> None:
+    if PartialState().is_main_process:
+        print(text)
+
+
+def headline_table(results: dict[str, Any]) -> str:
+    """The main job's figures in the terminal: each fine-tuning task from pretrained vs random weights."""
+    rows = [("NER test entity F1", "ner", "test_f1"), ("classification test macro-F1", "classify", "test_macro_f1")]
+    lines = ["", "| | from pretrained | from random init |", "|---|---|---|"]
+    lines += [f"| {label} | {results[f'{task}-pretrained']['summary'][key]:.4f} | "
+              f"{results[f'{task}-scratch']['summary'][key]:.4f} |"
+              for label, task, key in rows if f"{task}-pretrained" in results]
+    return "\n".join(lines)
 
 
 def copy_figures(source: Path, target: Path, names: list[str]) -> None:

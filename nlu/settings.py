@@ -4,22 +4,47 @@ One mechanism for every command: ``nlu pretrain --config tasks/pretrain_news.yam
 training.max_steps=50 model.hidden_size=64``. Values after ``=`` are parsed as YAML, so
 numbers, booleans and lists work as they would in the file. The resolved settings are saved
 beside every run so a result can always be traced to its exact configuration.
+
+YAML 1.1 reads ``no``, ``off``, ``yes`` and ``on`` as booleans, which would turn
+``mixed_precision: no`` into ``False``; nlu reads YAML with only ``true``/``false`` as booleans
+(as YAML 1.2 does), and an option declared as a boolean accepts yes/no/on/off as words.
+Every value of every section goes through one coercion, ``coerce``, so ``1e-12`` (a string to
+YAML) becomes a float wherever a float is declared and ``1.5`` is refused where an integer is.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable
 
 import yaml
 
 from nlu.errors import ConfigError
+from nlu.files import write_text_atomic
+from nlu.options import coerce, fill
 from nlu.training.config import TrainingConfig
 
 SECTIONS = ("task", "model", "data", "training", "init", "from_scratch")
-T = TypeVar("T")
+COMMAND_LINE = "command line"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false, so ``no`` stays the word "no"."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 — a SafeLoader subclass
 
 
 @dataclass
@@ -36,6 +61,13 @@ class RunSettings:
     """Take ``init``'s architecture and tokenizer but not its weights: the baseline that shows
     what pretraining buys."""
     source: str = "settings"
+    origins: dict[str, str] = field(default_factory=dict)
+    """Where each option given came from ("section.key" → the task file or "command line"), so an
+    error names the place the user has to edit."""
+
+    def where(self, section: str) -> Callable[[str], str]:
+        """For ``fill``: the origin of ``section.key``, as it appears in error messages."""
+        return lambda key: f"{self.origins.get(f'{section}.{key}', self.source)}: {section}.{key}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "model": self.model, "data": self.data,
@@ -43,12 +75,10 @@ class RunSettings:
                 "from_scratch": self.from_scratch}
 
     def save(self, path: str | Path) -> None:
-        from nlu.files import write_text_atomic
-
         write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-def apply_override(values: dict[str, Any], override: str) -> None:
+def apply_override(values: dict[str, Any], override: str, origins: dict[str, str]) -> None:
     key, equals, raw = override.partition("=")
     if not equals or not key:
         raise ConfigError(f"override {override!r} must look like section.key=value, e.g. training.max_steps=100")
@@ -58,71 +88,59 @@ def apply_override(values: dict[str, Any], override: str) -> None:
         node = node.setdefault(parent, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {override!r}: {parent!r} is not a section")
-    node[leaf] = yaml.safe_load(raw) if raw else None
+    try:
+        node[leaf] = parse_yaml(raw) if raw else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{COMMAND_LINE}: override {override!r} is not valid YAML "
+                          f"({getattr(error, 'problem', None) or error}); quote the value or fix its brackets") from None
+    origins[key] = COMMAND_LINE
+
+
+def read_yaml_file(path: Path, what: str) -> dict[str, Any]:
+    """A YAML mapping from ``path``, with file:line for a syntax error."""
+    try:
+        values = parse_yaml(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a {what}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+    return values
 
 
 def load_settings(path: str | Path | None, overrides: list[str] = (), task: str | None = None) -> RunSettings:
     values: dict[str, Any] = {}
-    source = "command line"
+    source = COMMAND_LINE
     if path is not None:
-        path = Path(path)
         source = str(path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: task file not found") from None
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise ConfigError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+        values = read_yaml_file(Path(path), "task file")
+    origins = {f"{section}.{key}": source for section, options in values.items() if isinstance(options, dict)
+               for key in options}
     for override in overrides:
-        apply_override(values, override)
+        apply_override(values, override, origins)
     unknown = sorted(set(values) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {unknown}; sections are {', '.join(SECTIONS)}")
+    for section in ("model", "data", "training"):
+        if not isinstance(values.get(section) or {}, dict):
+            raise ConfigError(f"{source}: {section} must be a mapping of options, got {values[section]!r}")
     if task is not None:
         if values.get("task", task) != task:
             raise ConfigError(f"{source} is a {values['task']!r} task, not {task!r}")
         values["task"] = task
     if "task" not in values:
         raise ConfigError(f"{source}: missing 'task' (pretrain, ner or classify)")
-    return RunSettings(
-        task=values["task"],
-        model=values.get("model") or {},
-        data=values.get("data") or {},
-        training=fill(TrainingConfig, values.get("training") or {}, f"{source}: training"),
-        init=values.get("init"),
-        from_scratch=bool(values.get("from_scratch", False)),
-        source=source,
-    )
-
-
-def fill(cls: type[T], values: dict[str, Any], where: str) -> T:
-    """Build a dataclass from a mapping, naming unknown keys instead of ignoring them."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {unknown}; known: {sorted(known)}")
-    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    values = {key: coerce(value, types[key], f"{where}.{key}") for key, value in values.items()}
-    try:
-        return cls(**values)
-    except TypeError as error:
-        raise ConfigError(f"{where}: {error}") from None
-
-
-def coerce(value: Any, declared: str, where: str) -> Any:
-    """YAML reads ``5e-5`` (no dot) as a string; turn such strings into the declared number,
-    and name the option when a value cannot be one."""
-    kinds = {part.strip() for part in declared.split("|")}
-    if not isinstance(value, str) or "str" in kinds or not kinds & {"int", "float"}:
-        return value
-    for kind in (int, float):
-        if kind.__name__ in kinds:
-            try:
-                return kind(value)
-            except ValueError:
-                continue
-    raise ConfigError(f"{where}: expected {declared}, got {value!r}")
+    settings = RunSettings(task=values["task"], model=values.get("model") or {}, data=values.get("data") or {},
+                           init=values.get("init"), source=source, origins=origins)
+    settings.training = fill(TrainingConfig, values.get("training") or {}, settings.where("training"))
+    settings.from_scratch = coerce(values.get("from_scratch", False), "bool", f"{source}: from_scratch")
+    if settings.init is not None and not isinstance(settings.init, str):
+        raise ConfigError(f"{source}: init must be a checkpoint directory or hub id, got {settings.init!r}")
+    return settings

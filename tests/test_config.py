@@ -30,7 +30,7 @@ def test_bad_values_fail_with_a_clear_message(options, message):
 
 
 def test_unknown_keys_are_refused_and_named():
-    with pytest.raises(ConfigError, match=r"tasks/x.yaml: unknown encoder option\(s\) \['hiden_size'\]"):
+    with pytest.raises(ConfigError, match=r"tasks/x.yaml: unknown option\(s\) \['hiden_size'\]"):
         EncoderConfig.from_dict({"hiden_size": 64}, source="tasks/x.yaml")
 
 

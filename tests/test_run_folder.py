@@ -1,35 +1,204 @@
-"""An existing run folder means "resume", which is only sound with the settings it started with."""
+"""One owner per run folder, settings validated before the disk is touched, resume only with the
+settings a folder started with, and a failed start that leaves nothing behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 import yaml
 
-from nlu.cli import check_run_folder
-from nlu.errors import ConfigError
-from nlu.settings import RunSettings
+from nlu import cli
+from nlu.errors import ConfigError, NluError
+from nlu.runs import check_settings, resolve, run, run_folder_lock
+from nlu.settings import RunSettings, load_settings
 from nlu.training.config import TrainingConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+NER_TASK = str(ROOT / "tasks" / "wnut16_ner.yaml")
 
 
 def _settings(tmp_path, **training) -> RunSettings:
-    return RunSettings(task="pretrain", data={"max_length": 64},
-                       training=TrainingConfig(output_dir=str(tmp_path / "run"), **training))
+    return resolve(RunSettings(task="pretrain", data={"max_length": 64},
+                               training=TrainingConfig(output_dir=str(tmp_path / "run"), **training)))
 
 
 def test_same_settings_resume_and_changed_ones_are_refused_by_name(tmp_path):
-    check_run_folder(_settings(tmp_path), tmp_path / "run", force=False)
-    check_run_folder(_settings(tmp_path), tmp_path / "run", force=False)
+    (tmp_path / "run").mkdir()
+    assert check_settings(_settings(tmp_path), tmp_path / "run") is True
+    assert check_settings(_settings(tmp_path), tmp_path / "run") is False
     with pytest.raises(ConfigError, match=r"other settings \(training\.learning_rate\)"):
-        check_run_folder(_settings(tmp_path, learning_rate=1e-2), tmp_path / "run", force=False)
-    check_run_folder(_settings(tmp_path, learning_rate=1e-2), tmp_path / "run", force=True)
+        check_settings(_settings(tmp_path, learning_rate=1e-2), tmp_path / "run")
 
 
-def test_a_training_option_added_later_at_its_default_still_resumes(tmp_path):
-    """A folder written before ``training.compile`` existed lacks the key."""
-    check_run_folder(_settings(tmp_path), tmp_path / "run", force=False)
+def test_saved_settings_are_resolved_with_every_default(tmp_path):
+    (tmp_path / "run").mkdir()
+    check_settings(_settings(tmp_path), tmp_path / "run")
+    saved = yaml.safe_load((tmp_path / "run" / "settings.yaml").read_text())
+    assert saved["data"]["max_length"] == 64 and saved["data"]["mlm_probability"] == 0.15
+    assert saved["training"]["mixed_precision"] == "auto"
+
+
+def test_an_option_added_later_at_its_default_still_resumes(tmp_path):
+    """A folder written before ``training.compile`` (or a data option) existed lacks the key."""
+    (tmp_path / "run").mkdir()
+    check_settings(_settings(tmp_path), tmp_path / "run")
     saved = tmp_path / "run" / "settings.yaml"
     older = yaml.safe_load(saved.read_text())
-    del older["training"]["compile"]
+    del older["training"]["compile"], older["data"]["short_seq_probability"]
     saved.write_text(yaml.safe_dump(older))
-    check_run_folder(_settings(tmp_path), tmp_path / "run", force=False)
-    saved.write_text(yaml.safe_dump(older))
+    assert check_settings(_settings(tmp_path), tmp_path / "run") is False
     with pytest.raises(ConfigError, match=r"training\.compile"):
-        check_run_folder(_settings(tmp_path, compile=True), tmp_path / "run", force=False)
+        check_settings(_settings(tmp_path, compile=True), tmp_path / "run")
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("training.mixed_precision=no", ("training", "mixed_precision", "no")),
+    ("training.cpu=yes", ("training", "cpu", True)),
+    ("training.cpu=off", ("training", "cpu", False)),
+    ("training.learning_rate=5e-5", ("training", "learning_rate", 5e-5)),
+    ("training.max_steps=3.0", ("training", "max_steps", 3)),
+    ("model.layer_norm_eps=1e-12", ("model", "layer_norm_eps", 1e-12)),
+    ("data.repair=yes", ("data", "repair", True)),
+])
+def test_yaml_words_and_numbers_arrive_as_the_declared_type(override, expected):
+    settings = resolve(load_settings(NER_TASK, [override, "data.tokenizer=x"], task="ner"))
+    section, key, value = expected
+    got = getattr(settings.training, key) if section == "training" else getattr(settings, section)[key]
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("training.batch_size=1.5", "command line: training.batch_size: expected an integer, got 1.5"),
+    ("training.max_steps=[1", "command line: override 'training.max_steps=[1' is not valid YAML"),
+    ("model.layer_norm_eps=tiny", "command line: model.layer_norm_eps: expected a number, got 'tiny'"),
+    ("data.repair=maybe", "command line: data.repair: expected true or false"),
+    ("data.max_lenght=64", "command line: data: unknown option(s) ['max_lenght']"),
+    ("model.hiden_size=64", "command line: model: unknown option(s) ['hiden_size']"),
+])
+def test_bad_values_are_named_with_where_they_came_from(override, message):
+    with pytest.raises(ConfigError) as error:
+        resolve(load_settings(NER_TASK, [override], task="ner"))
+    assert message in str(error.value)
+
+
+def test_a_bad_key_in_the_task_file_names_the_file(tmp_path):
+    task = tmp_path / "task.yaml"
+    task.write_text("task: ner\ndata:\n  strides: 3\n")
+    with pytest.raises(ConfigError, match=rf"{task}: data: unknown option\(s\) \['strides'\]"):
+        resolve(load_settings(task, [], task="ner"))
+
+
+def test_a_typo_with_an_existing_run_folder_is_an_unknown_key_not_a_changed_setting(tmp_path, capsys):
+    output = tmp_path / "run"
+    output.mkdir()
+    check_settings(resolve(load_settings(NER_TASK, [f"training.output_dir={output}"], task="ner")), output)
+    status = cli.main(["finetune", "ner", "--config", NER_TASK, f"training.output_dir={output}", "data.strid=3"])
+    assert status == 2
+    assert "command line: data: unknown option(s) ['strid']" in capsys.readouterr().err
+
+
+def test_validation_fails_before_the_run_folder_exists(tmp_path, capsys):
+    output = tmp_path / "never"
+    status = cli.main(["finetune", "ner", "--config", NER_TASK, f"training.output_dir={output}", "training.epochs=-1",
+                       "training.max_steps=0"])
+    assert status == 2 and "training needs max_steps > 0 or epochs > 0" in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_bad_data_found_while_reading_leaves_no_folder_and_the_corrected_command_is_accepted(tmp_path):
+    output = tmp_path / "run"
+    missing = tmp_path / "missing.conll"
+    settings = load_settings(NER_TASK, [f"training.output_dir={output}", f"data.train={missing}"], task="ner")
+    with pytest.raises(NluError, match="missing.conll"):
+        run(settings)
+    assert not output.exists()
+    corrected = resolve(load_settings(NER_TASK, [f"training.output_dir={output}"], task="ner"))
+    output.mkdir()
+    assert check_settings(corrected, output) is True
+
+
+def test_an_unwritable_place_for_the_run_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    settings = load_settings(NER_TASK, [f"training.output_dir={blocker / 'run'}"], task="ner")
+    with pytest.raises(ConfigError, match=r"cannot write the run folder here"):
+        run(settings)
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from nlu.runs import run_folder_lock
+    with run_folder_lock(Path(sys.argv[1])):
+        print("held", flush=True)
+        time.sleep(60)
+""")
+
+
+def _hold(folder: Path) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_command_on_a_held_folder_names_the_owner_and_exits(tmp_path, capsys):
+    output = tmp_path / "run"
+    output.mkdir()
+    holder = _hold(output)
+    try:
+        status = cli.main(["finetune", "ner", "--config", NER_TASK, f"training.output_dir={output}"])
+        error = capsys.readouterr().err
+        assert status == 2
+        assert f"{output} is in use by process {holder.pid}" in error and error.count("\n") == 1
+        assert not (output / "settings.yaml").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The owner died with kill -9: its lock file stays, and is taken over.
+    assert json.loads((output / ".lock").read_text())["pid"] == holder.pid
+    with run_folder_lock(output):
+        assert json.loads((output / ".lock").read_text())["pid"] == os.getpid()
+
+
+WORKER = textwrap.dedent("""
+    import os, sys, time
+    from nlu.runs import follow_launcher
+    follow_launcher()
+    with open(os.path.join(sys.argv[1], f"worker-{os.environ['RANK']}"), "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(120)
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return state not in ("Z", "X")
+
+
+@pytest.mark.slow
+def test_torchrun_workers_stop_when_their_launcher_is_killed(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                 str(script), str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while len(list(tmp_path.glob("worker-*"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    pids = [int(path.read_text()) for path in tmp_path.glob("worker-*") if path.read_text()]
+    assert len(pids) == 2
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    deadline = time.time() + 10
+    while any(_alive(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids)

@@ -1,0 +1,41 @@
+"""What a figure was measured on: every report and run record carries this."""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni")
+
+
+@lru_cache(maxsize=1)
+def cpu_model_and_flags() -> tuple[str, tuple[str, ...]]:
+    """The CPU's model name and its instruction-set flags, from /proc/cpuinfo where there is one."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), ()
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    return fields.get("model name", platform.machine()), tuple(fields.get("flags", "").split())
+
+
+def describe_machine() -> dict[str, Any]:
+    model, flags = cpu_model_and_flags()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": model,
+        "cpu_flags": [flag for flag in FLAGS_OF_INTEREST if flag in flags],
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": [round(value, 2) for value in os.getloadavg()],
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,89 @@
+"""Options from YAML or the command line into dataclasses: the one coercion every section uses.
+
+Below everything else (it needs only the errors), so the encoder's config, the training options
+and every task's data options validate the same way: unknown keys named, numbers written the
+way YAML leaves them as strings (``1e-12``) turned into numbers, booleans as words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, TypeVar
+
+from nlu.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def fill(cls: type[T], values: dict[str, Any], where: str | Callable[[str], str]) -> T:
+    """Build a dataclass from a mapping, naming unknown keys instead of ignoring them.
+
+    ``where`` names the section in messages: a string such as ``"tasks/x.yaml: data"``, or (from
+    ``RunSettings.where``) a function of the key that says whether that key came from the task
+    file or from the command line."""
+    name_of = where if callable(where) else (lambda key: f"{where}.{key}")
+    fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        place = name_of(unknown[0]).rpartition(".")[0] if len(unknown) == 1 or not callable(where) else name_of("")[:-1]
+        raise ConfigError(f"{place}: unknown option(s) {unknown}; known: {sorted(fields)}")
+    values = {key: coerce(value, fields[key], name_of(key)) for key, value in values.items()}
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise ConfigError(f"{name_of('')[:-1]}: {error}") from None
+
+
+_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def coerce(value: Any, declared: str, where: str) -> Any:
+    """The one coercion every option goes through, typed by its dataclass annotation.
+
+    YAML reads ``5e-5`` (no dot) as a string: it becomes the declared number. A boolean option
+    takes yes/no/on/off/true/false as words. An integer option refuses ``1.5`` and a boolean;
+    a list option takes one value as a one-element list. Anything else is left to the
+    dataclass's own validation."""
+    kinds = {part.strip() for part in declared.split("|")}
+    if value is None:
+        if "None" in kinds:
+            return None
+        raise ConfigError(f"{where}: a value is required ({declared})")
+    if "bool" in kinds:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _WORDS:
+            return _WORDS[value.lower()]
+        raise ConfigError(f"{where}: expected true or false (yes/no, on/off), got {value!r}")
+    if "int" in kinds and not isinstance(value, bool):
+        number = _number(value, int)
+        if isinstance(number, int) or ("float" in kinds and isinstance(number, float)):
+            return number
+        if isinstance(number, float) and number.is_integer():
+            return int(number)
+        if "str" not in kinds:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if "float" in kinds and not isinstance(value, bool):
+        number = _number(value, float)
+        if isinstance(number, (int, float)):
+            return float(number)
+        if "str" not in kinds:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if any(kind.startswith("list") for kind in kinds) and not isinstance(value, list):
+        return [value] if isinstance(value, str) else value
+    if kinds <= {"str", "None"} and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected text, got {value!r}" + (" (quote it in YAML)" if isinstance(value, bool) else ""))
+    return value
+
+
+def _number(value: Any, kind: type) -> Any:
+    """``value`` as a number when it is one or a string that spells one; otherwise unchanged."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        for parse in ((int, float) if kind is int else (float,)):
+            try:
+                return parse(value)
+            except ValueError:
+                continue
+    return value

@@ -1,0 +1,284 @@
+"""Run folders: the one place that creates, validates, locks, reuses, resumes and forces a run.
+
+Every way of running a task — ``nlu pretrain`` / ``nlu finetune``, the main job, ``nlu sweep``,
+the study scripts — goes through ``run(settings)``, so they share these guarantees:
+
+- Settings are validated completely (every section, through one coercion) before anything is
+  written; ``settings.yaml`` holds the resolved settings, defaults included.
+- One owner per run folder: an exclusive advisory lock (``flock`` on ``<folder>/.lock``) is held by
+  the main process for the whole run. The kernel releases it on any exit, ``kill -9`` included,
+  so a lock left by a dead process is simply taken over; a live owner is named in the error.
+- An existing folder means "resume", which is only sound with the settings it started with; a
+  finished run with the same settings is reused, not repeated; ``force`` starts over.
+- A run that fails on bad input before its first checkpoint leaves no folder behind, so the
+  corrected command is not refused as "other settings".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import yaml
+from accelerate import PartialState
+
+from nlu.config import EncoderConfig
+from nlu.errors import ConfigError, NluError
+from nlu.machine import describe_machine
+from nlu.options import coerce, fill
+from nlu.settings import RunSettings
+from nlu.tasks import classify, ner, pretrain
+from nlu.training.config import TrainingConfig
+from nlu.training.loop import distributed_state
+
+SETTINGS_FILE = "settings.yaml"
+LOCK_FILE = ".lock"
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """What the runs layer needs to know of a task; the task itself is its module's ``run``."""
+
+    name: str
+    data_options: type
+    run: Callable[[RunSettings], dict[str, Any]]
+    summary_file: str
+    """Written last by a finished run: its presence means the run can be reused."""
+    headline: tuple[str, ...]
+    """Summary figures printed at the end of a command."""
+
+
+TASKS: dict[str, TaskEntry] = {
+    "pretrain": TaskEntry("pretrain", pretrain.PretrainData, pretrain.run, "pretraining.json",
+                          ("steps", "tokens_per_second", "final_eval", "unigram_mlm_loss")),
+    "ner": TaskEntry("ner", ner.NerData, ner.run, "summary.json", ("test_f1", "test_macro_f1", "dev_f1", "steps")),
+    "classify": TaskEntry("classify", classify.ClassifyData, classify.run, "summary.json",
+                          ("test_macro_f1", "test_balanced_accuracy", "test_accuracy", "dev_macro_f1", "steps")),
+}
+
+
+def task_entry(name: str) -> TaskEntry:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; tasks are {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+@dataclass
+class RunRecord:
+    task: str
+    output_dir: Path
+    summary: dict[str, Any]
+    reused: bool
+    wall_seconds: float
+    cpu_seconds: float
+    """CPU time of this process (all its threads) for the run: with wall time, how busy the cores were."""
+    machine: dict[str, Any]
+    command: str
+
+
+def resolve(settings: RunSettings) -> RunSettings:
+    """Validate every section and fill in the defaults, touching nothing on disk.
+
+    The data section becomes the task's complete data options; the model section is checked
+    option by option (with ``init`` it only overrides the checkpoint's config, so it cannot be
+    built on its own), and built in full when the model starts from scratch."""
+    entry = task_entry(settings.task)
+    data = dataclasses.asdict(fill(entry.data_options, settings.data, settings.where("data")))
+    model = check_model_options(settings)
+    return dataclasses.replace(settings, data=data, model=model)
+
+
+def check_model_options(settings: RunSettings) -> dict[str, Any]:
+    where = settings.where("model")
+    types = {f.name: str(f.type) for f in dataclasses.fields(EncoderConfig)}
+    unknown = sorted(set(settings.model) - set(types))
+    if unknown:
+        raise ConfigError(f"{where(unknown[0]).rpartition('.')[0]}: unknown option(s) {unknown}; known: {sorted(types)}")
+    model = {key: coerce(value, types[key], where(key)) for key, value in settings.model.items()}
+    if settings.init is None:
+        fill(EncoderConfig, model, where)
+    return model
+
+
+def changed_settings(before: dict[str, Any], now: dict[str, Any], task: str) -> list[str]:
+    """Options whose value differs from a folder's settings.yaml. An option a newer nlu added is
+    absent from an older run's file: at its default it changes nothing, so the run still resumes."""
+    defaults = {"training": dataclasses.asdict(TrainingConfig()),
+                "data": dataclasses.asdict(task_entry(task).data_options())}
+    changed = []
+    for section, value in now.items():
+        if isinstance(value, dict):
+            old = before.get(section) or {}
+            changed += [f"{section}.{key}" for key in sorted(set(value) | set(old))
+                        if old.get(key, defaults.get(section, {}).get(key)) != value.get(key)]
+        elif before.get(section) != value:
+            changed.append(section)
+    return changed
+
+
+@contextmanager
+def run_folder_lock(output_dir: Path) -> Iterator[None]:
+    """Hold ``<output_dir>/.lock`` exclusively; name the live owner if another process has it."""
+    path = output_dir / LOCK_FILE
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip()
+        handle.close()
+        try:
+            info = json.loads(owner)
+            who = f"process {info['pid']} on {info['host']} since {info['started']} ({info['command']})"
+        except (ValueError, KeyError):
+            who = "another process"
+        raise NluError(f"{output_dir} is in use by {who}; wait for it to finish or choose another "
+                       f"training.output_dir") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command_line(),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def clear_folder(output_dir: Path) -> None:
+    """--force: delete the run's contents but not the lock this process holds inside it."""
+    for entry in output_dir.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def make_folder(output_dir: Path) -> bool:
+    """Create the run folder; True if it did not exist. An unwritable place is a one-line error."""
+    existed = output_dir.is_dir()
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / LOCK_FILE).touch()
+    except OSError as error:
+        raise ConfigError(f"{output_dir}: cannot write the run folder here ({error.strerror})") from None
+    return not existed
+
+
+def check_settings(settings: RunSettings, output_dir: Path) -> bool:
+    """Refuse a folder started with other settings; write settings.yaml for a new run. True if new."""
+    saved = output_dir / SETTINGS_FILE
+    if saved.exists():
+        before = yaml.safe_load(saved.read_text()) or {}
+        changed = changed_settings(before, settings.to_dict(), settings.task)
+        if changed:
+            raise ConfigError(f"{output_dir} holds a run with other settings ({', '.join(changed)}); "
+                              f"pass --force to start over or choose another training.output_dir")
+        return False
+    settings.save(saved)
+    return True
+
+
+def on_main_process(state: PartialState, work: Callable[[], Any]) -> Any:
+    """Run ``work`` on the main process; every process returns its result or raises its error,
+    so a refused run folder stops all workers instead of leaving them at a barrier."""
+    outcome: list[Any] = [None, None]
+    failure: NluError | None = None
+    if state.is_main_process:
+        try:
+            outcome[0] = work()
+        except NluError as error:
+            failure, outcome[1] = error, str(error)
+    if state.num_processes > 1:
+        torch.distributed.broadcast_object_list(outcome, src=0)
+    if failure is not None:
+        raise failure
+    if outcome[1] is not None:
+        raise NluError(outcome[1])
+    return outcome[0]
+
+
+def run(settings: RunSettings, force: bool = False) -> RunRecord:
+    """Validate, take the folder, and run ``settings`` — or reuse the finished run it holds."""
+    settings = resolve(settings)
+    entry = task_entry(settings.task)
+    output_dir = Path(settings.training.output_dir)
+    state = distributed_state(settings.training)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    created = on_main_process(state, lambda: make_folder(output_dir))
+    lock = run_folder_lock(output_dir) if state.is_main_process else _no_lock()
+    try:
+        with lock:
+            summary_path = output_dir / entry.summary_file
+
+            def prepare() -> bool:
+                if force:
+                    clear_folder(output_dir)
+                fresh = check_settings(settings, output_dir)
+                return not fresh and summary_path.exists()
+
+            reused = on_main_process(state, prepare)
+            if reused:
+                summary = json.loads(summary_path.read_text())
+            else:
+                try:
+                    summary = entry.run(settings)
+                except NluError:
+                    if state.is_main_process and not any((output_dir / "checkpoints").glob("step-*")):
+                        forget_failed_start(output_dir, created)
+                    raise
+    finally:
+        if created and state.is_main_process and output_dir.is_dir() and not any(
+                entry.name != LOCK_FILE for entry in output_dir.iterdir()):
+            shutil.rmtree(output_dir)
+    return RunRecord(settings.task, output_dir, summary, reused, time.perf_counter() - started,
+                     time.process_time() - cpu_started, describe_machine(), command_line())
+
+
+def forget_failed_start(output_dir: Path, created: bool) -> None:
+    """Bad input found while reading data: the run never started, so nothing of it is kept."""
+    doomed = [entry for entry in output_dir.iterdir() if entry.name != LOCK_FILE] if created else [output_dir / SETTINGS_FILE]
+    for entry in doomed:
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def follow_launcher() -> None:
+    """Under torchrun each worker runs in its own session, so ``kill -9`` of the launcher would
+    leave the workers training and writing on their own. Ask the kernel to send SIGTERM when the
+    launcher dies, and leave at once if it is already gone."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    launcher = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != launcher or launcher == 1:
+        os._exit(1)

@@ -1,0 +1,96 @@
+"""nlu sweep: rows from a grid, runs reused, statistics and the paired bootstrap against hand-computed values."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from seqeval.metrics import f1_score as seqeval_f1
+from sklearn.metrics import f1_score
+
+from nlu import cli
+from nlu.errors import ConfigError
+from nlu.sweep import grid_rows, load_sweep, render_sweep, resampled_metric, statistics
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER = ROOT / "tests" / "data" / "news120_wordpiece1000"
+
+
+def test_grid_rows_are_the_product_named_by_their_values():
+    rows = grid_rows(["data.loss=ce,focal", "training.learning_rate=1e-3,3e-4"])
+    assert list(rows) == ["loss=ce,learning_rate=1e-3", "loss=ce,learning_rate=3e-4",
+                          "loss=focal,learning_rate=1e-3", "loss=focal,learning_rate=3e-4"]
+    assert rows["loss=focal,learning_rate=3e-4"] == {"data.loss": "focal", "training.learning_rate": "3e-4"}
+    with pytest.raises(ConfigError, match="must look like section.key=value1,value2"):
+        grid_rows(["data.loss"])
+
+
+def test_a_sweep_file_names_its_rows_and_refuses_unknown_keys(tmp_path):
+    good = tmp_path / "s.yaml"
+    good.write_text("task: sweep\nconfig: tasks/rotten_tomatoes.yaml\nseeds: [1, 2]\n"
+                    "rows:\n  ce: {data.loss: ce}\n  oversample: {data.oversample: true, data.oversample_power: 1.0}\n")
+    sweep = load_sweep(good)
+    assert sweep.seeds == [1, 2] and list(sweep.rows) == ["ce", "oversample"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: sweep\nconfig: x.yaml\nrows: {a: {}}\nseed: [1]\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['seed'\]"):
+        load_sweep(bad)
+
+
+def test_statistics_are_mean_and_sample_std_over_seeds():
+    results = {"rows": {"a": {"runs": [{"figures": {"f1": 0.2}}, {"figures": {"f1": 0.4}}, {"figures": {"f1": 0.9}}]}}}
+    mean, std, n = statistics(results)["a"]["f1"]
+    assert mean == pytest.approx(0.5) and std == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1)) and n == 3
+
+
+def test_resampled_macro_f1_equals_scikit_learn_on_every_resample():
+    rng = np.random.default_rng(3)
+    outcomes = rng.integers(0, 3, size=(50, 2))
+    samples = rng.integers(0, 50, size=(20, 50))
+    ours = resampled_metric(outcomes, samples, "classify", 3)
+    for row, value in zip(samples, ours):
+        gold, guess = outcomes[row, 0], outcomes[row, 1]
+        present = sorted(set(gold) | set(guess))
+        assert value == pytest.approx(f1_score(gold, guess, labels=present, average="macro", zero_division=0))
+
+
+def test_resampled_entity_f1_equals_seqeval_micro_f1():
+    gold = [["B-PER", "I-PER", "O"], ["B-LOC", "O"], ["O", "B-ORG"], ["B-PER", "O"]]
+    pred = [["B-PER", "I-PER", "O"], ["B-ORG", "O"], ["O", "B-ORG"], ["O", "O"]]
+    from nlu.evaluation.confusion import entity_spans
+
+    counts = np.array([[len(set(entity_spans(g)) & set(entity_spans(p))), len(entity_spans(p)), len(entity_spans(g))]
+                       for g, p in zip(gold, pred)])
+    samples = np.array([[0, 1, 2, 3], [0, 0, 1, 1], [2, 3, 3, 3]])
+    ours = resampled_metric(counts, samples, "ner", 0)
+    for row, value in zip(samples, ours):
+        assert value == pytest.approx(seqeval_f1([gold[i] for i in row], [pred[i] for i in row], mode="strict",
+                                                 zero_division=0) if any(entity_spans(gold[i]) for i in row) else 0.0)
+
+
+@pytest.mark.slow
+def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    command = ["sweep", "--config", "tasks/rotten_tomatoes.yaml", "--grid", "data.loss=ce,focal", "--seeds", "1", "2",
+               "--name", "tiny", "--runs-dir", str(tmp_path),
+               f"data.tokenizer={TOKENIZER}", "data.train=data/classification/rotten_tomatoes/dev.csv",
+               "data.max_length=32", "training.max_steps=4", "training.eval_every=4", "training.batch_size=16",
+               "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64"]
+    assert cli.main(command) == 0
+    out = tmp_path / "sweeps" / "tiny"
+    results = json.loads((out / "sweep.json").read_text())
+    assert list(results["rows"]) == ["loss=ce", "loss=focal"]
+    runs = results["rows"]["loss=focal"]["runs"]
+    assert [run["seed"] for run in runs] == [1, 2] and not any(run["reused"] for run in runs)
+    values = [run["figures"]["test_macro_f1"] for run in runs]
+    assert results["statistics"]["loss=focal"]["test_macro_f1"][0] == pytest.approx(np.mean(values))
+    interval = results["bootstrap"]["loss=focal"]
+    assert interval["low"] <= interval["mean_difference"] <= interval["high"]
+    assert interval["test_examples"] == 1383  # every test example of the shipped split, resampled
+    assert (out / "sweep.png").stat().st_size > 0
+    assert (out / "sweep.md").read_text() == render_sweep(results)
+    capsys.readouterr()
+    assert cli.main(command) == 0
+    again = json.loads((out / "sweep.json").read_text())
+    assert all(run["reused"] for row in again["rows"].values() for run in row["runs"])
+    assert again["statistics"] == results["statistics"]
