@@ -7,40 +7,130 @@ loads with plain ``transformers.AutoTokenizer``.
 
 from __future__ import annotations
 
+import itertools
+import unicodedata
+import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Literal
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
 
+from nlu.constants import CLS_ID, SEP_ID, SPECIAL_TOKENS
 from nlu.data.corpus import read_documents
 from nlu.errors import CheckpointError, ConfigError, DataError
 
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-"""The trainer gives these the first ids in this order, so [PAD] is 0, which the model's
-embeddings and BERT's conventions assume."""
-PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
+
+
+Normalization = Literal["auto"] | bool
+
+NORMALIZATION_SAMPLE = 20_000
+"""Texts read (from the start of the training text) to choose the normalisation and check it."""
+
+
+@dataclass(frozen=True)
+class NormalizationChoice:
+    lowercase: bool
+    strip_accents: bool
+    reason: str
+
+
+def _is_cased(char: str) -> bool:
+    return char.lower() != char.upper()
+
+
+def _strip_accents(word: str) -> str:
+    return "".join(char for char in unicodedata.normalize("NFD", word) if unicodedata.category(char) != "Mn")
+
+
+def choose_normalization(texts: Iterable[str], lowercase: Normalization = "auto",
+                         strip_accents: Normalization = "auto") -> NormalizationChoice:
+    """BERT's uncased normalisation suits English, not every script; this picks it from the text.
+
+    - ``lowercase="auto"``: lowercase when most letters belong to a script with case (Latin,
+      Greek, Cyrillic, ...); kana, kanji, Devanagari or Arabic have no case to fold.
+    - ``strip_accents="auto"``: strip combining marks only when lowercasing, when they are
+      incidental — under 1% of the words change, and only in Latin letters (English text with
+      the odd "café"). Where marks are letters of the script (kana voicing marks: ダ is not タ;
+      Devanagari vowel signs and virama; Arabic harakat) or frequent and meaningful (German
+      umlauts: "schon" is not "schön"), they are kept.
+
+    ``True``/``False`` for either option are used as given (BERT uncased is ``True, True``).
+    """
+    for name, value in (("lowercase", lowercase), ("strip_accents", strip_accents)):
+        if value not in ("auto", True, False):
+            raise ConfigError(f"{name} must be auto, true or false; got {value!r}")
+    words = [word for text in texts for word in text.split()]
+    letters = [char for word in words for char in word if char.isalpha()]
+    cased = sum(map(_is_cased, letters)) / max(len(letters), 1)
+    reasons = []
+    if lowercase == "auto":
+        lowercase = cased >= 0.5
+        reasons.append(f"{cased:.0%} of the letters belong to scripts with case")
+    if strip_accents == "auto":
+        changed = [word for word in words if _strip_accents(word) != word]
+        share = len(changed) / max(len(words), 1)
+        latin_only = all(unicodedata.name(char, "").startswith("LATIN") for word in changed for char in word
+                         if _strip_accents(char) != char)
+        strip_accents = bool(lowercase and share < 0.01 and latin_only)
+        reasons.append(f"stripping accents would change {share:.1%} of the words"
+                       + ("" if latin_only else ", some outside the Latin script"))
+    return NormalizationChoice(bool(lowercase), bool(strip_accents), "; ".join(reasons) or "as given")
+
+
+def round_trip_failures(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str],
+                        limit: int = 2000) -> tuple[list[tuple[str, str]], int]:
+    """Words of ``texts`` (up to ``limit`` distinct ones) that do not come back from
+    encode-then-decode as they went in, up to the case folding the tokenizer declares; and how
+    many words were checked. Words holding [UNK] are not counted: that is the vocabulary's
+    coverage, not the normaliser changing letters."""
+    words = list(dict.fromkeys(word for text in texts for word in text.split()))[:limit]
+    if not words:
+        return [], 0
+    lowercase = bool(tokenizer.init_kwargs.get("do_lower_case", False))
+    encoded = tokenizer(words, add_special_tokens=False)["input_ids"]
+    failures = []
+    for word, ids in zip(words, encoded):
+        if tokenizer.unk_token_id in ids:
+            continue
+        decoded = "".join(tokenizer.decode(ids).split())
+        expected = word.lower() if lowercase else word
+        if decoded != "".join(expected.split()):
+            failures.append((word, decoded))
+    return failures, len(words)
 
 
 def train_tokenizer(
     files: Sequence[str | PathLike] | Iterable[str],
     vocab_size: int,
     min_frequency: int = 2,
-    lowercase: bool = True,
+    lowercase: Normalization = "auto",
+    strip_accents: Normalization = "auto",
 ) -> BertTokenizerFast:
     """Train BERT's WordPiece pipeline. A list or tuple is read as corpus files (with the corpus
     reader, so the vocabulary is learnt from exactly the sentences pretraining will see); any
     other iterable is taken as texts, which is how a ``datasets`` column is passed (wrap a plain
-    list of texts in ``iter()``)."""
+    list of texts in ``iter()``).
+
+    Normalisation is chosen from the first :data:`NORMALIZATION_SAMPLE` texts by
+    :func:`choose_normalization` unless given; the saved tokenizer records it
+    (``do_lower_case``, ``strip_accents`` in tokenizer_config.json). Afterwards a sample of
+    words is encoded and decoded, and a warning names words the normaliser changed beyond
+    lowercasing (e.g. ``strip_accents=True`` on Japanese: ダーバン → ターハン)."""
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ConfigError(f"vocab_size ({vocab_size}) must exceed the {len(SPECIAL_TOKENS)} special tokens")
-    backend = _untrained_pipeline(lowercase)
+    texts = iter(_training_texts(files))
+    sample = list(itertools.islice(texts, NORMALIZATION_SAMPLE))
+    choice = choose_normalization(sample, lowercase, strip_accents)
+    backend = _untrained_pipeline(choice.lowercase, choice.strip_accents)
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
         continuing_subword_prefix="##", show_progress=False,
     )
-    backend.train_from_iterator(_training_texts(files), trainer)
+    backend.train_from_iterator(itertools.chain(sample, texts), trainer)
     if backend.get_vocab_size() <= len(SPECIAL_TOKENS):
         raise DataError("the tokenizer's training text is empty")
     _renumber_sorted(backend)
@@ -50,17 +140,30 @@ def train_tokenizer(
         special_tokens=[("[CLS]", CLS_ID), ("[SEP]", SEP_ID)],
     )
     pad, unk, cls, sep, mask = SPECIAL_TOKENS
-    return BertTokenizerFast(
-        tokenizer_object=backend, do_lower_case=lowercase,
+    tokenizer = BertTokenizerFast(
+        tokenizer_object=backend, do_lower_case=choice.lowercase, strip_accents=choice.strip_accents,
         pad_token=pad, unk_token=unk, cls_token=cls, sep_token=sep, mask_token=mask,
     )
+    _warn_on_changed_words(tokenizer, sample, choice)
+    return tokenizer
 
 
-def _untrained_pipeline(lowercase: bool) -> Tokenizer:
-    """BERT's normalisation and pre-tokenisation, so the result behaves like an uncased (or cased)
-    BERT tokenizer: accents follow ``lowercase`` as in the original, control characters go."""
+def _warn_on_changed_words(tokenizer: PreTrainedTokenizerBase, sample: list[str], choice: NormalizationChoice) -> None:
+    failures, checked = round_trip_failures(tokenizer, sample)
+    if failures:
+        examples = ", ".join(f"{word!r} → {decoded!r}" for word, decoded in failures[:3])
+        warnings.warn(f"the tokenizer's normalisation (lowercase={choice.lowercase}, strip_accents="
+                      f"{choice.strip_accents}: {choice.reason}) changes {len(failures)} of {checked} sampled words "
+                      f"beyond lowercasing, e.g. {examples}; train with strip_accents=false (data.strip_accents=false) "
+                      f"to keep them", stacklevel=3)
+
+
+def _untrained_pipeline(lowercase: bool, strip_accents: bool) -> Tokenizer:
+    """BERT's normalisation and pre-tokenisation, so the result behaves like a BERT tokenizer;
+    case folding and accent stripping are chosen separately (BERT ties them), control
+    characters go."""
     backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(clean_text=True, lowercase=lowercase)
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, lowercase=lowercase, strip_accents=strip_accents)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
     return backend
@@ -93,16 +196,32 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: str | PathLike
     tokenizer.save_pretrained(str(directory))
 
 
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "*.model")
+"""What transformers can build a fast tokenizer from: the tokenizers file itself, or a WordPiece
+vocabulary, a BPE vocabulary, a SentencePiece model that it converts."""
+
+
 def load_tokenizer(directory: str | PathLike) -> PreTrainedTokenizerBase:
     """Only fast tokenizers are accepted: the data pipeline needs batched encoding and
-    ``word_ids()`` (to align word-level labels), which slow tokenizers lack."""
+    ``word_ids()`` (to align word-level labels), which slow tokenizers lack.
+
+    A folder with ``tokenizer_config.json`` but no vocabulary is refused: transformers would
+    build a tokenizer of the special tokens alone from it, which maps every word to the unknown
+    token without a word of warning.
+    """
     path = Path(directory)
     if not path.is_dir():
         raise CheckpointError(f"{path}: tokenizer directory not found")
+    if not any(any(path.glob(pattern)) for pattern in VOCABULARY_FILES):
+        raise CheckpointError(f"{path}: tokenizer.json is missing (nor is there vocab.txt, vocab.json or a "
+                              f"SentencePiece .model to build one from); copy the tokenizer saved with the model")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as error:  # a broken file surfaces as KeyError, JSONDecodeError, tokenizers' bare Exception...
         raise CheckpointError(f"{path}: cannot load a tokenizer from this directory ({error})") from error
     if not tokenizer.is_fast:
         raise CheckpointError(f"{path}: holds a slow (Python) tokenizer; save a fast one (tokenizer.json)")
+    if len(tokenizer) <= len(tokenizer.all_special_ids):
+        raise CheckpointError(f"{path}: the tokenizer holds only its {len(tokenizer)} special tokens; "
+                              f"its vocabulary file is empty or unreadable")
     return tokenizer

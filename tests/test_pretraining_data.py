@@ -18,8 +18,9 @@ from nlu.data.pretraining import (
 )
 from nlu.errors import ConfigError, DataError
 from nlu.model import ForPreTraining
-from nlu.model.models import IGNORE_INDEX
-from nlu.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, train_tokenizer
+from nlu.constants import IGNORE_INDEX
+from nlu.constants import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
+from nlu.tokenizer import train_tokenizer
 
 NEWS = Path(__file__).resolve().parents[1] / "data" / "corpus" / "news.txt"
 VOCABULARY = Vocabulary(size=1000, pad_id=PAD_ID, mask_id=MASK_ID, special_ids=frozenset(range(5)))

@@ -1,8 +1,10 @@
 """NER data: CoNLL / JSONL / Hugging Face readers, IOB2 validation and sub-word windows.
 
-Readers return :class:`NerSentence` records and reject anything malformed with a
-:class:`~nlu.errors.DataError` that names ``path:line``: a silently skipped or mangled
-sentence shows up much later as a mysteriously low F1, where it is far harder to trace.
+Readers return a :class:`NerFile` of :class:`NerSentence` records (every sentence of the input,
+none skipped) and reject anything malformed with a :class:`~nlu.errors.DataError` that names
+``path:line``: a silently skipped or mangled sentence shows up much later as a mysteriously low
+F1, where it is far harder to trace. A :class:`NerFormat` says how tags become IOB2: IOB1
+conversion, repair of stray I- tags, renaming or dropping entity types.
 
 :func:`encode_ner` turns sentences into model-sized windows of sub-token ids (plain lists, no
 tensors); :func:`merge_window_predictions` maps per-window predictions back to exactly one
@@ -17,23 +19,26 @@ import re
 import socket
 import threading
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import accumulate
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from nlu.data import dataset_source, physical_lines, read_json_lines, read_text, require_column
+from nlu.constants import IGNORE_INDEX
+from nlu.data import dataset_source, read_json_lines, require_column
+from nlu.data.text import read_text_lines
 from nlu.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
-IGNORE_INDEX = -100
 DOCSTART = "-DOCSTART-"
 TAG_PATTERN = re.compile(r"O|[BI]-\S+")
+TYPE_PATTERN = re.compile(r"\S+")
+SCHEMES = ("iob2", "iob1")
 HUB_TIMEOUT_S = 3.0
 HUB_SPLITS = {"dev": "validation"}
 TRUTHY = ("1", "true", "yes", "on")
@@ -80,48 +85,131 @@ class IobRepairWarning(UserWarning):
         super().__init__(f"{source}: repaired {count} I- tag(s) that did not continue an entity (now B-)")
 
 
-# ---------------------------------------------------------------------------------------------
-# Validation shared by all readers
-# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NerFormat:
+    """How an input's tags become IOB2 over the entity types the model is to learn.
 
-
-def _check_tags(tags: list[str], source: str, lines: Sequence[int], repair: bool) -> tuple[list[str], int]:
-    """Enforce IOB2: an entity starts with B-X and I-X only continues an X.
-
-    IOB1 data (I-X opening an entity) is common; ``repair`` turns such tags into B-X instead of
-    failing, and the count of repairs is returned so it can be reported.
+    ``scheme="iob1"`` declares IOB1 input (an entity starts with I-X; B-X only separates two
+    adjacent X entities) and converts it to IOB2. ``repair`` is for IOB2 files with stray I-X
+    tags: they become B-X with a warning. ``tag_map`` then renames entity types
+    (``{"PERSON": "PER"}``); a type mapped to ``"O"`` is dropped, entity by entity. The CoNLL
+    ``token_column`` / ``tag_column`` (negative: counted from the end) are picked on every line,
+    so lines may carry different numbers of middle columns.
     """
-    checked: list[str] = []
-    repaired = 0
-    for tag, line in zip(tags, lines, strict=True):
-        if not TAG_PATTERN.fullmatch(tag):
-            raise DataError(f"tag {tag!r} is not O, B-<type> or I-<type>", source, line)
-        previous = checked[-1] if checked else None
-        if tag.startswith("I-") and previous not in (f"B-{tag[2:]}", tag):
-            if not repair:
-                where = "at the start of a sentence" if previous is None else f"after {previous}"
-                raise DataError(
-                    f"{tag} {where}: in IOB2 an entity starts with B-{tag[2:]} "
-                    f"(pass repair=True to turn such tags into B-{tag[2:]})",
-                    source,
-                    line,
-                )
-            tag = f"B-{tag[2:]}"
-            repaired += 1
-        checked.append(tag)
-    return checked, repaired
+
+    scheme: str = "iob2"
+    repair: bool = False
+    tag_map: Mapping[str, str] | None = None
+    token_column: int = 0
+    tag_column: int = -1
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ConfigError(f"data.scheme must be one of {', '.join(SCHEMES)}; got {self.scheme!r}")
+        if self.tag_map is None:
+            return
+        if not isinstance(self.tag_map, Mapping):
+            raise ConfigError(f"data.tag_map must map entity types to types, e.g. {{PERSON: PER, OTH: O}}; "
+                              f"got {self.tag_map!r}")
+        for key, value in self.tag_map.items():
+            for name in (key, value):
+                if not isinstance(name, str) or not TYPE_PATTERN.fullmatch(name) or name[:2] in ("B-", "I-"):
+                    raise ConfigError(f"data.tag_map: {name!r} is not an entity type (a word such as PER, "
+                                      f"without B-/I-)")
+            if key == "O":
+                raise ConfigError("data.tag_map: O is not an entity type; map types to O to drop them")
 
 
-def _sentence(
-    words: list[str], tags: list[str], source: str, lines: Sequence[int], repair: bool
-) -> tuple[NerSentence, int]:
-    checked, repaired = _check_tags(tags, source, lines, repair)
-    return NerSentence(words, checked, source, lines[0]), repaired
+@dataclass
+class NerFile:
+    """Sentences of one input and what reading changed, for the run report.
+
+    ``converted`` counts I- tags that opened an entity and became B- under ``scheme="iob1"``,
+    ``repaired`` those rewritten by ``repair``; ``mapped[type]`` counts the entities of each
+    ``tag_map`` type (after IOB2), renamed or, when mapped to O, dropped.
+    """
+
+    sentences: list[NerSentence]
+    source: str
+    converted: int = 0
+    repaired: int = 0
+    mapped: dict[str, int] = field(default_factory=dict)
 
 
-def _warn_repairs(source: str, repaired: int) -> None:
-    if repaired:
-        warnings.warn(IobRepairWarning(source, repaired), stacklevel=3)
+# ---------------------------------------------------------------------------------------------
+# Tags shared by all readers: IOB2 validation, IOB1 conversion, type mapping
+# ---------------------------------------------------------------------------------------------
+
+
+class _Reading:
+    """One input read sentence by sentence into a :class:`NerFile`.
+
+    An I- tag that opens an entity is an error in IOB2 unless converted or repaired; the error
+    waits for the whole input, so it can say whether the file looks IOB1 (no entity opened by
+    B-) and name the option that reads it.
+    """
+
+    def __init__(self, source: str, fmt: NerFormat):
+        self.fmt = fmt
+        self.file = NerFile([], source, mapped=dict.fromkeys(fmt.tag_map or {}, 0))
+        self.first_i_start: tuple[str, str | None, int] | None = None
+        self.i_starts = self.b_starts = 0
+
+    def add(self, words: list[str], tags: list[str], lines: Sequence[int]) -> None:
+        iob2: list[str] = []
+        for tag, line in zip(tags, lines, strict=True):
+            if not TAG_PATTERN.fullmatch(tag):
+                raise DataError(f"tag {tag!r} is not O, B-<type> or I-<type>", self.file.source, line)
+            previous = iob2[-1] if iob2 else None
+            opens = tag != "O" and previous not in (f"B-{tag[2:]}", f"I-{tag[2:]}")
+            if opens and tag.startswith("I-"):
+                self.i_starts += 1
+                if self.first_i_start is None:
+                    self.first_i_start = (tag, previous, line)
+                tag = f"B-{tag[2:]}"
+            elif opens:
+                self.b_starts += 1
+            iob2.append(tag)
+        self.file.sentences.append(NerSentence(words, self._mapped(iob2), self.file.source, lines[0]))
+
+    def _mapped(self, tags: list[str]) -> list[str]:
+        tag_map = self.fmt.tag_map
+        if not tag_map:
+            return tags
+        result = []
+        for tag in tags:
+            target = None if tag == "O" else tag_map.get(tag[2:])
+            if target is None:
+                result.append(tag)
+                continue
+            if tag.startswith("B-"):
+                self.file.mapped[tag[2:]] += 1
+            result.append("O" if target == "O" else f"{tag[:2]}{target}")
+        return result
+
+    def finish(self, empty: str) -> NerFile:
+        """The file, once every sentence is in; ``empty`` says what an input without any is."""
+        source = self.file.source
+        if self.first_i_start is not None:
+            if self.fmt.scheme == "iob1":
+                self.file.converted = self.i_starts
+            elif self.fmt.repair:
+                self.file.repaired = self.i_starts
+                warnings.warn(IobRepairWarning(source, self.i_starts), stacklevel=3)
+            else:
+                raise DataError(self._i_start_problem(), source, self.first_i_start[2])
+        if not self.file.sentences:
+            raise DataError(empty, source)
+        return self.file
+
+    def _i_start_problem(self) -> str:
+        tag, previous, _ = self.first_i_start  # type: ignore[misc]  # only called when set
+        where = "at the start of a sentence" if previous is None else f"after {previous}"
+        if not self.b_starts:
+            return (f"{tag} {where}: this input looks like IOB1 ({self.i_starts:,} entities start with I-, and B- "
+                    f"only follows an entity of the same type); set data.scheme=iob1 to convert it to IOB2")
+        return (f"{tag} {where}: in IOB2 an entity starts with B-{tag[2:]} ({self.i_starts:,} entities here start "
+                f"with I-); set data.repair=true to turn such tags into B-, or data.scheme=iob1 if the file is IOB1")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,10 +227,10 @@ def _split_columns(text: str, source: str, line: int) -> list[str]:
     if not text:
         return []
     if "\t" not in text:
-        return [field for field in text.split(" ") if field]
-    fields = [field.strip(" ") for field in text.split("\t")]
-    for number, field in enumerate(fields, start=1):
-        if not field:
+        return [column for column in text.split(" ") if column]
+    fields = [column.strip(" ") for column in text.split("\t")]
+    for number, column in enumerate(fields, start=1):
+        if not column:
             raise DataError(f"column {number} is empty", source, line)
     return fields
 
@@ -151,7 +239,7 @@ def _conll_blocks(path: str | PathLike) -> list[list[tuple[int, list[str]]]]:
     """Group ``(line_number, columns)`` into sentences; blank and -DOCSTART- lines end one."""
     source = str(path)
     blocks: list[list[tuple[int, list[str]]]] = [[]]
-    for number, text in enumerate(physical_lines(read_text(path)), start=1):
+    for number, text in read_text_lines(path):
         fields = _split_columns(text, source, number)
         if fields and fields[0] != DOCSTART:
             blocks[-1].append((number, fields))
@@ -160,63 +248,34 @@ def _conll_blocks(path: str | PathLike) -> list[list[tuple[int, list[str]]]]:
     return [block for block in blocks if block]
 
 
-@dataclass(frozen=True)
-class _Columns:
-    """The column layout fixed by the first token line; every other line must match it."""
-
-    width: int
-    first_line: int
-    token: int
-    tag: int
-
-    @classmethod
-    def from_first_line(cls, line: int, fields: list[str], token_column: int, tag_column: int, source: str) -> _Columns:
-        width = len(fields)
-        if width < 2:
-            raise DataError("only 1 column: expected a token and a tag (missing tag?)", source, line)
-        try:
-            token, tag = range(width)[token_column], range(width)[tag_column]
-        except IndexError:
-            raise DataError(
-                f"token_column={token_column} / tag_column={tag_column} do not exist in the {width} columns "
-                f"of the first line",
-                source,
-                line,
-            ) from None
-        if token == tag:
-            raise DataError(f"token_column and tag_column both select column {token + 1}", source, line)
-        return cls(width, line, token, tag)
-
-    def pick(self, line: int, fields: list[str], source: str) -> tuple[str, str]:
-        if len(fields) != self.width:
-            hint = " (missing tag?)" if len(fields) < self.width else ""
-            raise DataError(
-                f"{len(fields)} columns, but the first line ({self.first_line}) has {self.width}{hint}", source, line
-            )
-        return fields[self.token], fields[self.tag]
+def _token_and_tag(fields: list[str], fmt: NerFormat, source: str, line: int) -> tuple[str, str]:
+    """The chosen columns of one line. Lines may differ in width (exports with 10 columns on
+    some lines and 12 on others, token first and tag last), so the choice is made per line."""
+    width = len(fields)
+    if width < 2:
+        raise DataError("only 1 column: expected a token and a tag (missing tag?)", source, line)
+    try:
+        token, tag = range(width)[fmt.token_column], range(width)[fmt.tag_column]
+    except IndexError:
+        raise DataError(
+            f"token_column={fmt.token_column} / tag_column={fmt.tag_column} do not exist in the {width} columns "
+            f"of this line",
+            source,
+            line,
+        ) from None
+    if token == tag:
+        raise DataError(f"token_column and tag_column both select column {token + 1} of {width}", source, line)
+    return fields[token], fields[tag]
 
 
-def read_conll(
-    path: str | PathLike, *, token_column: int = 0, tag_column: int = -1, repair: bool = False
-) -> list[NerSentence]:
+def read_conll(path: str | PathLike, fmt: NerFormat = NerFormat()) -> NerFile:
     """Read a CoNLL-style file: one token per line, columns separated by tabs or spaces, a blank
-    line between sentences. ``repair`` converts IOB1-style I- tags to B- (see IobRepairWarning)."""
-    source = str(path)
-    sentences: list[NerSentence] = []
-    repaired = 0
-    columns: _Columns | None = None
+    line (or -DOCSTART-) between sentences. Every token line ends up in exactly one sentence."""
+    reading = _Reading(str(path), fmt)
     for block in _conll_blocks(path):
-        if columns is None:
-            columns = _Columns.from_first_line(*block[0], token_column, tag_column, source)
-        lines = [line for line, _ in block]
-        words, tags = zip(*(columns.pick(line, fields, source) for line, fields in block))
-        sentence, count = _sentence(list(words), list(tags), source, lines, repair)
-        sentences.append(sentence)
-        repaired += count
-    if not sentences:
-        raise DataError("no sentences: the file is empty or holds only blank and -DOCSTART- lines", path)
-    _warn_repairs(source, repaired)
-    return sentences
+        words, tags = zip(*(_token_and_tag(fields, fmt, reading.file.source, line) for line, fields in block))
+        reading.add(list(words), list(tags), [line for line, _ in block])
+    return reading.finish("no sentences: the file is empty or holds only blank and -DOCSTART- lines")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,33 +283,29 @@ def read_conll(
 # ---------------------------------------------------------------------------------------------
 
 
-def _tag_names(values: Any, label_names: Sequence[str] | None, field: str, source: str, line: int) -> list[str]:
+def _tag_names(values: Any, label_names: Sequence[str] | None, name: str, source: str, line: int) -> list[str]:
     """Accept tag strings, or integer ids mapped through ``label_names``."""
     if not isinstance(values, list):
-        raise DataError(f"{field!r} must be a list, got {type(values).__name__}", source, line)
+        raise DataError(f"{name!r} must be a list, got {type(values).__name__}", source, line)
     if all(isinstance(value, str) for value in values):
         return values
     if not all(isinstance(value, int) and not isinstance(value, bool) for value in values):
-        raise DataError(f"{field!r} must hold only strings or only integers", source, line)
+        raise DataError(f"{name!r} must hold only strings or only integers", source, line)
     if label_names is None:
-        raise DataError(f"{field!r} holds integer ids but no label names were given to map them", source, line)
+        raise DataError(f"{name!r} holds integer ids but no label names were given to map them", source, line)
     for value in values:
         if not 0 <= value < len(label_names):
-            raise DataError(f"tag id {value} in {field!r} is outside 0..{len(label_names) - 1}", source, line)
+            raise DataError(f"tag id {value} in {name!r} is outside 0..{len(label_names) - 1}", source, line)
     return [label_names[value] for value in values]
 
 
-def _record_sentence(
-    words: Any,
-    tag_values: Any,
-    label_names: Sequence[str] | None,
-    fields: tuple[str, str],
-    source: str,
+def _add_record(
+    reading: _Reading, words: Any, tag_values: Any, label_names: Sequence[str] | None, fields: tuple[str, str],
     line: int,
-    repair: bool,
-) -> tuple[NerSentence, int]:
+) -> None:
     """Validate one JSON object or dataset row; ``fields`` are the (tokens, tags) field names."""
     tokens_field, tags_field = fields
+    source = reading.file.source
     if not isinstance(words, list) or not all(isinstance(word, str) and word for word in words):
         raise DataError(f"{tokens_field!r} must be a list of non-empty strings", source, line)
     if not words:
@@ -258,54 +313,54 @@ def _record_sentence(
     tags = _tag_names(tag_values, label_names, tags_field, source, line)
     if len(tags) != len(words):
         raise DataError(f"{len(words)} {tokens_field} but {len(tags)} {tags_field}", source, line)
-    return _sentence(words, tags, source, [line] * len(words), repair)
+    reading.add(words, tags, [line] * len(words))
 
 
 def read_jsonl(
-    path: str | PathLike, *, label_names: Sequence[str] | None = None, repair: bool = False
-) -> list[NerSentence]:
+    path: str | PathLike, fmt: NerFormat = NerFormat(), *, label_names: Sequence[str] | None = None
+) -> NerFile:
     """Read one ``{"tokens": [...], "ner_tags": [...]}`` object per line; integer tags are
     mapped through ``label_names``."""
-    source = str(path)
-    sentences: list[NerSentence] = []
-    repaired = 0
+    reading = _Reading(str(path), fmt)
     for line, record in read_json_lines(path):
         missing = [key for key in ("tokens", "ner_tags") if key not in record]
         if missing:
-            raise DataError(f"missing key(s) {', '.join(missing)}; found {', '.join(record) or 'none'}", source, line)
-        sentence, count = _record_sentence(
-            record["tokens"], record["ner_tags"], label_names, ("tokens", "ner_tags"), source, line, repair
-        )
-        sentences.append(sentence)
-        repaired += count
-    if not sentences:
-        raise DataError("no sentences: the file is empty", path)
-    _warn_repairs(source, repaired)
-    return sentences
+            raise DataError(f"missing key(s) {', '.join(missing)}; found {', '.join(record) or 'none'}", path, line)
+        _add_record(reading, record["tokens"], record["ner_tags"], label_names, ("tokens", "ner_tags"), line)
+    return reading.finish("no sentences: the file is empty")
 
 
 def from_hf_dataset(
-    ds: Any, tokens_field: str = "tokens", tags_field: str = "ner_tags", *, repair: bool = False
-) -> list[NerSentence]:
+    ds: Any, tokens_field: str = "tokens", tags_field: str = "ner_tags", fmt: NerFormat = NerFormat()
+) -> NerFile:
     """Read a ``datasets.Dataset``; a ``Sequence(ClassLabel)`` tags feature supplies the tag names."""
     from datasets import ClassLabel  # deferred: importing datasets costs a second for every user of nlu
 
-    source = dataset_source(ds)
+    reading = _Reading(dataset_source(ds), fmt)
     require_column(ds, tokens_field)
     inner = getattr(require_column(ds, tags_field), "feature", None)
     label_names = inner.names if isinstance(inner, ClassLabel) else None
-    sentences: list[NerSentence] = []
-    repaired = 0
     for row, (words, tags) in enumerate(zip(ds[tokens_field], ds[tags_field], strict=True)):
-        sentence, count = _record_sentence(
-            words, tags, label_names, (tokens_field, tags_field), source, row, repair
-        )
-        sentences.append(sentence)
-        repaired += count
-    if not sentences:
-        raise DataError("the dataset has no rows", source)
-    _warn_repairs(source, repaired)
-    return sentences
+        _add_record(reading, words, tags, label_names, (tokens_field, tags_field), row)
+    return reading.finish("the dataset has no rows")
+
+
+def read_ner(path: str | PathLike, fmt: NerFormat = NerFormat()) -> NerFile:
+    """JSONL by its ``.jsonl`` extension, CoNLL columns otherwise (``.conll``, ``.txt``, ``.iob``...)."""
+    return read_jsonl(path, fmt) if Path(path).suffix == ".jsonl" else read_conll(path, fmt)
+
+
+def read_ner_file(
+    path: str | PathLike,
+    *,
+    repair: bool = False,
+    scheme: str = "iob2",
+    tag_map: Mapping[str, str] | None = None,
+    token_column: int = 0,
+    tag_column: int = -1,
+) -> list[NerSentence]:
+    """Just the sentences of :func:`read_ner`, for callers that need no reading report."""
+    return read_ner(path, NerFormat(scheme, repair, tag_map, token_column, tag_column)).sentences
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,34 +402,22 @@ def _hub_unavailable_reason() -> str | None:
     return f"cannot reach {address[0]} within {HUB_TIMEOUT_S:g} s ({failure[0]})" if failure else None
 
 
-def read_ner_file(path: str | PathLike, *, repair: bool = False) -> list[NerSentence]:
-    """JSONL by its ``.jsonl`` extension, CoNLL columns otherwise (``.conll``, ``.txt``, ``.iob``...)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("no such file", path)
-    if path.suffix == ".jsonl":
-        return read_jsonl(path, repair=repair)
-    return read_conll(path, repair=repair)
-
-
-def _read_local_split(directory: Path, split: str, repair: bool) -> list[NerSentence]:
+def _read_local_split(directory: Path, split: str, fmt: NerFormat) -> NerFile:
     conll, jsonl = directory / f"{split}.conll", directory / f"{split}.jsonl"
     for candidate in (conll, jsonl):
         if candidate.is_file():
-            return read_ner_file(candidate, repair=repair)
+            return read_ner(candidate, fmt)
     raise DataError(f"found neither {conll.name} nor {jsonl.name}", directory)
 
 
-def load_panx(
-    lang: str, split: str, local_dir: str | PathLike | None = None, *, repair: bool = False
-) -> list[NerSentence]:
+def load_panx(lang: str, split: str, local_dir: str | PathLike | None = None, fmt: NerFormat = NerFormat()) -> NerFile:
     """PAN-X (WikiANN as packaged by XTREME) for ``lang``: from ``local_dir`` when given, else the hub.
 
     The hub is probed first so an offline machine gets instructions within seconds rather
     than a hang or a retry loop deep inside ``datasets``.
     """
     if local_dir is not None:
-        return _read_local_split(Path(local_dir), split, repair)
+        return _read_local_split(Path(local_dir), split, fmt)
     reason = _hub_unavailable_reason()
     if reason is not None:
         raise DataError(f"cannot download PAN-X.{lang}: {reason}. {_local_files_hint(lang)}")
@@ -384,7 +427,7 @@ def load_panx(
         ds = load_dataset("xtreme", f"PAN-X.{lang}", split=HUB_SPLITS.get(split, split))
     except Exception as exc:  # network, hub and cache errors have no common base class
         raise DataError(f"cannot load PAN-X.{lang} {split} from the hub: {exc}. {_local_files_hint(lang)}") from exc
-    return from_hf_dataset(ds, repair=repair)
+    return from_hf_dataset(ds, fmt=fmt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,6 +443,18 @@ def label_list(sentences: Sequence[NerSentence]) -> list[str]:
     """
     types = sorted({tag[2:] for sentence in sentences for tag in sentence.tags if tag != "O"})
     return ["O"] + [f"{prefix}-{entity}" for entity in types for prefix in "BI"]
+
+
+def check_has_entities(train: Sequence[NerSentence]) -> None:
+    """Refuse training data without a single entity: the tagger could only learn to predict O,
+    and every later figure would be zero without saying why."""
+    if train and label_list(train) == ["O"]:
+        sources = ", ".join(sorted({sentence.source for sentence in train}))
+        raise DataError(
+            f"no entities: every tag of the {len(train):,} training sentences is O (after data.tag_map, if any), "
+            f"so the tagger could only learn to predict O; set data.allow_no_entities=true if that is intended",
+            sources,
+        )
 
 
 def check_label_sets(train: Sequence[NerSentence], other: Sequence[NerSentence], other_name: str) -> None:

@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from nlu.constants import CLS_ID, IGNORE_INDEX, SEP_ID
 from nlu.data.corpus import Document, encode_sentences
 from nlu.errors import ConfigError, DataError
-from nlu.model.models import IGNORE_INDEX
-from nlu.tokenizer import CLS_ID, SEP_ID
 
 TokenizedDocument = list[list[int]]
 """A document's sentences as WordPiece ids, without special tokens."""

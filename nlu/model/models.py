@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,12 +16,11 @@ from torch import nn
 
 from nlu import checkpoint
 from nlu.config import EncoderConfig
+from nlu.constants import IGNORE_INDEX
 from nlu.model.embeddings import Embeddings
 from nlu.model.heads import Classifier, MaskedLanguageModelHead, Pooler
 from nlu.model.layers import EncoderStack
 from nlu.model.padding import padding_of
-
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -31,8 +31,13 @@ class EncoderOutput:
 
 @dataclass
 class ClassifierOutput:
-    logits: torch.Tensor
+    """``logits``: (batch, labels) per sequence or (batch, seq, labels) per token. A token model
+    given labels computes only the labelled positions: then ``logits`` is None and
+    ``labelled_logits`` holds them, (n_labelled, labels) in row-major order, beside the loss."""
+
+    logits: torch.Tensor | None
     loss: torch.Tensor | None = None
+    labelled_logits: torch.Tensor | None = None
 
 
 @dataclass
@@ -68,22 +73,22 @@ class Encoder(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-        outputs_at: torch.Tensor | None = None,
+        outputs_at: torch.Tensor | Literal["first"] | None = None,
     ) -> torch.Tensor:
         """Returns (batch, seq, hidden); padded positions hold zeros.
 
         ``outputs_at`` (batch, seq) boolean, real tokens only: return just those positions'
         vectors, (n, hidden) in row-major order, and run the last layer only for them. Heads that
         read a few positions ([CLS], the masked tokens) skip most of the last layer's work.
+        ``"first"``: each sequence's first token, (batch, hidden), found without a device sync.
         """
         embedded = self.embeddings(input_ids, token_type_ids)
         padding = padding_of(attention_mask, input_ids)
-        tokens = embedded if padding is None else padding.unpad(embedded)
+        tokens = padding.unpad(embedded)
         if outputs_at is not None:
-            rows = outputs_at.flatten().nonzero().squeeze(1) if padding is None else padding.rows(outputs_at)
+            rows = padding.first_rows() if isinstance(outputs_at, str) else padding.rows(outputs_at)
             return self.stack(tokens, padding, rows)
-        hidden = self.stack(tokens, padding)
-        return hidden if padding is None else padding.pad(hidden)
+        return padding.pad(self.stack(tokens, padding))
 
 
 def pool_and_gather(encoder: Encoder, pooler: Pooler, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -98,12 +103,18 @@ def pool_and_gather(encoder: Encoder, pooler: Pooler, input_ids: torch.Tensor, a
     if pooler.pooling != "cls":
         hidden = encoder(input_ids, attention_mask, token_type_ids)
         return pooler(hidden, attention_mask), None if positions is None else hidden[positions]
+    if positions is None:
+        return pooler.pool_first(encoder(input_ids, attention_mask, token_type_ids, outputs_at="first")), None
     first = torch.zeros_like(input_ids, dtype=torch.bool)
     first[:, 0] = True
-    needed = first if positions is None else first | positions
+    needed = first | positions
     selected = encoder(input_ids, attention_mask, token_type_ids, outputs_at=needed)
-    pooled = pooler.pool_first(selected[first[needed]])
-    return pooled, None if positions is None else selected[positions[needed]]
+    # Each needed position's row in `selected` is the count of needed positions before it; the first
+    # tokens' rows are read from that count rather than by a boolean mask, which would wait for the
+    # device to count them.
+    row_of = needed.flatten().cumsum(0) - 1
+    first_rows = row_of[torch.arange(0, needed.numel(), needed.shape[1], device=needed.device)]
+    return pooler.pool_first(selected.index_select(0, first_rows)), selected[positions[needed]]
 
 
 class NluModel(nn.Module):
@@ -150,7 +161,8 @@ class EncoderModel(NluModel):
         self.pooler = Pooler(config)
         self.init_weights()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> EncoderOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> EncoderOutput:
         hidden = self.encoder(input_ids, attention_mask, token_type_ids)
         return EncoderOutput(hidden, self.pooler(hidden, attention_mask))
 
@@ -207,7 +219,8 @@ class ForSequenceClassification(NluModel):
         self.classifier = Classifier(config)
         self.init_weights()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> ClassifierOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> ClassifierOutput:
         pooled, _ = pool_and_gather(self.encoder, self.pooler, input_ids, attention_mask, token_type_ids)
         logits = self.classifier(pooled)
         loss = None if labels is None else F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
@@ -223,16 +236,17 @@ class ForTokenClassification(NluModel):
         self.classifier = Classifier(config)
         self.init_weights()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> ClassifierOutput:
-        """Logits (batch, seq, labels). With ``labels`` they cover only the labelled positions,
-        (n_labelled, labels) in row-major order, like ForPreTraining's MLM logits: the loss reads
-        nothing else, and [CLS], [SEP] and the later sub-tokens of words (a third of a tweet's
-        tokens) then skip the last layer and the classifier."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> ClassifierOutput:
+        """``logits`` (batch, seq, labels). With ``labels`` only the labelled positions are
+        computed, into ``labelled_logits`` (n_labelled, labels), like ForPreTraining's MLM logits:
+        the loss reads nothing else, and [CLS], [SEP] and the later sub-tokens of words (a third
+        of a tweet's tokens) then skip the last layer and the classifier."""
         if labels is None:
             return ClassifierOutput(self.classifier(self.encoder(input_ids, attention_mask, token_type_ids)))
         labelled = labels != IGNORE_INDEX
         logits = self.classifier(self.encoder(input_ids, attention_mask, token_type_ids, outputs_at=labelled))
-        return ClassifierOutput(logits, mean_cross_entropy(logits, labels[labelled]))
+        return ClassifierOutput(None, mean_cross_entropy(logits, labels[labelled]), labelled_logits=logits)
 
 
 MODEL_CLASSES: dict[str, type[NluModel]] = {

@@ -16,7 +16,8 @@ from nlu.config import EncoderConfig
 from nlu.errors import ConfigError
 from nlu.files import write_text_atomic
 from nlu.interop import from_transformers
-from nlu.model.models import IGNORE_INDEX, NluModel
+from nlu.constants import IGNORE_INDEX
+from nlu.model.models import NluModel
 from nlu.settings import RunSettings
 from nlu.tokenizer import load_tokenizer
 
@@ -158,6 +159,7 @@ def finish_on_main_process(output_dir: Path, finish: Callable[[], dict[str, Any]
     return summary if summary is not None else json.loads((Path(output_dir) / "summary.json").read_text())
 
 
-def supervised_step(model: NluModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def supervised_step(model: NluModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss and real-token count, both left on the device (the loop reads them every log_every steps)."""
     output = model(**batch)
-    return output.loss, {"tokens": int(batch["attention_mask"].sum())}
+    return output.loss, {"tokens": batch["attention_mask"].sum()}
