@@ -19,7 +19,7 @@ import yaml
 from accelerate import PartialState
 
 from nlu.errors import ConfigError
-from nlu.evaluation.report import settings_block
+from nlu.evaluation.report import ahead_by, settings_block
 from nlu.files import write_text_atomic
 from nlu.runs import RunRecord, run
 from nlu.settings import RunSettings, load_settings
@@ -77,7 +77,7 @@ def run_pipeline(path: str | Path, quick: bool = False, force: bool = False, run
     stages += [(f"{task}-{start}", task, {"init": pretrained, "from_scratch": start == "scratch"})
                for task in FINETUNE_TASKS if task in pipeline.stages for start in ("pretrained", "scratch")]
     for stage, task, extra in stages:
-        settings = stage_settings(pipeline, task, task, run_root / stage, quick, extra)
+        settings = stage_settings(pipeline, task, task, run_root / stage, quick, {**extra, "training.progress_label": stage})
         records[stage] = run(settings, force=force)
         settings_used[stage] = settings
         record = records[stage]
@@ -171,11 +171,10 @@ def finetune_section(report_dir: Path, run_root: Path, results: dict[str, Any], 
         for csv_file in (run_root / f"{task}-{start}" / "test").glob("*.csv"):
             shutil.copyfile(csv_file, report_dir / f"{task}-{start}" / csv_file.name)
     headline = rows[0][1]
-    verdict = ("beats" if pretrained[headline] > scratch[headline] else "does not beat")
+    verdict = ahead_by("the pretrained encoder", pretrained[headline], "random initialisation", scratch[headline], None)
     lines = [f"## {title}", "",
              f"Same architecture, tokenizer, hyper-parameters and seed; only the starting weights differ. "
-             f"The pretrained encoder **{verdict}** random initialisation on {rows[0][0]} "
-             f"({pretrained[headline]:.4f} vs {scratch[headline]:.4f}).", "",
+             f"On {rows[0][0]}: {verdict}; `nlu sweep` with `--seeds` measures the noise.", "",
              "| metric | from pretrained | from random init |", "|---|---|---|"]
     lines += [f"| {label} | {pretrained.get(key, float('nan')):.4f} | {scratch.get(key, float('nan')):.4f} |"
               for label, key in rows]
