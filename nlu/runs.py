@@ -39,6 +39,7 @@ from nlu.config import EncoderConfig
 from nlu.errors import ConfigError, NluError
 from nlu.machine import describe_machine
 from nlu.options import coerce, fill
+from nlu.reporting import command_line
 from nlu.settings import RunSettings
 from nlu.tasks import classify, ner, pretrain
 from nlu.training.config import TrainingConfig
@@ -46,6 +47,8 @@ from nlu.training.loop import distributed_state
 
 SETTINGS_FILE = "settings.yaml"
 LOCK_FILE = ".lock"
+DISPLAY_ONLY = {"training.progress", "training.progress_label"}
+"""Options that change what the terminal shows, not what the run computes: a run resumes whatever they are."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,8 @@ def changed_settings(before: dict[str, Any], now: dict[str, Any], task: str) -> 
         if isinstance(value, dict):
             old = before.get(section) or {}
             changed += [f"{section}.{key}" for key in sorted(set(value) | set(old))
-                        if old.get(key, defaults.get(section, {}).get(key)) != value.get(key)]
+                        if old.get(key, defaults.get(section, {}).get(key)) != value.get(key)
+                        and f"{section}.{key}" not in DISPLAY_ONLY]
         elif before.get(section) != value:
             changed.append(section)
     return changed
@@ -156,10 +160,6 @@ def run_folder_lock(output_dir: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()
-
-
-def command_line() -> str:
-    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def clear_folder(output_dir: Path) -> None:

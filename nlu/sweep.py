@@ -25,7 +25,8 @@ from nlu.errors import ConfigError
 from nlu.evaluation.confusion import entity_spans
 from nlu.evaluation.plots import plot_bars
 from nlu.files import write_text_atomic
-from nlu.runs import command_line, run
+from nlu.reporting import cell, command_line, mean_std
+from nlu.runs import run
 from nlu.settings import load_settings, read_yaml_file
 
 BOOTSTRAP_SAMPLES = 1000
@@ -115,16 +116,11 @@ def run_figures(summary: dict[str, Any], output_dir: Path, task: str) -> dict[st
     return figures
 
 
-def statistics(results: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
-    """Row → figure → [mean, std (ddof 1; 0 for one seed), n]."""
-    table = {}
-    for row, entry in results["rows"].items():
-        keys = sorted({key for run_ in entry["runs"] for key in run_["figures"]})
-        table[row] = {}
-        for key in keys:
-            values = np.array([run_["figures"][key] for run_ in entry["runs"] if key in run_["figures"]])
-            table[row][key] = [float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)]
-    return table
+def statistics(results: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Row → figure → mean and sample std over the seeds that report it (nlu.reporting.mean_std)."""
+    return {row: {key: mean_std(run_["figures"].get(key) for run_ in entry["runs"])
+                  for key in sorted({key for run_ in entry["runs"] for key in run_["figures"]})}
+            for row, entry in results["rows"].items()}
 
 
 def test_outcomes(output_dir: Path, task: str) -> tuple[np.ndarray, list[str]] | None:
@@ -215,7 +211,7 @@ def minority_keys(results: dict[str, Any]) -> list[str]:
     if results["task"] == "ner":
         return sorted(key for key in first if key.startswith("test_f1["))
     recalls = sorted(key for key in first if key.startswith("test_recall["))
-    supports = {key: first.get(key.replace("test_recall[", "test_support["), [None])[0] for key in recalls}
+    supports = {key: (first.get(key.replace("test_recall[", "test_support[")) or {}).get("mean") for key in recalls}
     known = [value for value in supports.values() if value is not None]
     if not known:
         return recalls
@@ -224,18 +220,18 @@ def minority_keys(results: dict[str, Any]) -> list[str]:
 
 def render_sweep(results: dict[str, Any]) -> str:
     """The sweep report in Markdown, from the JSON alone."""
-    task, stats = results["task"], results["statistics"]
+    stats = results["statistics"]
     headline = HEADLINE.get(results["task"], next(iter(next(iter(stats.values())))))
     columns = [headline, *minority_keys(results), "train_seconds"]
     rows = list(stats)
     seeds = ", ".join(map(str, results["seeds"]))
     lines = [f"# Sweep: {results['name']}", "",
              f"Made by `{results['command']}` from `{results['config']}`; seeds {seeds}; "
-             f"mean ± std over seeds (n per cell in brackets where it differs).", "",
+             f"mean ± std over seeds.", "",
              "| row | " + " | ".join(columns) + " | Δ vs first row (95% paired bootstrap) |",
              "|---|" + "---|" * (len(columns) + 1)]
     for row in rows:
-        cells = [cell(stats[row].get(key), len(results["seeds"])) for key in columns]
+        cells = [cell(stats[row].get(key)) for key in columns]
         interval = results["bootstrap"].get(row)
         versus = "reference" if row == rows[0] else (
             f"{interval['mean_difference']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}] "
@@ -251,21 +247,14 @@ def render_sweep(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cell(value: list[float] | None, seeds: int) -> str:
-    if value is None:
-        return "–"
-    mean, std, count = value
-    text = f"{mean:.4f} ± {std:.4f}" if abs(mean) < 100 else f"{mean:.0f} ± {std:.0f}"
-    return text + (f" (n={count})" if count != seeds else "")
-
-
 def write_sweep(results: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "sweep.json", json.dumps(results, indent=2))
     headline = HEADLINE.get(results["task"])
     if headline:
         stats = results["statistics"]
-        plot_bars({row: stats[row][headline][:2] for row in stats if headline in stats[row]}, out_dir / "sweep.png",
+        plot_bars({row: (stats[row][headline]["mean"], stats[row][headline]["std"] or 0.0) for row in stats
+                   if headline in stats[row]}, out_dir / "sweep.png",
                   ylabel=headline, title=f"{results['name']}: {headline} (mean ± std over seeds)")
     report = out_dir / "sweep.md"
     write_text_atomic(report, render_sweep(results))

@@ -1,5 +1,6 @@
 """nlu sweep: rows from a grid, runs reused, statistics and the paired bootstrap against hand-computed values."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -39,8 +40,8 @@ def test_a_sweep_file_names_its_rows_and_refuses_unknown_keys(tmp_path):
 
 def test_statistics_are_mean_and_sample_std_over_seeds():
     results = {"rows": {"a": {"runs": [{"figures": {"f1": 0.2}}, {"figures": {"f1": 0.4}}, {"figures": {"f1": 0.9}}]}}}
-    mean, std, n = statistics(results)["a"]["f1"]
-    assert mean == pytest.approx(0.5) and std == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1)) and n == 3
+    entry = statistics(results)["a"]["f1"]
+    assert entry["mean"] == pytest.approx(0.5) and entry["std"] == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))
 
 
 def test_resampled_macro_f1_equals_scikit_learn_on_every_resample():
@@ -68,12 +69,23 @@ def test_resampled_entity_f1_equals_seqeval_micro_f1():
                                                  zero_division=0) if any(entity_spans(gold[i]) for i in row) else 0.0)
 
 
+def _first_rows(source: Path, target: Path, count: int) -> Path:
+    with open(source, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))[: count + 1]
+    with open(target, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    return target
+
+
 @pytest.mark.slow
 def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
+    shipped = ROOT / "data" / "classification" / "rotten_tomatoes"
+    train = _first_rows(shipped / "train.csv", tmp_path / "train.csv", 300)
+    held_out = _first_rows(shipped / "test.csv", tmp_path / "test.csv", 120)
     command = ["sweep", "--config", "tasks/rotten_tomatoes.yaml", "--grid", "data.loss=ce,focal", "--seeds", "1", "2",
-               "--name", "tiny", "--runs-dir", str(tmp_path),
-               f"data.tokenizer={TOKENIZER}", "data.train=data/classification/rotten_tomatoes/dev.csv",
+               "--name", "tiny", "--runs-dir", str(tmp_path), f"data.train={train}", f"data.dev={held_out}",
+               f"data.test={held_out}", f"data.tokenizer={TOKENIZER}",
                "data.max_length=32", "training.max_steps=4", "training.eval_every=4", "training.batch_size=16",
                "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64"]
     assert cli.main(command) == 0
@@ -83,10 +95,10 @@ def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, c
     runs = results["rows"]["loss=focal"]["runs"]
     assert [run["seed"] for run in runs] == [1, 2] and not any(run["reused"] for run in runs)
     values = [run["figures"]["test_macro_f1"] for run in runs]
-    assert results["statistics"]["loss=focal"]["test_macro_f1"][0] == pytest.approx(np.mean(values))
+    assert results["statistics"]["loss=focal"]["test_macro_f1"]["mean"] == pytest.approx(np.mean(values))
     interval = results["bootstrap"]["loss=focal"]
     assert interval["low"] <= interval["mean_difference"] <= interval["high"]
-    assert interval["test_examples"] == 1383  # every test example of the shipped split, resampled
+    assert interval["test_examples"] == 120  # every test example, resampled
     assert (out / "sweep.png").stat().st_size > 0
     assert (out / "sweep.md").read_text() == render_sweep(results)
     capsys.readouterr()
