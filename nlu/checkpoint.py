@@ -110,7 +110,10 @@ def build_model(
     With ``labels_changed`` the classifier starts fresh even when its shape fits: its rows belong
     to other labels.
     """
-    model = model_class(config)
+    # Built on the meta device: no random numbers are drawn for weights about to be overwritten (a
+    # 250k-row embedding would cost seconds and a second copy of itself); only fresh heads are drawn.
+    with torch.device("meta"):
+        model = model_class(config)
     expected = model.state_dict()
     problems, fresh = [], []
     for name, tensor in expected.items():
@@ -130,7 +133,10 @@ def build_model(
     if problems:
         listed = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise CheckpointError(f"{source} does not match {model_class.__name__}: {listed}")
-    model.load_state_dict({name: state[name] for name in expected if name not in fresh}, strict=False)
+    model.to_empty(device="cpu")
+    model.load_state_dict({name: state[name].to(expected[name].dtype) for name in expected if name not in fresh},
+                          strict=False, assign=True)
+    model.init_weights(only=set(fresh))
     model.newly_initialized = fresh
     if fresh:
         logger.info("%s: freshly initialised (not in %s): %s", model_class.__name__, source, ", ".join(fresh))

@@ -199,7 +199,9 @@ def from_transformers(
     state = hf_state_to_nlu(read_hf_weights(directory), config.num_layers)
     saved_labels = config_from_bert(bert, config_path, with_labels=True).labels if saved_class in CLASSIFIERS else []
     labels_changed = "labels" in config_overrides and list(config_overrides["labels"]) != saved_labels
-    head_may_differ = saved_class is not model_class or labels_changed
+    # A BertModel saved without its pooler (multilingual-e5, sentence encoders) starts that head fresh.
+    pooler_missing = not any(name.startswith("pooler.") for name in state)
+    head_may_differ = saved_class is not model_class or labels_changed or pooler_missing
     return build_model(model_class, config, state, directory, head_may_differ, labels_changed)
 
 

@@ -54,3 +54,16 @@ def test_non_bert_checkpoints_are_refused_clearly(tmp_path):
         from_transformers(tmp_path)
     with pytest.raises(CheckpointError, match="config.json: missing"):
         from_transformers(tmp_path / "absent")
+
+
+def test_a_bert_model_saved_without_its_pooler_loads_with_a_fresh_one(tmp_path):
+    """multilingual-e5 and other sentence encoders ship BertModel weights without the pooler."""
+    bert = transformers.BertModel(transformers.BertConfig(**PARITY_CONFIGS["tiny"]), add_pooling_layer=False).eval()
+    bert.save_pretrained(tmp_path)
+    encoder = from_transformers(tmp_path).eval()
+    assert type(encoder).__name__ == "EncoderModel"
+    assert encoder.newly_initialized == ["pooler.dense.weight", "pooler.dense.bias"]
+    assert encoder.pooler.dense.bias.abs().max() == 0 and 0.01 < encoder.pooler.dense.weight.std() < 0.03
+    ids = torch.randint(1, 101, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(ids).hidden_states, bert(ids).last_hidden_state, atol=1e-5, rtol=0)

@@ -6,6 +6,8 @@ training loop treats every task the same way.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -109,12 +111,13 @@ def pool_and_gather(encoder: Encoder, pooler: Pooler, input_ids: torch.Tensor, a
     first[:, 0] = True
     needed = first | positions
     selected = encoder(input_ids, attention_mask, token_type_ids, outputs_at=needed)
-    # Each needed position's row in `selected` is the count of needed positions before it; the first
-    # tokens' rows are read from that count rather than by a boolean mask, which would wait for the
-    # device to count them.
+    # Each needed position's row in `selected` is the count of needed positions before it. The first
+    # tokens' rows are read from that count, which on a GPU costs no wait; the masked rows are as
+    # many as the mask's values say, so gathering them is one (inevitable) sync.
     row_of = needed.flatten().cumsum(0) - 1
     first_rows = row_of[torch.arange(0, needed.numel(), needed.shape[1], device=needed.device)]
-    return pooler.pool_first(selected.index_select(0, first_rows)), selected[positions[needed]]
+    masked_rows = row_of[positions.flatten()]
+    return pooler.pool_first(selected.index_select(0, first_rows)), selected.index_select(0, masked_rows)
 
 
 class NluModel(nn.Module):
@@ -124,9 +127,14 @@ class NluModel(nn.Module):
         super().__init__()
         self.config = config
 
-    def init_weights(self) -> None:
+    def init_weights(self, only: Collection[str] | None = None) -> None:
+        """BERT's initialisation; with ``only`` (parameter names), just the modules holding them —
+        how a loaded model starts its fresh heads without drawing numbers for the rest."""
         std = self.config.initializer_range
-        for module in self.modules():
+        for prefix, module in self.named_modules():
+            if only is not None and not any(f"{prefix}.{name}" in only or (not prefix and name in only)
+                                            for name, _ in module.named_parameters(recurse=False)):
+                continue
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, std=std)
                 if module.bias is not None:
