@@ -99,6 +99,9 @@ def resolve(settings: RunSettings) -> RunSettings:
     option by option (with ``init`` it only overrides the checkpoint's config, so it cannot be
     built on its own), and built in full when the model starts from scratch."""
     entry = task_entry(settings.task)
+    if settings.task == "pretrain" and "auto" in (settings.training.learning_rate, settings.training.warmup_ratio):
+        raise ConfigError(f"{settings.where('training')('learning_rate')}: auto is chosen for fine-tuning "
+                          f"(nlu.recipes); give numbers for pretraining")
     data = dataclasses.asdict(fill(entry.data_options, settings.data, settings.where("data")))
     model = check_model_options(settings)
     return dataclasses.replace(settings, data=data, model=model)

@@ -65,6 +65,7 @@ def test_an_option_added_later_at_its_default_still_resumes(tmp_path):
     ("training.max_steps=3.0", ("training", "max_steps", 3)),
     ("model.layer_norm_eps=1e-12", ("model", "layer_norm_eps", 1e-12)),
     ("data.repair=yes", ("data", "repair", True)),
+    ("training.learning_rate=auto", ("training", "learning_rate", "auto")),
 ])
 def test_yaml_words_and_numbers_arrive_as_the_declared_type(override, expected):
     settings = resolve(load_settings(NER_TASK, [override, "data.tokenizer=x"], task="ner"))
@@ -80,11 +81,17 @@ def test_yaml_words_and_numbers_arrive_as_the_declared_type(override, expected):
     ("data.repair=maybe", "command line: data.repair: expected true or false"),
     ("data.max_lenght=64", "command line: data: unknown option(s) ['max_lenght']"),
     ("model.hiden_size=64", "command line: model: unknown option(s) ['hiden_size']"),
+    ("training.learning_rate=fast", "training.learning_rate must be a number or auto, got 'fast'"),
 ])
 def test_bad_values_are_named_with_where_they_came_from(override, message):
     with pytest.raises(ConfigError) as error:
         resolve(load_settings(NER_TASK, [override], task="ner"))
     assert message in str(error.value)
+
+
+def test_an_automatic_learning_rate_is_refused_for_pretraining_before_anything_runs():
+    with pytest.raises(ConfigError, match="command line: training.learning_rate: auto is chosen for fine-tuning"):
+        resolve(load_settings(str(ROOT / "tasks" / "pretrain_news.yaml"), ["training.learning_rate=auto"], task="pretrain"))
 
 
 def test_a_bad_key_in_the_task_file_names_the_file(tmp_path):
@@ -202,3 +209,9 @@ def test_torchrun_workers_stop_when_their_launcher_is_killed(tmp_path):
     while any(_alive(pid) for pid in pids) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in pids)
+
+
+def test_what_only_changes_the_display_does_not_block_a_resume(tmp_path):
+    (tmp_path / "run").mkdir()
+    check_settings(_settings(tmp_path, progress_label="pretrain"), tmp_path / "run")
+    assert check_settings(_settings(tmp_path, progress=False, progress_label="other"), tmp_path / "run") is False

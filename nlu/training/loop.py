@@ -8,7 +8,12 @@ stopping. It never asks which task it runs.
 Resume is exact: the data order is a seeded permutation per epoch, masks and other
 per-example randomness are seeded by (seed, epoch, index) in the task's collator, and
 Accelerate restores model, optimizer and RNG states, so a killed run that resumes ends with
-the weights an uninterrupted run would have had.
+the weights an uninterrupted run would have had. Checkpoints are verified before they are
+trusted (nlu.training.checkpoints): a damaged newest one is named, set aside, and the previous
+one used.
+
+A step never waits for the device: the task's figures stay tensors on it, summed there, and
+are read once per ``log_every`` steps (and at checkpoints), not with an ``.item()`` per step.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import shutil
 import time
 import warnings
@@ -27,15 +31,19 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from accelerate.utils import TorchDynamoPlugin, set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from nlu.errors import ConfigError
 from nlu.files import write_text_atomic
+from nlu.hardware import Precision, choose_device, choose_precision
 from nlu.model.models import NluModel
+from nlu.training.checkpoints import (FORMAT, STATE_NAME, clean_checkpoints, published_checkpoints, recover_directory,
+                                      replace_directory, resume_checkpoint, seal, step_directory)
 from nlu.training.config import TrainingConfig
 
-STATE_NAME = "trainer_state.json"
 LOG_NAME = "log.jsonl"
 
 
@@ -47,8 +55,11 @@ class Task(Protocol):
 
     def set_epoch(self, epoch: int) -> None: ...
 
-    def training_step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss to minimise and figures to log; ``tokens`` (real tokens in the batch) feeds throughput."""
+    def training_step(self, model: torch.nn.Module,
+                      batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        """Loss to minimise and figures to log; ``tokens`` (real tokens in the batch) feeds
+        throughput. Figures computed on the device stay 0-d tensors there (no ``.item()``, no
+        ``int()``): the loop reads them every ``log_every`` steps."""
 
     def evaluate(self, model: NluModel) -> dict[str, float]: ...
 
@@ -92,6 +103,8 @@ class TrainerState:
     tokens_seen: int = 0
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    precision: dict[str, str] = field(default_factory=dict)
+    """What this run computes in and why (name and reason of nlu.hardware.Precision)."""
 
 
 @dataclass
@@ -100,6 +113,7 @@ class TrainingResult:
     final_model: Path
     best_model: Path | None
     num_processes: int
+    precision: Precision
 
 
 def use_cpu(config: TrainingConfig) -> bool:
@@ -129,12 +143,9 @@ def compile_plugin(requested: bool) -> TorchDynamoPlugin | None:
     return TorchDynamoPlugin(backend="inductor", dynamic=True)
 
 
-def resolve_precision(requested: str, cpu: bool) -> str:
-    if requested != "auto":
-        return requested
-    if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
+def training_precision(config: TrainingConfig) -> Precision:
+    """``training.mixed_precision`` resolved for the device this run trains on."""
+    return choose_precision(config.mixed_precision, torch.device("cpu") if use_cpu(config) else choose_device())
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -156,26 +167,32 @@ def linear_warmup_decay(total_steps: int, warmup_steps: int) -> Callable[[int], 
     return factor
 
 
-def latest_checkpoint(directory: Path) -> Path | None:
-    complete = sorted(path for path in directory.glob("step-*") if (path / STATE_NAME).is_file())
-    return complete[-1] if complete else None
+class Figures:
+    """Per-step figures summed where they were computed and read in one go: reading a CUDA
+    tensor waits for the GPU to finish, so the loop reads once per log line, not once per step.
+    Numbers from the host (counts made before the batch moved) are summed on the host."""
 
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor | float] = {}
+        self.counts: dict[str, int] = {}
 
-def replace_directory(source: Path, target: Path) -> None:
-    """Swap a finished directory into place; a crash leaves either the old or the new one."""
-    backup = target.with_name(target.name + ".old")
-    if target.exists():
-        shutil.rmtree(backup, ignore_errors=True)
-        os.replace(target, backup)
-    os.replace(source, target)
-    shutil.rmtree(backup, ignore_errors=True)
+    def add(self, figures: dict[str, torch.Tensor | float]) -> None:
+        for key, value in figures.items():
+            value = value.detach().to(torch.float64) if isinstance(value, torch.Tensor) else float(value)
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+            self.counts[key] = self.counts.get(key, 0) + 1
 
+    def read(self) -> dict[str, float]:
+        """Sums so far, as host numbers (one device read), and start over."""
+        on_device = [key for key, value in self.sums.items() if isinstance(value, torch.Tensor)]
+        values = dict(zip(on_device, torch.stack([self.sums[key] for key in on_device]).tolist() if on_device else []))
+        sums = {key: values.get(key, value) for key, value in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        return sums
 
-def recover_directory(target: Path) -> None:
-    """Undo a swap interrupted between its two renames."""
-    backup = target.with_name(target.name + ".old")
-    if backup.exists() and not target.exists():
-        os.replace(backup, target)
+    def read_means(self) -> dict[str, float]:
+        counts, sums = self.counts, self.read()
+        return {key: sums[key] / counts[key] for key in sorted(sums)}
 
 
 def train(
@@ -184,18 +201,26 @@ def train(
     train_examples: Sequence[dict],
     config: TrainingConfig,
 ) -> TrainingResult:
+    if "auto" in (config.learning_rate, config.warmup_ratio):
+        raise ConfigError("training.learning_rate=auto and warmup_ratio=auto are chosen for fine-tuning "
+                          "(nlu.recipes); give numbers for pretraining")
     output_dir = Path(config.output_dir)
     checkpoints = output_dir / "checkpoints"
-    precision = resolve_precision(config.mixed_precision, use_cpu(config))
+    precision = training_precision(config)
+    # One Accelerator per run: its state is a process-wide singleton that refuses a second run
+    # in another precision, so the previous run's settings are dropped (the process group stays).
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         cpu=use_cpu(config),
-        mixed_precision=precision,
+        mixed_precision=precision.name,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         rng_types=[],
         dynamo_plugin=compile_plugin(config.compile),
     )
     set_seed(config.seed, device_specific=True)
     main = accelerator.is_main_process
+    if main:
+        print(f"precision: {precision}")
 
     sampler = EpochSampler(len(train_examples), config.seed, getattr(task, "sampling_weights", None))
     # Its own generator: every new DataLoader iterator draws a seed, and drawing it from the
@@ -206,6 +231,8 @@ def train(
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.gradient_accumulation_steps))
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
     warmup_steps = int(config.warmup_ratio * total_steps)
+    eval_interval = config.eval_interval(steps_per_epoch)
+    min_steps = math.ceil(config.min_epochs * steps_per_epoch)
 
     optimizer = torch.optim.AdamW(
         parameter_groups(model, config.weight_decay), lr=config.learning_rate, betas=(0.9, 0.999), eps=1e-6,
@@ -217,22 +244,28 @@ def train(
     state = TrainerState()
     recover_directory(output_dir / "best")
     if main:
-        for partial in checkpoints.glob(".step-*"):
-            shutil.rmtree(partial, ignore_errors=True)
+        clean_checkpoints(checkpoints)
     accelerator.wait_for_everyone()
-    resume_from = latest_checkpoint(checkpoints)
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        saved = json.loads((resume_from / STATE_NAME).read_text())
+    resumed = resume_checkpoint(accelerator, checkpoints)
+    if resumed is not None:
+        resume_from, saved = resumed
         state = TrainerState(**saved["state"])
         schedule.load_state_dict(saved["schedule"])
+        if main:
+            print(f"resuming from {resume_from} (step {state.step} of {total_steps})")
+            if state.precision and state.precision.get("name") != precision.name:
+                print(f"note: the run so far computed in {state.precision.get('name')}, it continues in {precision.name}")
+    state.precision = {"name": precision.name, "reason": precision.reason}
     log = JsonlLog(output_dir / LOG_NAME, enabled=main, resume_step=state.step)
-    if resume_from is not None and main:
-        print(f"resuming from {resume_from} (step {state.step} of {total_steps})")
 
-    progress = tqdm(total=total_steps, initial=state.step, disable=not main, desc="train", dynamic_ncols=True)
-    window: list[dict[str, float]] = []
+    progress = tqdm(total=total_steps, initial=state.step, disable=not (main and config.progress),
+                    desc=config.progress_label or output_dir.name, dynamic_ncols=True)
+    window, unread_tokens = Figures(), Figures()
     started = time.perf_counter() - state.train_seconds
+
+    def count_tokens() -> None:
+        # Every process holds a batch of about the same size; count tokens without a collective.
+        state.tokens_seen += round(unread_tokens.read().get("tokens", 0)) * accelerator.num_processes
 
     def evaluate_and_select() -> bool:
         """Evaluate, keep the best model, and say whether to stop early."""
@@ -247,21 +280,24 @@ def train(
             state.best_metric, state.best_step, state.evaluations_without_improvement = value, state.step, 0
             if main:
                 save_model(accelerator.unwrap_model(model), task, output_dir / "best")
-        else:
+        elif not (config.select_mode == "max" and state.best_metric <= 0):  # still at the floor: not counted
             state.evaluations_without_improvement += 1
         progress.set_postfix_str(f"eval {config.select_metric}={value:.4f}")
-        return 0 < config.early_stopping_patience <= state.evaluations_without_improvement
+        return (0 < config.early_stopping_patience <= state.evaluations_without_improvement
+                and state.step >= min_steps)
 
     def save_checkpoint() -> None:
         state.train_seconds = time.perf_counter() - started
+        count_tokens()
         partial = checkpoints / f".step-{state.step:08d}"
         accelerator.save_state(str(partial))
         accelerator.wait_for_everyone()
         if main:
-            write_text_atomic(partial / STATE_NAME,
-                              json.dumps({"state": asdict(state), "schedule": schedule.state_dict()}))
-            os.replace(partial, checkpoints / f"step-{state.step:08d}")
-            for old in sorted(checkpoints.glob("step-*"))[: -config.keep_checkpoints]:
+            write_text_atomic(partial / STATE_NAME, json.dumps(
+                {"format": FORMAT, "state": asdict(state), "schedule": schedule.state_dict()}))
+            seal(partial)
+            replace_directory(partial, step_directory(checkpoints, state.step))
+            for old in published_checkpoints(checkpoints)[: -config.keep_checkpoints]:
                 shutil.rmtree(old)
         accelerator.wait_for_everyone()
 
@@ -282,47 +318,42 @@ def train(
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             state.batch_in_epoch += 1
-            # Every process holds a batch of about the same size; count tokens without a collective.
-            state.tokens_seen += int(figures.get("tokens", 0)) * accelerator.num_processes
-            window.append({"loss": loss.item(), **figures})
+            window.add({"loss": loss, **figures})
+            unread_tokens.add({"tokens": figures.get("tokens", 0)})
             if not accelerator.sync_gradients:
                 continue
             schedule.step()
             state.step += 1
             progress.update(1)
             if state.step % config.log_every == 0 or state.step == total_steps:
-                summary = average(window)
+                summary = window.read_means()
                 summary["lr"] = schedule.get_last_lr()[0]
+                count_tokens()
                 summary["tokens_per_second"] = state.tokens_seen / max(1e-9, time.perf_counter() - started)
                 log.write({"step": state.step, "split": "train", **summary})
                 progress.set_postfix({k: f"{v:.3g}" for k, v in summary.items() if k != "tokens"})
-                window = []
-            if (config.eval_every and state.step % config.eval_every == 0) or state.step == total_steps:
+            # One decision per step — evaluate, stop, save — so a step that is both an epoch's
+            # last and a checkpoint step is saved once.
+            if state.step % eval_interval == 0 or state.step == total_steps:
                 stop = evaluate_and_select()
-            if state.step == total_steps:
-                stop = True
+            state.stopped_early = stop and state.step < total_steps
+            stop = stop or state.step == total_steps
             if state.step % config.save_every == 0 or stop:
-                state.stopped_early = stop and state.step < total_steps
                 save_checkpoint()
             if stop:
                 break
         else:
             state.epoch += 1
             state.batch_in_epoch = 0
-            if not config.eval_every:
-                stop = evaluate_and_select()
-                if stop:
-                    state.stopped_early = True
-                    save_checkpoint()
     progress.close()
     state.train_seconds = time.perf_counter() - started
     final = output_dir / "model"
     if main:
         save_model(accelerator.unwrap_model(model), task, final)
-        write_text_atomic(output_dir / "trainer_state.json", json.dumps(asdict(state), indent=2))
+        write_text_atomic(output_dir / STATE_NAME, json.dumps(asdict(state), indent=2))
     accelerator.wait_for_everyone()
     best = output_dir / "best"
-    return TrainingResult(state, final, best if best.exists() else None, accelerator.num_processes)
+    return TrainingResult(state, final, best if best.exists() else None, accelerator.num_processes, precision)
 
 
 def save_model(model: NluModel, task: Task, directory: Path) -> None:
@@ -331,11 +362,6 @@ def save_model(model: NluModel, task: Task, directory: Path) -> None:
     model.save_pretrained(partial)
     task.save_artifacts(partial)
     replace_directory(partial, directory)
-
-
-def average(window: list[dict[str, float]]) -> dict[str, float]:
-    keys = {key for entry in window for key in entry}
-    return {key: float(np.mean([entry[key] for entry in window if key in entry])) for key in sorted(keys)}
 
 
 class JsonlLog:
