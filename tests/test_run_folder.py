@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from nlu import cli
@@ -21,6 +22,7 @@ from nlu.training.config import TrainingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NER_TASK = str(ROOT / "tasks" / "wnut16_ner.yaml")
+TOKENIZER_DIR = ROOT / "tests" / "data" / "news120_wordpiece1000"
 
 
 def _settings(tmp_path, **training) -> RunSettings:
@@ -215,3 +217,38 @@ def test_what_only_changes_the_display_does_not_block_a_resume(tmp_path):
     (tmp_path / "run").mkdir()
     check_settings(_settings(tmp_path, progress_label="pretrain"), tmp_path / "run")
     assert check_settings(_settings(tmp_path, progress=False, progress_label="other"), tmp_path / "run") is False
+
+
+def test_init_takes_a_hub_id_when_the_hub_can_provide_it(tmp_path, monkeypatch):
+    """The hub is out of reach here: a stand-in for snapshot_download serves a saved BERT folder."""
+    import transformers
+
+    from nlu import checkpoint
+    from nlu.model import ForTokenClassification
+    from nlu.parity import PARITY_CONFIGS
+    from nlu.tasks.finetune import initial_model
+
+    folder = tmp_path / "hub" / "bert"
+    bert = transformers.BertModel(transformers.BertConfig(**{**PARITY_CONFIGS["tiny"], "vocab_size": 1000}))
+    bert.save_pretrained(folder)
+    (folder / "tokenizer.json").write_text((TOKENIZER_DIR / "tokenizer.json").read_text())
+    (folder / "tokenizer_config.json").write_text((TOKENIZER_DIR / "tokenizer_config.json").read_text())
+    asked = []
+    monkeypatch.setattr(checkpoint, "snapshot_download", lambda repo_id, **_: asked.append(repo_id) or str(folder))
+    settings = resolve(load_settings(NER_TASK, ["init=someone/tiny-bert"], task="ner"))
+    model, tokenizer = initial_model(settings, ForTokenClassification, ["O", "B-X"], None)
+    assert asked == ["someone/tiny-bert"] and len(tokenizer) == 1000
+    assert torch.equal(model.encoder.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
+
+
+def test_an_unreachable_hub_id_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch):
+    from nlu import checkpoint
+
+    def offline(repo_id, **_):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(checkpoint, "snapshot_download", offline)
+    output = tmp_path / "run"
+    with pytest.raises(NluError, match=r"someone/bert: no such local folder, and the Hugging Face hub cannot provide it"):
+        run(load_settings(NER_TASK, ["init=someone/bert", f"training.output_dir={output}"], task="ner"))
+    assert not output.exists()

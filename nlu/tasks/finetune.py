@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from accelerate import PartialState
 
-from nlu.checkpoint import read_json_object
+from nlu.checkpoint import model_directory, read_json_object
 from nlu.config import EncoderConfig
 from nlu.errors import ConfigError
 from nlu.files import write_text_atomic
@@ -37,14 +37,21 @@ def initial_model(settings: RunSettings, model_class: type[NluModel], labels: li
     encoder is built from the ``model`` section and ``data.tokenizer``.
     """
     torch.manual_seed(settings.training.seed)
+    if settings.training.freeze_embeddings and (settings.init is None or settings.from_scratch):
+        raise ConfigError(f"{settings.source}: training.freeze_embeddings keeps pretrained word embeddings fixed; "
+                          f"it needs init (a pretrained model) without from_scratch")
     if settings.init is None:
         if tokenizer_dir is None:
             raise ConfigError(f"{settings.source}: give init (a pretrained model) or data.tokenizer (for a model from scratch)")
         tokenizer = load_tokenizer(tokenizer_dir)
         options = {**settings.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
                    "labels": labels}
-        return model_class(EncoderConfig.from_dict(options, source=f"{settings.source}: model")), tokenizer
-    init = Path(settings.init)
+        model = model_class(EncoderConfig.from_dict(options, source=f"{settings.source}: model"))
+        if PartialState().is_main_process:  # a task file without a model section silently got 4 x 256 before
+            print(f"no init: training from scratch a model of {model_shape(model)} (the model section, "
+                  f"EncoderConfig defaults for what it leaves out)")
+        return model, tokenizer
+    init = model_directory(settings.init)  # a folder, a run folder (its best/ or model/), or a hub id when online
     tokenizer = load_tokenizer(tokenizer_dir or init)
     overrides = {**settings.model, "labels": labels}
     if is_nlu_checkpoint(init):
@@ -56,7 +63,17 @@ def initial_model(settings: RunSettings, model_class: type[NluModel], labels: li
                           f"model in {init} embeds only {model.config.vocab_size:,}; use the tokenizer saved with the model")
     if settings.from_scratch:
         model = model_class(model.config)
+    if settings.training.freeze_embeddings:
+        model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     return model, tokenizer
+
+
+def model_shape(model: NluModel) -> str:
+    """"4 layers × hidden 256, 4 heads, intermediate 1024, vocabulary 8,000: 6,123,456 parameters"."""
+    config = model.config
+    return (f"{config.num_layers} layers × hidden {config.hidden_size}, {config.num_heads} heads, intermediate "
+            f"{config.intermediate_size}, vocabulary {config.vocab_size:,}: "
+            f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
 
 def model_input_length(config: EncoderConfig, max_length: int) -> int:
