@@ -1,0 +1,339 @@
+"""nlu.load(...).predict: the word rule, entities against gold spans, inputs of every shape, loading paths.
+
+The models here have random weights: what is tested (offsets, windows, parity of two paths) holds
+for any weights, and random ones predict many entities of every type, which is what the checks need.
+"""
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nlu
+from nlu import checkpoint, cli, predict
+from nlu.config import EncoderConfig
+from nlu.data.ner import NerSentence, label_list, read_ner_file
+from nlu.errors import CheckpointError
+from nlu.evaluation.confusion import entity_spans
+from nlu.model import ForSequenceClassification, ForTokenClassification
+from nlu.predict import entities_from_tags, input_lengths, split_words, text_of_words
+from nlu.tasks.finetune import save_input_settings
+from nlu.tasks.ner import predict_tags
+from nlu.tokenizer import load_tokenizer, save_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+WNUT_TEST = ROOT / "data" / "ner" / "wnut16" / "test.conll"
+TOKENIZER = ROOT / "tests" / "data" / "news120_wordpiece1000"
+
+
+def save_tiny_model(model_class, directory: Path, labels: list[str], initializer_range: float = 0.02,
+                    **input_settings) -> Path:
+    """A random 2-layer model with the shipped test tokenizer, saved as fine-tuning saves one
+    (a classifier needs larger weights than BERT's 0.02 for its outputs to vary between texts)."""
+    tokenizer = load_tokenizer(TOKENIZER)
+    config = EncoderConfig(vocab_size=len(tokenizer), hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                           max_position_embeddings=64, hidden_dropout=0.0, attention_dropout=0.0, labels=labels,
+                           initializer_range=initializer_range)
+    model_class(config).save_pretrained(directory)
+    save_tokenizer(tokenizer, directory)
+    save_input_settings(directory, **input_settings)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def wnut_test() -> list[NerSentence]:
+    return read_ner_file(WNUT_TEST)
+
+
+@pytest.fixture(scope="module")
+def tagger_dir(tmp_path_factory, wnut_test) -> Path:
+    torch.manual_seed(0)
+    return save_tiny_model(ForTokenClassification, tmp_path_factory.mktemp("tagger"), label_list(wnut_test),
+                           max_length=32, stride=8)
+
+
+def bert_words(tokenizer, text: str) -> list[tuple[int, int]]:
+    """The words BERT's tokenizer sees in ``text`` (normaliser + pre-tokeniser), as character spans."""
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    spans: dict[int, tuple[int, int]] = {}
+    for word, (start, end) in zip(encoding.word_ids(), encoding["offset_mapping"]):
+        first, last = spans.get(word, (start, end))
+        spans[word] = (min(first, start), max(last, end))
+    return [spans[word] for word in sorted(spans)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The word rule
+# ---------------------------------------------------------------------------------------------
+
+
+def test_words_split_punctuation_and_keep_offsets():
+    text = "Obama visited London, then Berlin.  Don't\u00a0stop-now ​😀 中文!"
+    spans = split_words(text)
+    assert [text[start:end] for start, end in spans] == [
+        "Obama", "visited", "London", ",", "then", "Berlin", ".", "Don", "'", "t", "stop", "-", "now", "😀",
+        "中", "文", "!"]
+    assert spans[2] == (14, 20)  # the zero-width space (a format character) belongs to no word
+
+
+def test_the_rule_is_bert_pre_tokenization_on_the_test_split_and_on_random_text(wnut_test):
+    tokenizer = load_tokenizer(TOKENIZER)
+    texts = [" ".join(sentence.words) for sentence in wnut_test]
+    alphabet = list("abcXYZ019 '’-.,!?@#$_()[]{}\"\t\n\r") + [
+        "\u00a0", "\u200b", "\u2028", "\x85", "\x1c", "\x0b", "é", "中", "😀", "€", "\ufffd", "\u3000", "ß", "\x00",
+        "\u00ad", "\u0378", "\ue000", "\u2003", "\u202f"]
+    rng = random.Random(7)
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(1500)]
+    mismatches = [text for text in texts if split_words(text) != bert_words(tokenizer, text)]
+    assert mismatches == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Entities against gold spans
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_gold_entity_of_the_test_split_slices_back_to_its_words(wnut_test):
+    checked = 0
+    for sentence in wnut_test:
+        text, offsets = text_of_words(sentence.words, sentence.source, sentence.line)
+        entities = entities_from_tags(text, offsets, sentence.tags, [1.0] * len(sentence.words))
+        gold = entity_spans(sentence.tags, mode="strict")
+        assert [(e.type, e.word_start, e.word_end) for e in entities] == [(s.type, s.start, s.end) for s in gold]
+        for entity in entities:
+            words = sentence.words[entity.word_start:entity.word_end]
+            assert entity.text == text[entity.start:entity.end] == " ".join(words)
+            assert sentence.tags[entity.word_start] == f"B-{entity.type}"
+            assert all(tag == f"I-{entity.type}" for tag in sentence.tags[entity.word_start + 1:entity.word_end])
+            checked += 1
+    assert checked == 174  # every entity of the shipped test split
+
+
+def test_random_tag_sequences_decode_to_consistent_entities():
+    """Hundreds of random IOB sequences, valid or not: each entity slices back to its words, its
+    score is the mean of its words' scores, and re-encoding the entities gives the tags back with
+    each I-X that does not continue an X read as B-X (as transformers' pipeline groups them)."""
+    rng = random.Random(0)
+    tags_pool = ["O", "B-PER", "I-PER", "B-geo-loc", "I-geo-loc"]
+    for _ in range(500):
+        words = ["".join(rng.choice("ab,.é中") for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(0, 12))]
+        tags = [rng.choice(tags_pool) for _ in words]
+        scores = [rng.random() for _ in words]
+        text, offsets = text_of_words(words, "<random>", 1)
+        entities = entities_from_tags(text, offsets, tags, scores)
+        rebuilt = ["O"] * len(words)
+        for entity in entities:
+            assert entity.text == text[entity.start:entity.end] == " ".join(words[entity.word_start:entity.word_end])
+            assert entity.score == pytest.approx(np.mean(scores[entity.word_start:entity.word_end]))
+            rebuilt[entity.word_start:entity.word_end] = [f"B-{entity.type}"] + [f"I-{entity.type}"] * (
+                entity.word_end - entity.word_start - 1)
+        expected = [f"B-{tag[2:]}" if tag.startswith("I-") and (i == 0 or tags[i - 1][2:] != tag[2:]) else tag
+                    for i, tag in enumerate(tags)]
+        assert rebuilt == expected, (tags, entities)
+
+
+# ---------------------------------------------------------------------------------------------
+# The predictor
+# ---------------------------------------------------------------------------------------------
+
+
+def test_predict_gives_entities_with_offsets_into_the_original_text(tagger_dir):
+    tagger = nlu.load(tagger_dir)
+    assert isinstance(tagger, predict.Tagger) and tagger.device.type == "cpu" and tagger.precision.name == "no"
+    text = "Obama visited London, then Berlin.\tDon't stop-now!"
+    result = tagger.predict(text)
+    assert result.words == [text[start:end] for start, end in result.offsets]
+    assert len(result.tags) == len(result.words) == 14
+    for entity in result.entities:
+        assert entity.text == text[entity.start:entity.end]
+        assert 0 < entity.score <= 1
+    assert result.entities, "a random tagger predicts some entities"
+
+
+def assert_same_predictions(ours: list, theirs: list) -> None:
+    """Equal words, tags and entity spans; scores equal up to float rounding (batches pad differently)."""
+    assert [(r.text, r.words, r.tags) for r in ours] == [(r.text, r.words, r.tags) for r in theirs]
+    for a, b in zip(ours, theirs):
+        assert [(e.type, e.start, e.end) for e in a.entities] == [(e.type, e.start, e.end) for e in b.entities]
+        np.testing.assert_allclose([e.score for e in a.entities], [e.score for e in b.entities], atol=1e-5)
+
+
+def test_inputs_of_every_shape_give_the_same_predictions(tagger_dir):
+    tagger = nlu.load(tagger_dir)
+    texts = ["Obama visited London , then Berlin .", "", "I love New York"]
+    many = tagger.predict(texts)
+    assert [r.text for r in many] == texts and many[1].words == [] and many[1].entities == []
+    assert_same_predictions([tagger.predict(texts[0])], many[:1])
+    words = [text.split() for text in texts]
+    assert_same_predictions(tagger.predict(words), many)
+    assert_same_predictions([tagger.predict(words[2], is_split_into_words=True)], many[2:])
+    assert tagger.predict([]) == []
+
+
+def test_predictions_equal_predict_tags_and_cover_every_word_of_long_texts(tagger_dir, wnut_test):
+    tagger = nlu.load(tagger_dir)
+    sentences = wnut_test[:60] + [NerSentence([w for s in wnut_test[:12] for w in s.words], [], "long", 1)]
+    assert len(sentences[-1].words) > 150  # far beyond max_length=32 sub-tokens
+    expected, windowed = predict_tags(tagger.model, tagger.tokenizer, sentences, 32, 8, 16)
+    assert windowed > 10
+    results = tagger.predict([s.words for s in sentences])
+    assert [r.tags for r in results] == expected
+
+
+def test_max_length_alone_gets_a_stride_that_fits(tagger_dir):
+    """Today `--max-length 8` fails on this model (fine-tuned with stride 8, which needs max_length > 10);
+    the stride now follows: kept where it fits, else half the window."""
+    model, tokenizer = ForTokenClassification.from_pretrained(tagger_dir), load_tokenizer(tagger_dir)
+    assert input_lengths(tagger_dir, model, tokenizer, None, None) == (32, 8)
+    assert input_lengths(tagger_dir, model, tokenizer, 16, None) == (16, 8)
+    assert input_lengths(tagger_dir, model, tokenizer, 8, None) == (8, 3)
+    assert input_lengths(tagger_dir, model, tokenizer, 64, None) == (64, 8)
+    with pytest.warns(UserWarning, match="exceeds the model's 64 learned positions"):
+        assert input_lengths(tagger_dir, model, tokenizer, 500, None) == (64, 8)
+    short = nlu.load(tagger_dir, max_length=8)
+    assert (short.max_length, short.stride) == (8, 3)
+    assert len(short.predict("a b c d e f g h i j k l m n o p q r s t").tags) == 20
+
+
+def test_a_run_folder_loads_its_best_model_else_its_last(tagger_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(tagger_dir, tmp_path / "run" / "model")
+    assert nlu.load(tmp_path / "run").directory == tmp_path / "run" / "model"
+    shutil.copytree(tagger_dir, tmp_path / "run" / "best")
+    assert nlu.load(tmp_path / "run").directory == tmp_path / "run" / "best"
+
+
+def test_hub_ids_go_through_the_hub_and_fail_in_one_line(tagger_dir, tmp_path, monkeypatch):
+    from nlu.export import export
+
+    exported = export(tagger_dir, tmp_path / "exported")
+    asked = []
+    monkeypatch.setattr(checkpoint, "snapshot_download", lambda repo, **_: asked.append(repo) or str(exported))
+    text = "Obama visited London"
+    assert_same_predictions([nlu.load("someone/tiny-ner").predict(text)], [nlu.load(tagger_dir).predict(text)])
+    assert asked == ["someone/tiny-ner"]
+
+    def offline(repo, **_):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    monkeypatch.setattr(checkpoint, "snapshot_download", offline)
+    with pytest.raises(CheckpointError, match=r"^someone/absent: no such local folder, and the Hugging Face hub "
+                                              r"cannot provide it \(OSError: We couldn't connect"):
+        nlu.load("someone/absent")
+    with pytest.raises(CheckpointError, match="no such model folder or run folder"):
+        nlu.load(str(tmp_path / "missing" / "deeper" / "model"))
+
+
+def test_models_without_a_task_head_are_refused(tmp_path, tiny_config):
+    from nlu.model import EncoderModel
+
+    EncoderModel(tiny_config).save_pretrained(tmp_path)
+    save_tokenizer(load_tokenizer(TOKENIZER), tmp_path)
+    with pytest.raises(CheckpointError, match=r"holds a model without a task head \(EncoderModel\)"):
+        nlu.load(tmp_path)
+
+
+def test_classifier_applies_the_saved_logit_adjustment(tmp_path):
+    torch.manual_seed(1)
+    directory = save_tiny_model(ForSequenceClassification, tmp_path, ["fresh", "rotten", "plot"], 0.5, max_length=32)
+    texts = ["a gorgeous, witty and moving film", "a young woman leaves her village", "so so"]
+    plain = nlu.load(directory).predict(texts)
+    (directory / "logit_adjustment.json").write_text(json.dumps({"subtract": [5.0, 0.0, 0.0]}))
+    adjusted = nlu.load(directory).predict(texts)
+    for before, after in zip(plain, adjusted):
+        p = np.array(list(before.probabilities.values()))
+        expected = np.exp(np.log(p) - [5.0, 0, 0]) / np.exp(np.log(p) - [5.0, 0, 0]).sum()
+        np.testing.assert_allclose(list(after.probabilities.values()), expected, atol=1e-5)
+        assert after.label == max(after.probabilities, key=after.probabilities.get) != "fresh"
+    single = nlu.load(directory).predict(texts[0])
+    assert single.label == adjusted[0].label and single.score == pytest.approx(adjusted[0].score, abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The predict command
+# ---------------------------------------------------------------------------------------------
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_entities_agree_with_the_tags_it_prints(tagger_dir, wnut_test, tmp_path, capsys):
+    """The old command printed each entity with one word too many (an exclusive end read as inclusive)."""
+    lines = [" ".join(sentence.words) for sentence in wnut_test[:40]]
+    (tmp_path / "in.txt").write_text("\n".join(lines[:20]) + "\n\n" + "\n".join(lines[20:]) + "\n")
+    status, out, err = run_cli(capsys, "predict", "ner", "--model", str(tagger_dir), "--file", str(tmp_path / "in.txt"))
+    assert status == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["line"] for r in records] == [*range(1, 21), *range(22, 42)]
+    assert "1 blank line(s) skipped" in err
+    found = 0
+    for record, text in zip(records, lines):
+        offsets = split_words(text)
+        assert record["words"] == [text[start:end] for start, end in offsets]
+        spans = entity_spans(record["tags"], mode="default")
+        assert [e["type"] for e in record["entities"]] == [span.type for span in spans]
+        for entity, span in zip(record["entities"], spans):
+            assert (entity["start"], entity["end"]) == (offsets[span.start][0], offsets[span.end - 1][1])
+            assert entity["text"] == text[entity["start"]:entity["end"]]
+            found += 1
+    assert found > 20
+
+
+def test_cli_classify_prints_line_numbers_not_the_texts(tmp_path, capsys):
+    torch.manual_seed(1)
+    directory = save_tiny_model(ForSequenceClassification, tmp_path, ["fresh", "rotten", "plot"], 0.5, max_length=16)
+    long_text = "a gorgeous , witty and moving film " * 10
+    status, out, err = run_cli(capsys, "predict", "classify", "--model", str(directory), "--text", long_text, "so so")
+    assert status == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [sorted(record) for record in records] == [["label", "line", "probabilities", "score"]] * 2
+    assert [record["line"] for record in records] == [1, 2] and "gorgeous" not in out
+    assert err == "note: 1 text(s) longer than max_length=16 sub-tokens were classified from their first 16\n"
+
+
+def test_cli_refuses_a_model_of_the_other_task_and_bad_files(tagger_dir, tmp_path, capsys):
+    status, _, err = run_cli(capsys, "predict", "classify", "--model", str(tagger_dir), "--text", "hello")
+    assert status == 2 and err == (f"nlu: error: {tagger_dir} holds an NER (token classification) model; use "
+                                   f"`nlu predict ner`\n")
+    (tmp_path / "nul.txt").write_bytes(b"fine\nbad\x00line\n")
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9\n")
+    for path, message in ((tmp_path / "missing.txt", "file not found"), (tmp_path, "is a directory"),
+                          (tmp_path / "nul.txt", ":2: column 4: a NUL byte"), (tmp_path / "latin1.txt", ":1: not valid UTF-8")):
+        status, out, err = run_cli(capsys, "predict", "ner", "--model", str(tagger_dir), "--file", str(path))
+        assert status == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    (tmp_path / "long_word.txt").write_text("fine\n\nsee supercalifragilisticexpialidocious\n")
+    status, out, err = run_cli(capsys, "predict", "ner", "--model", str(tagger_dir), "--max-length", "8",
+                               "--file", str(tmp_path / "long_word.txt"))
+    assert status == 2
+    assert err.startswith(f"nlu: error: {tmp_path / 'long_word.txt'}:3: word 1 ('supercalifragilisticexpialidocious') has")
+
+
+@pytest.mark.slow
+def test_cli_evaluate_takes_a_max_length_without_a_stride(tagger_dir, tmp_path, capsys):
+    """As `nlu evaluate --max-length 32` on a model fine-tuned at 128/32: the saved stride no longer fits."""
+    import shutil
+
+    model_dir = shutil.copytree(tagger_dir, tmp_path / "model")
+    save_input_settings(model_dir, max_length=32, stride=28)
+    data = tmp_path / "test.conll"
+    sentences = read_ner_file(WNUT_TEST)[:30]
+    data.write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(s.words, s.tags)) + "\n" for s in sentences))
+    status, out, err = run_cli(capsys, "evaluate", "ner", "--model", str(model_dir), "--data", str(data),
+                               "--max-length", "24", "--out", str(tmp_path / "evaluation"))
+    assert status == 0, err
+    assert json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["words"] == sum(len(s.words) for s in sentences)
+    assert 0 <= json.loads(out[: out.rindex("}") + 1])["entity_f1_strict"] <= 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_device_is_chosen_or_refused_in_one_line(tagger_dir, capsys):
+    assert nlu.load(tagger_dir).device.type == "cpu" and nlu.load(tagger_dir, "cpu").device.type == "cpu"
+    status, out, err = run_cli(capsys, "predict", "ner", "--model", str(tagger_dir), "--device", "cuda", "--text", "hi")
+    assert status == 2 and out == "" and err == "nlu: error: device 'cuda' was asked for, but torch sees no CUDA GPU here\n"
