@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from nlu.checkpoint import build_model, read_json_object
 from nlu.config import EncoderConfig
 from nlu.errors import CheckpointError, ConfigError
+from nlu.tokenizer import save_tokenizer
 from nlu.model.models import (
     EncoderModel,
     ForPreTraining,
@@ -253,5 +254,5 @@ def to_transformers(model: NluModel, directory: str | Path, tokenizer=None):
     hf_model.eval()
     hf_model.save_pretrained(directory)
     if tokenizer is not None:
-        tokenizer.save_pretrained(directory)
+        save_tokenizer(tokenizer, directory)  # a class name transformers 4.x and 5.x both resolve
     return hf_model
