@@ -72,7 +72,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
             from nlu.tasks.ner import NerData, evaluate_ner
 
             data = NerData(max_length=predictor.max_length, stride=predictor.stride, eval_batch_size=args.batch_size)
-            results = evaluate_ner(predictor.model, predictor.tokenizer, read_ner_file(args.data, repair=args.repair),
+            results = evaluate_ner(predictor.model, predictor.tokenizer, read_ner_file(args.data, **ner_format(args, predictor)),
                                    out, data)
             headline = {"entity_f1_strict": results["entity_strict"]["averages"]["micro"]["f1"],
                         "entity_f1_default": results["entity_default"]["averages"]["micro"]["f1"]}
@@ -88,6 +88,17 @@ def command_evaluate(args: argparse.Namespace) -> None:
     print(f"report: {out / 'report.md'}")
 
 
+def ner_format(args: argparse.Namespace, predictor) -> dict:
+    """How to read the labelled file: as the model's training files were read (IOB scheme, tag
+    map, columns, saved with the model), unless the command line says otherwise."""
+    from nlu.tasks.finetune import input_settings
+
+    saved = input_settings(predictor.directory)
+    return {"repair": args.repair, "scheme": args.scheme or saved.get("scheme", "iob2"),
+            "tag_map": saved.get("tag_map"), "token_column": saved.get("token_column", 0),
+            "tag_column": saved.get("tag_column", -1)}
+
+
 def command_predict(args: argparse.Namespace) -> None:
     """JSON lines, one per non-blank input line, each with its line number (the input text is not
     repeated: a line number joins the output back to it)."""
@@ -99,8 +110,11 @@ def command_predict(args: argparse.Namespace) -> None:
     numbered = read_text_lines(args.file) if args.file else list(enumerate(args.text, start=1))
     kept = [(number, line) for number, line in numbered if line.strip()]
     if args.task == "ner":
-        results = predictor.predict([line for _, line in kept], source=source)
-        for (number, _), result in zip(kept, results):
+        # Every line goes in (blank ones tag nothing), so errors name the file's own line numbers.
+        results = predictor.predict([line for _, line in numbered], source=source)
+        for (number, line), result in zip(numbered, results):
+            if not line.strip():
+                continue
             entities = [{"type": e.type, "text": e.text, "start": e.start, "end": e.end, "score": round(e.score, 4)}
                         for e in result.entities]
             print(json.dumps({"line": number, "words": result.words, "tags": result.tags, "entities": entities},
@@ -193,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--data", required=True, help="CoNLL/JSONL (ner) or CSV/TSV/JSONL (classify)")
             sub.add_argument("--out", help="report folder (default: MODEL/evaluation)")
             sub.add_argument("--repair", action="store_true", help="ner: rewrite I-X that starts an entity to B-X")
+            sub.add_argument("--scheme", choices=["iob2", "iob1"], default=None,
+                             help="ner: the file's tagging scheme (default: as the model's training files; "
+                                  "the tag map saved with the model applies too)")
             sub.add_argument("--text-column", default="text", help="classify: column holding the text")
             sub.add_argument("--text-pair-column", default=None, help="classify: column of the second text of a pair")
             sub.add_argument("--label-column", default="label", help="classify: column holding the label")
@@ -208,8 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
                               "max-length, else half a window)")
         sub.add_argument("--batch-size", type=int, default=64)
         sub.add_argument("--device", default=None, help="auto (default: the GPU if there is one), cpu, cuda or cuda:N")
-        sub.add_argument("--precision", default=None, choices=["auto", "no", "bf16", "fp16"],
-                         help="default: bf16/fp16 on a GPU, fp32 (no) on the CPU")
+        if name == "evaluate":
+            sub.add_argument("--precision", default="no", choices=["auto", "no", "bf16", "fp16"],
+                             help="default: no (fp32), the figures of the run's own test evaluation")
+        else:
+            sub.add_argument("--precision", default=None, choices=["auto", "no", "bf16", "fp16"],
+                             help="default: bf16/fp16 on a GPU, fp32 (no) on the CPU")
         sub.set_defaults(handler=handler)
 
     run = commands.add_parser("run", help="the main job: pretrain, fine-tune NER and classification, one report")
@@ -217,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="a tiny budget (under 2 minutes) to check everything works")
     run.add_argument("--force", action="store_true", help="redo finished stages instead of reusing them")
     run.add_argument("--runs-dir", default="runs")
-    run.add_argument("--reports-dir", default="reports")
+    run.add_argument("--reports-dir", default=None,
+                     help="where the report goes (default: beside the run folders, RUNS_DIR/NAME/report)")
     run.set_defaults(handler=command_run)
 
     sweep = commands.add_parser("sweep", help="a grid of overrides × seeds: mean ± std table, paired bootstrap vs the first row")

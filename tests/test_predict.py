@@ -337,3 +337,18 @@ def test_device_is_chosen_or_refused_in_one_line(tagger_dir, capsys):
     assert nlu.load(tagger_dir).device.type == "cpu" and nlu.load(tagger_dir, "cpu").device.type == "cpu"
     status, out, err = run_cli(capsys, "predict", "ner", "--model", str(tagger_dir), "--device", "cuda", "--text", "hi")
     assert status == 2 and out == "" and err == "nlu: error: device 'cuda' was asked for, but torch sees no CUDA GPU here\n"
+
+
+def test_evaluate_reads_a_raw_file_the_way_the_training_files_were_read(tmp_path, capsys):
+    """A model fine-tuned on IOB1 files with a tag map scores a raw file of the same kind as is."""
+    model = save_tiny_model(ForTokenClassification, tmp_path / "model", ["O", "B-PER", "I-PER"], max_length=32,
+                            stride=8, scheme="iob1", tag_map={"PERSON": "PER", "MISC": "O"}, token_column=0,
+                            tag_column=-1)
+    raw = tmp_path / "raw.txt"
+    raw.write_text("Anna x I-PERSON\nsah x O\nParis x I-MISC\n\nBob x I-PERSON\nLee x I-PERSON\n", encoding="utf-8")
+    assert cli.main(["evaluate", "ner", "--model", str(model), "--data", str(raw), "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["sentences"] == 2 and metrics["entity_strict"]["per_class"]["PER"]["support"] == 2
+    assert cli.main(["evaluate", "ner", "--model", str(model), "--data", str(raw), "--out", str(tmp_path / "e2"),
+                     "--scheme", "iob2"]) == 2
+    assert "data.scheme=iob1" in capsys.readouterr().err

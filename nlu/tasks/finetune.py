@@ -155,13 +155,14 @@ def choose_selection(training, default: str, metrics: tuple[str, ...]) -> None:
 INPUT_SETTINGS_FILE = "input_settings.json"
 
 
-def save_input_settings(directory: Path, **values: int) -> None:
-    """How inputs were cut into model inputs during fine-tuning (max_length, stride), saved
-    beside the model so that evaluate and predict read text the same way by default."""
+def save_input_settings(directory: Path, **values: Any) -> None:
+    """How inputs were read and cut into model inputs during fine-tuning (max_length, stride;
+    for NER also the file format: scheme, tag_map, columns), saved beside the model so that
+    evaluate and predict read text the same way by default."""
     write_text_atomic(Path(directory) / INPUT_SETTINGS_FILE, json.dumps(values))
 
 
-def input_settings(directory: Path) -> dict[str, int]:
+def input_settings(directory: Path) -> dict[str, Any]:
     path = Path(directory) / INPUT_SETTINGS_FILE
     return json.loads(path.read_text()) if path.exists() else {}
 

@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 import json
-import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from nlu.data.ner import (
+    NerFile,
+    NerFormat,
     NerSentence,
+    check_has_entities,
     check_label_sets,
     encode_ner,
     label_list,
     load_panx,
     merge_window_predictions,
-    read_ner_file,
+    read_ner,
 )
+from nlu.data.splits import MadeSplit, check_fractions, save_made_splits, split_figures, split_records
 from nlu.errors import ConfigError
-from nlu.evaluation.confusion import entity_confusion, save_confusion_reports, write_confusion_csv
-from nlu.evaluation.metrics import entity_scores, scores_markdown, token_scores
-from nlu.evaluation.report import write_run_report
+from nlu.evaluation.confusion import entity_confusion, entity_counts, save_confusion_reports, write_confusion_csv
+from nlu.evaluation.metrics import entity_scores, prediction_collapse, scores_markdown, token_scores
+from nlu.evaluation.report import (
+    collapse_warning,
+    composition_markdown,
+    split_composition,
+    split_label,
+    write_run_report,
+)
 from nlu.files import write_text_atomic
+from nlu.recipes import Start, resolve_auto
 from nlu.model import ForTokenClassification
 from nlu.settings import RunSettings, fill
 from nlu.tasks.finetune import (
@@ -35,52 +48,72 @@ from nlu.tasks.finetune import (
     supervised_step,
 )
 from nlu.tokenizer import save_tokenizer
-from nlu.training.loop import train
+from nlu.training.loop import distributed_state, train
 
 
 @dataclass
 class NerData:
     train: str | None = "data/ner/wnut16/train.conll"
+    """Training file: CoNLL columns (.conll, .txt, ...) or JSONL (.jsonl); unused with panx_lang."""
     dev: str | None = "data/ner/wnut16/dev.conll"
-    """None: a seeded ``dev_fraction`` of the training sentences is held out as the dev set."""
+    """None: a seeded ``dev_fraction`` of the training file's sentences is held out as the dev set."""
     test: str | None = "data/ner/wnut16/test.conll"
+    """None: a seeded ``test_fraction`` of the training file's sentences is held out as the test set."""
     dev_fraction: float = 0.1
+    """Share of the training sentences held out as dev when dev is None."""
+    test_fraction: float | None = None
+    """Share of the training sentences held out as test when test is None."""
+    split_seed: int = 0
+    """Seed of the splits made from data.train. Not the training seed, so that runs with several
+    training seeds are scored on the same dev and test sentences."""
     panx_lang: str | None = None
     """Load PAN-X.<lang> (XTREME) instead of files: from the hub, or from ``local_dir`` offline."""
     local_dir: str | None = None
+    """A folder with PAN-X train/dev/test .conll or .jsonl files, to use PAN-X without the hub."""
+    scheme: str = "iob2"
+    """iob2, or iob1: the files are IOB1 (an entity starts with I-) and are converted to IOB2."""
     repair: bool = False
     """Rewrite I-X tags that start an entity to B-X (with a warning) instead of rejecting the file."""
+    tag_map: dict[str, str] | None = None
+    """Entity types renamed, or dropped when mapped to O: {PERSON: PER, OTH: O}; counted in the report."""
+    token_column: int = 0
+    """CoNLL column of the token (0: the first)."""
+    tag_column: int = -1
+    """CoNLL columns of the token and the tag on each line (negative: from the end), so lines may
+    have different numbers of middle columns."""
+    allow_no_entities: bool = False
+    """Train even if every training tag is O (refused by default: such a tagger only predicts O)."""
     tokenizer: str | None = None
+    """A tokenizer folder; default: the one saved with init (a model from scratch needs one)."""
     max_length: int = 128
+    """Sub-tokens per window, [CLS] and [SEP] included; longer sentences are read in overlapping windows."""
     stride: int = 32
+    """Sub-tokens shared by consecutive windows of a long sentence."""
     label_all_subtokens: bool = False
+    """Train every sub-token (continuations of a B-X word get I-X), not only each word's first."""
     eval_batch_size: int = 64
+    """Windows per batch when predicting dev and test."""
     mode: str = "strict"
     """seqeval entity matching: strict IOB2 (default) or conlleval-like 'default'."""
 
+    def __post_init__(self) -> None:
+        self.format()  # a bad scheme or tag map is a ConfigError before any file is read
 
-def read_split(data: NerData, split: str) -> list[NerSentence]:
+    def format(self) -> NerFormat:
+        return NerFormat(self.scheme, self.repair, self.tag_map, self.token_column, self.tag_column)
+
+
+def read_split(data: NerData, split: str) -> NerFile:
     if data.panx_lang:
-        return load_panx(data.panx_lang, split, data.local_dir, repair=data.repair)
-    return read_ner_file(getattr(data, split), repair=data.repair)
+        return load_panx(data.panx_lang, split, data.local_dir, data.format())
+    return read_ner(getattr(data, split), data.format())
 
 
-def hold_out(sentences: list[NerSentence], fraction: float, seed: int) -> tuple[list[NerSentence], list[NerSentence]]:
-    """A seeded random ``fraction`` of the sentences (at least one) for dev; the rest, in order, for training."""
-    if not 0 < fraction < 1:
-        raise ConfigError(f"data.dev_fraction must be in (0, 1), got {fraction}")
-    if len(sentences) < 2:
-        raise ConfigError("cannot split a dev set off fewer than 2 training sentences; give data.dev")
-    count = max(1, round(fraction * len(sentences)))
-    chosen = set(random.Random(seed).sample(range(len(sentences)), count))
-    return ([s for i, s in enumerate(sentences) if i not in chosen],
-            [s for i, s in enumerate(sentences) if i in chosen])
-
-
-def predict_tags(model: ForTokenClassification, tokenizer, sentences: Sequence[NerSentence], max_length: int,
-                 stride: int, batch_size: int) -> tuple[list[list[str]], int]:
-    """Word-level tags for every word of every sentence, and how many windows beyond one per
-    sentence were needed. Nothing is cut: long sentences are covered by overlapping windows.
+def predict_word_logits(model: ForTokenClassification, tokenizer, sentences: Sequence[NerSentence], max_length: int,
+                        stride: int, batch_size: int) -> tuple[list[np.ndarray], int]:
+    """Logits (words, labels) at the first sub-token of every word of every sentence, and how many
+    windows beyond one per sentence were needed. Nothing is cut: long sentences are covered by
+    overlapping windows, each word read from the window where it has the most context.
 
     With learned positions windows are at most ``max_position_embeddings`` long; sinusoidal and
     rotary models read ``max_length`` sub-tokens at once, however long they were trained on."""
@@ -90,9 +123,21 @@ def predict_tags(model: ForTokenClassification, tokenizer, sentences: Sequence[N
     windows = encode_ner(unlabeled, tokenizer, {label: i for i, label in enumerate(labels)}, max_length, stride)
     features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids} for w in windows]
     logits = predict_logits(model, features, tokenizer.pad_token_id, batch_size)
-    merged = merge_window_predictions(windows, [row.argmax(-1) for row in logits], [len(s.words) for s in sentences])
+    # Merge row numbers of the stacked logits rather than labels, so the merge picks whole rows.
+    starts = np.cumsum([0] + [len(row) for row in logits])
+    rows = merge_window_predictions(windows, [range(start, start + len(row)) for start, row in zip(starts, logits)],
+                                    [len(s.words) for s in sentences])
+    stacked = np.concatenate(logits) if logits else np.zeros((0, len(labels)), dtype=np.float32)
     windowed = len(windows) - len({w.sentence_index for w in windows})
-    return [[labels[i] for i in row] for row in merged], windowed
+    return [stacked[row] for row in rows], windowed
+
+
+def predict_tags(model: ForTokenClassification, tokenizer, sentences: Sequence[NerSentence], max_length: int,
+                 stride: int, batch_size: int) -> tuple[list[list[str]], int]:
+    """Word-level tags for every word of every sentence, and the extra windows (see predict_word_logits)."""
+    labels = model.config.labels
+    logits, windowed = predict_word_logits(model, tokenizer, sentences, max_length, stride, batch_size)
+    return [[labels[i] for i in row.argmax(-1)] for row in logits], windowed
 
 
 NER_METRICS = ("f1", "precision", "recall", "macro_f1")
@@ -101,6 +146,8 @@ NER_METRICS = ("f1", "precision", "recall", "macro_f1")
 class NerTask:
     def __init__(self, tokenizer, data: NerData, dev: list[NerSentence], max_length: int):
         self.tokenizer, self.data, self.dev, self.max_length = tokenizer, data, dev, max_length
+        self.dev_collapse: list[str | None] = []
+        """Per dev evaluation: None, or the warning that the tagger predicted one tag (O) everywhere."""
 
     def collate(self, features: list[dict]) -> dict:
         return pad_batch(features, self.tokenizer.pad_token_id)
@@ -114,6 +161,9 @@ class NerTask:
     def evaluate(self, model: ForTokenClassification) -> dict[str, float]:
         predicted, _ = predict_tags(model, self.tokenizer, self.dev, self.max_length, self.data.stride,
                                     self.data.eval_batch_size)
+        self.dev_collapse.append(prediction_collapse([tag for row in predicted for tag in row], outside="O"))
+        if self.dev_collapse[-1]:
+            warnings.warn(f"dev: {self.dev_collapse[-1]}", stacklevel=2)
         scores = entity_scores([s.tags for s in self.dev], predicted, mode=self.data.mode)
         micro = scores["averages"]["micro"]
         values = (micro["f1"], micro["precision"], micro["recall"], scores["averages"]["macro"]["f1"])
@@ -121,12 +171,15 @@ class NerTask:
 
     def save_artifacts(self, directory: Path) -> None:
         save_tokenizer(self.tokenizer, directory)
-        save_input_settings(directory, max_length=self.max_length, stride=self.data.stride)
+        save_input_settings(directory, max_length=self.max_length, stride=self.data.stride, scheme=self.data.scheme,
+                            tag_map=self.data.tag_map, token_column=self.data.token_column,
+                            tag_column=self.data.tag_column)
 
 
 def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSentence], out_dir: Path,
-                 data: NerData, title: str = "NER evaluation") -> dict[str, Any]:
-    """Score ``sentences`` and write every table and figure of the NER report into ``out_dir``."""
+                 data: NerData, title: str = "NER evaluation", split: str = "evaluation") -> dict[str, Any]:
+    """Score ``sentences`` and write every table and figure of the NER report into ``out_dir``.
+    ``split`` names the sentences ("test") in titles, with their files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     max_length = model_input_length(model.config, data.max_length)
     predicted, windowed = predict_tags(model, tokenizer, sentences, max_length, data.stride, data.eval_batch_size)
@@ -136,13 +189,17 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
     tokens = token_scores(gold, predicted)
     flat_gold = [tag for row in gold for tag in row]
     flat_predicted = [tag for row in predicted for tag in row]
-    save_confusion_reports(flat_gold, flat_predicted, list(model.config.labels), out_dir, "tags")
+    name = split_label(split, [s.source for s in sentences])
+    save_confusion_reports(flat_gold, flat_predicted, list(model.config.labels), out_dir, "tags", name)
     confusion = entity_confusion(gold, predicted, mode=data.mode)
-    save_confusion_reports(confusion.true_types, confusion.pred_types, confusion.labels, out_dir, "entities")
+    save_confusion_reports(confusion.true_types, confusion.pred_types, confusion.labels, out_dir, "entities", name)
+    types = sorted({label[2:] for label in model.config.labels if label != "O"})
+    composition = split_composition(name, len(sentences), entity_counts(gold), types, unit="sentences")
     write_confusion_csv(confusion.matrix, confusion.labels, out_dir / "entity_confusion.csv")
     results = {"entity_strict": strict, "entity_default": default, "token": tokens,
                "entity_outcomes": confusion.counts, "sentences": len(sentences),
-               "words": len(flat_gold), "windowed_sentences": windowed, "max_length": max_length}
+               "words": len(flat_gold), "windowed_sentences": windowed, "max_length": max_length,
+               "composition": composition, "warning": prediction_collapse(flat_predicted, outside="O")}
     write_text_atomic(out_dir / "metrics.json", json.dumps(results, indent=2))
     write_text_atomic(out_dir / "predictions.conll", "".join(
         "".join(f"{w}\t{g}\t{p}\n" for w, g, p in zip(s.words, s.tags, row)) + "\n"
@@ -153,6 +210,9 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
         f"{len(sentences):,} sentences, {len(flat_gold):,} words; sentences longer than max_length={max_length} "
         f"sub-tokens were predicted in overlapping windows, {windowed} extra window(s) in all (no word is dropped).",
         "",
+        "Gold entities per type:", "",
+        composition_markdown([composition]),
+        *([f"**Warning: {results['warning']}.**", ""] if results["warning"] else []),
         f"Entity-level micro F1: **{strict['averages']['micro']['f1']:.4f}** (strict IOB2), "
         f"{default['averages']['micro']['f1']:.4f} (conlleval-like default mode).",
         "",
@@ -185,25 +245,80 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
     return results
 
 
-def load_data(data: NerData, seed: int) -> tuple[list[NerSentence], list[NerSentence], list[NerSentence]]:
-    """Train, dev and test sentences; without a dev file, dev is split off the training data."""
-    if data.train is None and not data.panx_lang:
-        raise ConfigError("data.train must name a training file (or set data.panx_lang)")
-    if data.test is None and not data.panx_lang:
-        raise ConfigError("data.test must name a test file (or set data.panx_lang)")
-    train_sentences, test = read_split(data, "train"), read_split(data, "test")
-    if data.dev is None and not data.panx_lang:
-        train_sentences, dev = hold_out(train_sentences, data.dev_fraction, seed)
+@dataclass
+class NerSplits:
+    """Sentences per split, the files they came from and how splits were made, for the report."""
+
+    train: list[NerSentence]
+    dev: list[NerSentence]
+    test: list[NerSentence]
+    files: dict[str, NerFile]
+    """The file read for each split; a split made from data.train has none of its own."""
+    made: dict[str, MadeSplit]
+    tag_map: dict[str, str]
+    mapped: dict[str, int]
+    """Entities per tag_map type over all files read."""
+
+    def summary(self) -> dict[str, Any]:
+        """Flat figures for the run summary: where each split came from and what reading changed."""
+        figures: dict[str, Any] = split_figures({"train": self.train, "dev": self.dev, "test": self.test},
+                                                self.made, "sentences")
+        for split, file in self.files.items():
+            if file.converted:
+                figures[f"IOB1 entities converted ({split})"] = file.converted
+            if file.repaired:
+                figures[f"I- tags repaired ({split})"] = file.repaired
+        for entity, count in self.mapped.items():
+            target = self.tag_map[entity]
+            figures[f"tag_map {entity} → {target}" + (" (dropped)" if target == "O" else "")] = count
+        return figures
+
+    def save(self, directory: Path) -> Path | None:
+        """The split record (:data:`~nlu.data.splits.SPLITS_FILE`) when splits were made."""
+        return save_made_splits(directory, self.made, [s.line for s in self.train]) if self.made else None
+
+
+def load_data(data: NerData) -> NerSplits:
+    """Train, dev and test sentences. A split without a file is drawn from data.train with
+    data.split_seed (dev: dev_fraction; test: test_fraction), every sentence in exactly one split."""
+    if data.panx_lang:
+        if data.test_fraction is not None:
+            raise ConfigError("data.test_fraction splits data.train; PAN-X (data.panx_lang) has its own test split")
+        files = {split: read_split(data, split) for split in ("train", "dev", "test")}
+        fractions: dict[str, float] = {}
     else:
-        dev = read_split(data, "dev")
-    check_label_sets(train_sentences, dev, "dev")
-    check_label_sets(train_sentences, test, "test")
-    return train_sentences, dev, test
+        if data.train is None:
+            raise ConfigError("data.train must name a training file (or set data.panx_lang)")
+        if data.test is not None and data.test_fraction is not None:
+            raise ConfigError("data.test names a test file and data.test_fraction asks to split one off data.train; "
+                              "give one of them (data.test=null to split)")
+        if data.test is None and data.test_fraction is None:
+            raise ConfigError("data.test must name a test file, or set data.test_fraction to split one off "
+                              "data.train (or set data.panx_lang)")
+        fractions = {name: fraction for name, fraction in (("dev", data.dev_fraction), ("test", data.test_fraction))
+                     if getattr(data, name) is None}
+        check_fractions(fractions)  # before reading: a bad fraction is a settings error
+        files = {split: read_split(data, split) for split in ("train", "dev", "test") if split not in fractions}
+    parts, made = split_records(files["train"].sentences, [None] * len(files["train"].sentences), fractions,
+                                data.split_seed, files["train"].source, "sentences")
+    train, dev, test = (parts[split] if split in parts else files[split].sentences for split in ("train", "dev", "test"))
+    tag_map = dict(data.tag_map or {})
+    mapped = {entity: sum(file.mapped[entity] for file in files.values()) for entity in tag_map}
+    unused = [entity for entity, count in mapped.items() if not count]
+    if unused:
+        warnings.warn(f"data.tag_map: no entity of type {', '.join(unused)} in the files read, so mapping it did "
+                      f"nothing (check the spelling if you expected some)", stacklevel=2)
+    if not data.allow_no_entities:
+        check_has_entities(train)
+    check_label_sets(train, dev, "dev")
+    check_label_sets(train, test, "test")
+    return NerSplits(train, dev, test, files, made, tag_map, mapped)
 
 
 def run(settings: RunSettings) -> dict[str, Any]:
     data = fill(NerData, settings.data, f"{settings.source}: data")
-    train_sentences, dev, test = load_data(data, settings.training.seed)
+    splits = load_data(data)
+    train_sentences, dev, test = splits.train, splits.dev, splits.test
     labels = label_list(train_sentences)
     model, tokenizer = initial_model(settings, ForTokenClassification, labels, data.tokenizer)
     max_length = model_input_length(model.config, data.max_length)
@@ -211,13 +326,20 @@ def run(settings: RunSettings) -> dict[str, Any]:
                          data.stride, data.label_all_subtokens)
     features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "labels": w.labels} for w in windows]
     choose_selection(settings.training, "f1", NER_METRICS)
+    pretrained = settings.init is not None and not settings.from_scratch
+    recipe = resolve_auto(settings.training, Start.of(model.config, pretrained), len(features))
     task = NerTask(tokenizer, data, dev, max_length)
     result = train(task, model, features, settings.training)
     output_dir = Path(settings.training.output_dir)
 
     def finish() -> dict[str, Any]:
-        best = ForTokenClassification.from_pretrained(result.best_model or result.final_model)
-        test_results = evaluate_ner(best, tokenizer, test, output_dir / "test", data, "NER test-set evaluation")
+        # The test set is scored on the device the run trained on (a GPU when there is one), in fp32.
+        best = ForTokenClassification.from_pretrained(result.best_model or result.final_model).to(
+            distributed_state(settings.training).device)
+        test_results = evaluate_ner(best, tokenizer, test, output_dir / "test", data, "NER test-set evaluation", "test")
+        dev_composition = split_composition(split_label("dev", [s.source for s in dev]), len(dev),
+                                            entity_counts([s.tags for s in dev]),
+                                            sorted({label[2:] for label in labels if label != "O"}), unit="sentences")
         summary = {
             "train_sentences": len(train_sentences), "train_windows": len(windows), "labels": labels,
             "best_step": result.state.best_step, "dev_f1": result.state.best_metric,
@@ -225,7 +347,11 @@ def run(settings: RunSettings) -> dict[str, Any]:
             "test_macro_f1": test_results["entity_strict"]["averages"]["macro"]["f1"],
             "train_seconds": result.state.train_seconds, "steps": result.state.step,
             "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
+            "warning": collapse_warning(task.dev_collapse, test_results["warning"]), "recipe": recipe,
+            "composition": [dev_composition, test_results["composition"]],
+            **splits.summary(),
         }
+        splits.save(output_dir)
         write_run_report(output_dir, settings, summary, "NER fine-tuning", "f1")
         return summary
 
