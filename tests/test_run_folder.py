@@ -252,3 +252,18 @@ def test_an_unreachable_hub_id_is_one_line_and_leaves_no_folder(tmp_path, monkey
     with pytest.raises(NluError, match=r"someone/bert: no such local folder, and the Hugging Face hub cannot provide it"):
         run(load_settings(NER_TASK, ["init=someone/bert", f"training.output_dir={output}"], task="ner"))
     assert not output.exists()
+
+
+@pytest.mark.slow
+def test_bad_data_under_torchrun_is_reported_once_and_leaves_no_folder(tmp_path):
+    broken = tmp_path / "broken.conll"
+    broken.write_text("Obama\tB-person\nvisited\tO\nLondon\tI-geo-loc\n")
+    output = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "nlu.cli",
+                             "finetune", "ner", "--config", NER_TASK, f"data.train={broken}",
+                             f"training.output_dir={output}", "training.cpu=true"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    ours = [line for line in result.stderr.splitlines() if line.startswith("nlu: error: ")]
+    assert result.returncode != 0
+    assert len(ours) == 1 and f"{broken}:3" in ours[0]
+    assert not output.exists()
