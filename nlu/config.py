@@ -23,27 +23,45 @@ POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
 @dataclass
 class EncoderConfig:
     vocab_size: int = 30522
+    """Rows of the token embedding table; taken from the tokenizer for a model built from scratch."""
     hidden_size: int = 256
+    """Width of every token vector between layers."""
     num_layers: int = 4
+    """Transformer layers in the stack."""
     num_heads: int = 4
+    """Attention heads per layer; hidden_size must be divisible by it."""
     intermediate_size: int = 1024
+    """Width of each layer's feed-forward block (BERT: 4 × hidden_size)."""
     max_position_embeddings: int = 512
+    """Rows of the learned position table: the longest input with learned positions."""
     type_vocab_size: int = 2
+    """Segment (token type) ids: 2 for BERT's first and second text of a pair."""
     hidden_dropout: float = 0.1
+    """Dropout on the embeddings and on each sub-layer's output."""
     attention_dropout: float = 0.1
+    """Dropout on the attention probabilities."""
     layer_norm_eps: float = 1e-12
+    """Epsilon added to the variance in every LayerNorm."""
     activation: str = "gelu"
+    """Feed-forward activation: gelu, gelu_tanh or relu."""
     pad_token_id: int = 0
+    """Id of the padding token, whose embedding row gets no gradient; taken from the tokenizer from scratch."""
     initializer_range: float = 0.02
+    """Standard deviation of the normal distribution new weights are drawn from."""
     norm_placement: str = "post"
+    """post (BERT: LayerNorm after each residual addition) or pre (LayerNorm before each sub-layer)."""
     pooling: str = "cls"
+    """The sequence vector a classifier reads: cls (BERT's pooler over [CLS]), mean or max over the tokens."""
     position_encoding: str = "learned"
     """learned (BERT's absolute embeddings), sinusoidal (fixed, added like them) or rotary
     (queries and keys rotated by position inside attention). The last two accept inputs longer
     than max_position_embeddings."""
     rotary_theta: float = 10000.0
+    """Base of the rotary frequencies (position_encoding=rotary)."""
     classifier_dropout: float | None = None
+    """Dropout before a classification head; None uses hidden_dropout."""
     labels: list[str] = field(default_factory=list)
+    """Label names of a classification head in output order; fine-tuning sets them from the training data."""
 
     def __post_init__(self) -> None:
         self.labels = list(self.labels)

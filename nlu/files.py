@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from contextlib import contextmanager
@@ -33,3 +34,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(text)
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The file's SHA-256 hex digest, read in 1 MiB blocks (checkpoint manifests, downloaded wheels)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -54,6 +54,8 @@ def coerce(value: Any, declared: str, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in _WORDS:
             return _WORDS[value.lower()]
+        if "str" in kinds and isinstance(value, str):  # e.g. "auto" for a bool | str option
+            return value
         raise ConfigError(f"{where}: expected true or false (yes/no, on/off), got {value!r}")
     if "int" in kinds and not isinstance(value, bool):
         number = _number(value, int)

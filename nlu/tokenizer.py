@@ -8,6 +8,8 @@ loads with plain ``transformers.AutoTokenizer``.
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 import unicodedata
 import warnings
 from collections.abc import Iterable, Sequence
@@ -46,6 +48,19 @@ def _strip_accents(word: str) -> str:
     return "".join(char for char in unicodedata.normalize("NFD", word) if unicodedata.category(char) != "Mn")
 
 
+def _marked_scripts(word: str) -> set[str]:
+    """The scripts of the letters that carry the combining marks stripping would drop ("LATIN" for
+    é, "KATAKANA" for ダ, "DEVANAGARI" for the virama's consonant). Marks on non-letters (the
+    variation selector of an emoji) belong to no script."""
+    scripts, base = set(), ""
+    for char in unicodedata.normalize("NFD", word):
+        if unicodedata.category(char) != "Mn":
+            base = char
+        elif base.isalpha():
+            scripts.add(unicodedata.name(base, "?").split()[0])
+    return scripts
+
+
 def choose_normalization(texts: Iterable[str], lowercase: Normalization = "auto",
                          strip_accents: Normalization = "auto") -> NormalizationChoice:
     """BERT's uncased normalisation suits English, not every script; this picks it from the text.
@@ -71,10 +86,9 @@ def choose_normalization(texts: Iterable[str], lowercase: Normalization = "auto"
         lowercase = cased >= 0.5
         reasons.append(f"{cased:.0%} of the letters belong to scripts with case")
     if strip_accents == "auto":
-        changed = [word for word in words if _strip_accents(word) != word]
+        changed = [word for word in words if _marked_scripts(word)]
         share = len(changed) / max(len(words), 1)
-        latin_only = all(unicodedata.name(char, "").startswith("LATIN") for word in changed for char in word
-                         if _strip_accents(char) != char)
+        latin_only = all(_marked_scripts(word) == {"LATIN"} for word in changed)
         strip_accents = bool(lowercase and share < 0.01 and latin_only)
         reasons.append(f"stripping accents would change {share:.1%} of the words"
                        + ("" if latin_only else ", some outside the Latin script"))
@@ -149,9 +163,13 @@ def train_tokenizer(
 
 
 def _warn_on_changed_words(tokenizer: PreTrainedTokenizerBase, sample: list[str], choice: NormalizationChoice) -> None:
+    """Warn when the normaliser damages words: marks dropped from letters of a script other than
+    Latin (ダ → タ), or Latin accents in 1% of the words or more. Incidental accents stripped by
+    choice (English with the odd "café", as BERT uncased does) pass silently."""
     failures, checked = round_trip_failures(tokenizer, sample)
-    if failures:
-        examples = ", ".join(f"{word!r} → {decoded!r}" for word, decoded in failures[:3])
+    damaged = [(word, decoded) for word, decoded in failures if _marked_scripts(word) - {"LATIN"}]
+    if damaged or len(failures) >= 0.01 * checked > 0:
+        examples = ", ".join(f"{word!r} → {decoded!r}" for word, decoded in (damaged + failures)[:3])
         warnings.warn(f"the tokenizer's normalisation (lowercase={choice.lowercase}, strip_accents="
                       f"{choice.strip_accents}: {choice.reason}) changes {len(failures)} of {checked} sampled words "
                       f"beyond lowercasing, e.g. {examples}; train with strip_accents=false (data.strip_accents=false) "
@@ -193,7 +211,27 @@ def _training_texts(files: Sequence[str | PathLike] | Iterable[str]) -> Iterable
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: str | PathLike) -> None:
+    """``save_pretrained``, readable by transformers 4 and 5 alike: transformers 5 names the class
+    of a generic fast tokenizer (a SentencePiece/Unigram one, XLM-R's) ``TokenizersBackend``,
+    which 4.x cannot resolve; both resolve the name ``PreTrainedTokenizerFast``."""
     tokenizer.save_pretrained(str(directory))
+    config_path = Path(directory) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+class _NoMistralGuess(logging.Filter):
+    """transformers 5 takes a folder whose config.json has no ``transformers_version`` (nlu's own
+    checkpoints) and a vocabulary over 100k (XLM-R's) for a possibly broken Mistral tokenizer and
+    warns "this will lead to incorrect tokenization"; it changes nothing, and it is wrong here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "fix_mistral_regex" not in record.getMessage()
+
+
+_TRANSFORMERS_TOKENIZER_LOG = logging.getLogger("transformers.tokenization_utils_tokenizers")
 
 
 VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "*.model")
@@ -215,10 +253,14 @@ def load_tokenizer(directory: str | PathLike) -> PreTrainedTokenizerBase:
     if not any(any(path.glob(pattern)) for pattern in VOCABULARY_FILES):
         raise CheckpointError(f"{path}: tokenizer.json is missing (nor is there vocab.txt, vocab.json or a "
                               f"SentencePiece .model to build one from); copy the tokenizer saved with the model")
+    quiet = _NoMistralGuess()
+    _TRANSFORMERS_TOKENIZER_LOG.addFilter(quiet)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as error:  # a broken file surfaces as KeyError, JSONDecodeError, tokenizers' bare Exception...
         raise CheckpointError(f"{path}: cannot load a tokenizer from this directory ({error})") from error
+    finally:
+        _TRANSFORMERS_TOKENIZER_LOG.removeFilter(quiet)
     if not tokenizer.is_fast:
         raise CheckpointError(f"{path}: holds a slow (Python) tokenizer; save a fast one (tokenizer.json)")
     if len(tokenizer) <= len(tokenizer.all_special_ids):

@@ -1,32 +1,36 @@
 """Speed of nlu against transformers' BERT on the same work, in one process.
 
-    python scripts/bench.py                      # small config (hidden 256, 4 layers), CPU
+    python scripts/bench.py                                 # small config (hidden 256, 4 layers), CPU, fp32
+    python scripts/bench.py --precision bf16                # the same under bf16 autocast, both sides
     python scripts/bench.py --configs small base --steps 5 --compile --profile
+    python scripts/bench.py --device cuda --precision bf16 --configs base --sections pretraining
 
-1. Pretraining step (forward + backward + AdamW), batch 32 × 128, 15% masked, fp32, identical
-   weights and inputs: nlu vs BertForPreTraining (dense vocabulary projection) vs
-   BertForPreTraining with the masked-positions-only projection done by hand on its submodules.
+1. Pretraining step (forward + backward + AdamW), batch 32 × 128 (tiny: 4 × 32), 15% masked, identical weights
+   and inputs: nlu vs BertForPreTraining (dense vocabulary projection) vs BertForPreTraining with
+   the masked-positions-only projection done by hand on its submodules.
 2. NER: a fine-tuning step and inference on real WNUT-16 sentences, nlu vs
    BertForTokenClassification fed by DataCollatorForTokenClassification (pad to longest).
 3. Model FLOP utilisation: useful FLOPs (6·params·tokens for training, 2·params·tokens for
    inference, vocabulary projection counted at masked positions only, plus attention), divided by
-   a large fp32 matmul's FLOP/s measured in the same run.
-4. Peak memory of each run: each run is repeated alone in a child process, and the growth of its
-   peak resident memory over the memory held before the first step is reported (CPU; on CUDA,
-   ``torch.cuda.max_memory_allocated``).
-5. ``--compile`` adds nlu under ``torch.compile``; ``--profile`` adds a ``torch.profiler`` summary of
+   the peak of the precision used: on the CPU a large matmul's FLOP/s in that precision measured in
+   the same run (fp32 and bf16 are both measured and reported); on a GPU its dense peak from
+   :data:`GPU_DENSE_PEAKS` (the measured matmul rate is reported beside it).
+4. ``--precision bf16`` runs every forward of both sides under ``torch.autocast(bf16)``, weights
+   and optimizer in fp32 (as Accelerate's mixed precision does).
+5. Peak memory of each run: on the CPU each run is repeated alone in a child process, and the
+   growth of its peak resident memory over the memory held before the first step is reported; on
+   CUDA, ``torch.cuda.max_memory_allocated`` growth in this process.
+6. ``--compile`` adds nlu under ``torch.compile``; ``--profile`` adds a ``torch.profiler`` summary of
    an nlu pretraining step, grouped into matmuls, attention, dropout, normalisation, optimizer, ….
-Medians over several steps after warm-up. Writes reports/bench.md and reports/bench.json.
+Runs of one section alternate step by step (the host is shared: drifting load then hits every run
+alike); medians over the steps after warm-up. Writes reports/bench[_bf16][_cuda].md and .json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import contextlib
 import os
-import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -40,42 +44,61 @@ import transformers
 
 from nlu.config import EncoderConfig
 from nlu.data.ner import encode_ner, label_list, read_ner_file
-from nlu.files import write_text_atomic
+from nlu.hardware import choose_device
 from nlu.interop import hf_state_to_nlu
 from nlu.model import ForPreTraining, ForTokenClassification
+from nlu.reporting import command_line, machine, machine_line, rerender, write_report
 from nlu.tasks.finetune import pad_batch, predict_logits
 from nlu.tokenizer import train_tokenizer
 
 CONFIGS = {
+    "tiny": dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256),  # smoke tests
     "small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
     "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072),
 }
 VOCAB = 30522
+PRETRAINING_BATCH = {"tiny": (4, 32)}
+"""(sequences, length) of the pretraining step where it is not 32 × 128."""
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+# Dense (no sparsity) tensor-core peaks in TFLOP/s, bf16 with fp32 accumulation, from the vendors'
+# datasheets; matched in order against torch.cuda.get_device_name().
+GPU_DENSE_PEAKS = (
+    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("GH200", 989.0), ("H200", 989.0), ("H100", 989.0),
+    ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0),
+)
 
 
-def median_seconds(step, steps: int, warmup: int) -> float:
-    for _ in range(warmup):
+def gpu_dense_peak(name: str) -> float | None:
+    """bf16 dense FLOP/s of the GPU called NAME, or None when it is not in the table."""
+    return next((tflops * 1e12 for key, tflops in GPU_DENSE_PEAKS if key in name), None)
+
+
+class Clock:
+    """Seconds of a step: wall-clock (waiting for the device's queue on CUDA), or with ``cpu_time``
+    the CPU seconds of this thread, which on a shared host counts the step's own work and not the
+    time other processes held the cores (valid with one torch thread: the work is all on this one)."""
+
+    def __init__(self, device: torch.device, cpu_time: bool = False):
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self.now = time.thread_time if cpu_time else time.perf_counter
+
+    def __call__(self, step: Callable[[], None]) -> float:
+        self.sync()
+        started = self.now()
         step()
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        self.sync()
+        return self.now() - started
 
 
-def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
-    """fp32 matmul FLOP/s: the fastest of REPEATS products. The fastest, not the median: on this
+def matmul_peak(dtype: torch.dtype, clock: Clock, device: torch.device, size: int = 2048, repeats: int = 10) -> float:
+    """Matmul FLOP/s in DTYPE: the fastest of REPEATS products. The fastest, not the median: on this
     shared host the rate drifts by ±10% over minutes, and a low reading would push utilisation
     past 100%; main() also takes the best of readings before and after every config."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    fastest = math.inf
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        fastest = min(fastest, time.perf_counter() - started)
-    return 2 * size**3 / fastest
+    size = size * 4 if device.type == "cuda" else size
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    clock(lambda: torch.mm(a, b))
+    return 2 * size**3 / min(clock(lambda: torch.mm(a, b)) for _ in range(repeats))
 
 
 def bert_config(options: dict, labels: list[str] | None = None) -> transformers.BertConfig:
@@ -90,7 +113,7 @@ def twin(hf_model, nlu_class, options: dict, labels: list[str] | None = None):
     """The nlu model holding exactly the transformers model's weights."""
     model = nlu_class(EncoderConfig(vocab_size=VOCAB, labels=labels or [], max_position_embeddings=512, **options))
     model.load_state_dict(hf_state_to_nlu(hf_model.state_dict(), options["num_layers"]), strict=False)
-    return model
+    return model.to(next(hf_model.parameters()).device)
 
 
 def encoder_parameters(model) -> int:
@@ -102,29 +125,48 @@ def attention_flops(options: dict, tokens: int, length: int, passes: int) -> flo
     return passes * 2 * 2 * options["num_layers"] * length * options["hidden_size"] * tokens
 
 
-def pretraining_runs(options: dict, compile_nlu: bool) -> tuple[dict[str, Callable[[], None]], dict]:
+class Setting:
+    """Where and in what precision every run of a section computes."""
+
+    def __init__(self, device: torch.device, precision: str):
+        self.device, self.precision = device, precision
+
+    def autocast(self, precision: str | None = None):
+        if (precision or self.precision) == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=DTYPES[precision or self.precision])
+
+    def trainer(self, model, loss_of: Callable, batches: list | None = None,
+                precision: str | None = None) -> Callable[[], None]:
+        """A training step over BATCHES in turn (or no argument): forward under autocast (in PRECISION,
+        default the setting's), fp32 AdamW."""
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+        model.train()
+        position = {"i": 0}
+
+        def step():
+            with self.autocast(precision):
+                loss = loss_of(model) if batches is None else loss_of(model, batches[position["i"] % len(batches)])
+            position["i"] += 1
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return step
+
+
+def pretraining_runs(config: str, compile_nlu: bool, setting: Setting) -> tuple[dict[str, Callable], dict]:
     """One training-step function per run, over identical weights and inputs."""
     torch.manual_seed(0)
-    batch, length = 32, 128
+    options, (batch, length), device = CONFIGS[config], PRETRAINING_BATCH.get(config, (32, 128)), setting.device
     input_ids = torch.randint(5, VOCAB, (batch, length))
     mlm_labels = torch.full_like(input_ids, -100)
     chosen = torch.rand(batch, length) < 0.15
     mlm_labels[chosen] = input_ids[chosen]
     nsp_labels = torch.randint(0, 2, (batch,))
-    hf = transformers.BertForPreTraining(bert_config(options))
+    input_ids, mlm_labels, nsp_labels = input_ids.to(device), mlm_labels.to(device), nsp_labels.to(device)
+    hf = transformers.BertForPreTraining(bert_config(options)).to(device)
     ours = twin(hf, ForPreTraining, options)
     masked = int(chosen.sum())
-
-    def trainer(model, loss_of):
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-        model.train()
-
-        def step():
-            loss = loss_of(model)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return step
 
     def hf_dense(model):
         return model(input_ids=input_ids, labels=mlm_labels, next_sentence_label=nsp_labels).loss
@@ -133,16 +175,19 @@ def pretraining_runs(options: dict, compile_nlu: bool) -> tuple[dict[str, Callab
         sequence, pooled = model.bert(input_ids=input_ids)[:2]
         where = mlm_labels != -100
         logits = model.cls.predictions(sequence[where])
-        return F.cross_entropy(logits, mlm_labels[where]) + F.cross_entropy(model.cls.seq_relationship(pooled), nsp_labels)
+        return F.cross_entropy(logits.float(), mlm_labels[where]) + F.cross_entropy(
+            model.cls.seq_relationship(pooled).float(), nsp_labels)
 
     def nlu(model):
         return model(input_ids, mlm_labels=mlm_labels, nsp_labels=nsp_labels).loss
 
-    runs = {"transformers dense": lambda: trainer(hf, hf_dense),
-            "transformers sparse (by hand)": lambda: trainer(hf, hf_sparse),
-            "nlu": lambda: trainer(ours, nlu)}
+    runs = {"transformers dense": lambda: setting.trainer(hf, hf_dense),
+            "transformers sparse (by hand)": lambda: setting.trainer(hf, hf_sparse),
+            "nlu": lambda: setting.trainer(ours, nlu)}
     if compile_nlu:
-        runs["nlu + torch.compile"] = lambda: trainer(torch.compile(twin(hf, ForPreTraining, options)), nlu)
+        runs["nlu + torch.compile"] = lambda: setting.trainer(torch.compile(twin(hf, ForPreTraining, options)), nlu)
+    if setting.precision != "fp32":  # the gain over fp32, measured in the same alternation
+        runs[FP32_NLU] = lambda: setting.trainer(twin(hf, ForPreTraining, options), nlu, precision="fp32")
     tokens = batch * length
     useful = 6 * encoder_parameters(ours) * tokens + 6 * VOCAB * options["hidden_size"] * masked \
         + attention_flops(options, tokens, length, passes=3)
@@ -150,12 +195,14 @@ def pretraining_runs(options: dict, compile_nlu: bool) -> tuple[dict[str, Callab
     # (masked positions and [CLS]); the FLOPs it skips elsewhere are not part of what it executes.
     hidden, intermediate = options["hidden_size"], options["intermediate_size"]
     skipped = 6 * (hidden * hidden + 2 * hidden * intermediate) * (tokens - masked - batch)
-    return runs, {"tokens": tokens, "masked": masked, "useful_flops": useful, "nlu_executed_flops": useful - skipped}
+    return runs, {"batch": batch, "length": length, "tokens": tokens, "masked": masked, "useful_flops": useful,
+                  "nlu_executed_flops": useful - skipped}
 
 
-def ner_runs(options: dict, compile_nlu: bool) -> tuple[dict[str, Callable[[], None]], dict]:
+def ner_runs(config: str, compile_nlu: bool, setting: Setting) -> tuple[dict[str, Callable], dict]:
     """Fine-tuning steps (``train/…``) and inference passes (``inference/…``) per run."""
     torch.manual_seed(0)
+    options, device = CONFIGS[config], setting.device
     root = Path(__file__).resolve().parents[1]
     sentences = read_ner_file(root / "data" / "ner" / "wnut16" / "train.conll")
     labels = label_list(sentences)
@@ -163,45 +210,42 @@ def ner_runs(options: dict, compile_nlu: bool) -> tuple[dict[str, Callable[[], N
     tokenizer = train_tokenizer(texts, vocab_size=8000)
     windows = encode_ner(sentences, tokenizer, {label: i for i, label in enumerate(labels)}, 128, 32)
     features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "labels": w.labels} for w in windows]
-    hf = transformers.BertForTokenClassification(bert_config(options, labels))
+    hf = transformers.BertForTokenClassification(bert_config(options, labels)).to(device)
     ours = twin(hf, ForTokenClassification, options, labels)
     collator = transformers.DataCollatorForTokenClassification(tokenizer)
     batches = [features[i:i + 32] for i in range(0, 32 * 20, 32)]
     real_tokens = sum(len(f["input_ids"]) for batch in batches for f in batch) / len(batches)
 
-    def trainer(model, make_batch):
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-        model.train()
-        prepared = [make_batch(batch) for batch in batches]
-        position = {"i": 0}
+    def on_device(batch) -> dict:
+        return {key: value.to(device) for key, value in batch.items()}
 
-        def step():
-            batch = prepared[position["i"] % len(prepared)]
-            position["i"] += 1
-            model(**batch).loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return step
+    def labelled_loss(model, batch):
+        return model(**batch).loss
 
-    def nlu_batch(batch):
-        return pad_batch(batch, tokenizer.pad_token_id)
-
-    runs = {f"train/{HF_NER}": lambda: trainer(hf, collator), "train/nlu": lambda: trainer(ours, nlu_batch)}
+    hf_batches = [on_device(collator(batch)) for batch in batches]
+    nlu_batches = [on_device(pad_batch(batch, tokenizer.pad_token_id)) for batch in batches]
+    runs = {f"train/{HF_NER}": lambda: setting.trainer(hf, labelled_loss, hf_batches),
+            "train/nlu": lambda: setting.trainer(ours, labelled_loss, nlu_batches)}
     if compile_nlu:
-        runs["train/nlu + torch.compile"] = lambda: trainer(
-            torch.compile(twin(hf, ForTokenClassification, options, labels), dynamic=True), nlu_batch)
+        runs["train/nlu + torch.compile"] = lambda: setting.trainer(
+            torch.compile(twin(hf, ForTokenClassification, options, labels), dynamic=True), labelled_loss, nlu_batches)
     inference_features = features[:1024]
     inference_tokens = sum(len(f["input_ids"]) for f in inference_features)
 
     @torch.no_grad()
     def hf_inference():
         hf.eval()
-        for i in range(0, len(inference_features), 64):
-            batch = collator([{k: f[k] for k in ("input_ids", "token_type_ids")} for f in inference_features[i:i + 64]])
-            hf(**batch)
+        with setting.autocast():
+            for i in range(0, len(inference_features), 64):
+                hf(**on_device(collator([{k: f[k] for k in ("input_ids", "token_type_ids")}
+                                         for f in inference_features[i:i + 64]])))
+
+    def nlu_inference():
+        with setting.autocast():
+            predict_logits(ours, inference_features, tokenizer.pad_token_id, 64)
 
     runs[f"inference/{HF_NER}"] = lambda: hf_inference
-    runs["inference/nlu"] = lambda: lambda: predict_logits(ours, inference_features, tokenizer.pad_token_id, 64)
+    runs["inference/nlu"] = lambda: nlu_inference
     padded_tokens = sum(32 * max(len(f["input_ids"]) for f in batch) for batch in batches) / len(batches)
     parameters = encoder_parameters(ours)
     return runs, {"train_tokens_per_batch": real_tokens, "train_padded_tokens_per_batch": padded_tokens,
@@ -210,14 +254,25 @@ def ner_runs(options: dict, compile_nlu: bool) -> tuple[dict[str, Callable[[], N
 
 
 HF_NER = "transformers (DataCollatorForTokenClassification)"
+FP32_NLU = "nlu in fp32 (no autocast)"
 SECTIONS = {"pretraining": pretraining_runs, "ner": ner_runs}
 
 
-def time_runs(runs: dict[str, Callable], steps: int, warmup: int) -> dict[str, float]:
-    """Inference passes are long (1,024 sentences), so they take fewer repeats."""
-    return {name: median_seconds(make(), 3 if name.startswith("inference/") else steps,
-                                 1 if name.startswith("inference/") else warmup)
-            for name, make in runs.items()}
+def time_runs(runs: dict[str, Callable], steps: int, warmup: int, clock: Clock) -> dict[str, float]:
+    """Median seconds per step of each run, the runs alternating step by step (in turn forwards,
+    then backwards, so none always follows the same one). Inference passes are long (1,024
+    sentences), so they take fewer repeats."""
+    made = {name: make() for name, make in runs.items()}
+    for step in made.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in made}
+    order = list(made)
+    for round_ in range(steps):
+        for name in order if round_ % 2 == 0 else order[::-1]:
+            if not (name.startswith("inference/") and round_ >= 3):
+                times[name].append(clock(made[name]))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def memory_status(field: str) -> int:
@@ -228,12 +283,20 @@ def memory_status(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def memory_of_run(config: str, section: str, run: str, compile_nlu: bool, steps: int) -> int:
-    """Peak memory growth of one run, measured alone (called in a child process): the peak
-    resident size is reset after models and inputs are built (Linux clear_refs), so building
-    them does not mask the training step's own peak."""
-    runs, _ = SECTIONS[section](CONFIGS[config], compile_nlu)
+def memory_of_run(config: str, section: str, run: str, compile_nlu: bool, steps: int, setting: Setting) -> int:
+    """Peak memory growth of one run. On the CPU (called in a child process, the run alone) the
+    peak resident size is reset after models and inputs are built (Linux clear_refs), so building
+    them does not mask the training step's own peak; on CUDA the allocator's peak is reset instead."""
+    runs, _ = SECTIONS[section](config, compile_nlu, setting)
     step = runs[run]()
+    if setting.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
     Path("/proc/self/clear_refs").write_text("5")
     before = memory_status("VmRSS")
     for _ in range(steps):
@@ -241,10 +304,13 @@ def memory_of_run(config: str, section: str, run: str, compile_nlu: bool, steps:
     return memory_status("VmHWM") - before
 
 
-def measure_memory(config: str, section: str, runs: list[str], compile_nlu: bool) -> dict[str, int]:
+def measure_memory(config: str, section: str, runs: list[str], compile_nlu: bool, setting: Setting) -> dict[str, int]:
+    if setting.device.type == "cuda":
+        return {run: memory_of_run(config, section, run, compile_nlu, 3, setting) for run in runs}
     memory = {}
     for run in runs:
-        command = [sys.executable, __file__, "--memory-of", config, section, run, "--steps", "3"]
+        command = [sys.executable, __file__, "--memory-of", config, section, run, "--steps", "3",
+                   "--precision", setting.precision, "--device", "cpu"]
         command += ["--compile"] if compile_nlu else []
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         memory[run] = int(result.stdout.strip().splitlines()[-1])
@@ -254,20 +320,21 @@ def measure_memory(config: str, section: str, runs: list[str], compile_nlu: bool
 PROFILE_GROUPS = (
     ("matmul (linear layers, vocabulary projection)", ("addmm", "mm", "bmm", "matmul", "linear")),
     ("attention kernel", ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax")),
-    ("dropout", ("dropout", "bernoulli", "uniform")),
+    ("dropout", ("dropout", "bernoulli", "uniform", "random_")),
     ("layer norm", ("layer_norm",)),
     ("activation (GELU)", ("gelu",)),
     ("optimizer (fused AdamW)", ("adam",)),
     ("embedding lookup / gradient", ("embedding",)),
     ("loss", ("cross_entropy", "nll_loss", "log_softmax")),
+    ("casts (to / copy_)", ("_to_copy", "copy_")),
     ("index / gather / scatter (sparse MLM, padding)", ("index", "gather", "scatter", "nonzero", "masked")),
-    ("elementwise add / mul / copies", ("add", "mul", "copy", "fill", "zero", "clone", "cat", "div")),
+    ("elementwise add / mul / compare / copies", ("add", "mul", "fill", "zero", "clone", "cat", "div", "ge")),
 )
 
 
-def profile_pretraining(options: dict) -> list[tuple[str, float]]:
+def profile_pretraining(config: str, setting: Setting) -> list[tuple[str, float]]:
     """Share of self CPU time per group of ops over three nlu pretraining steps."""
-    runs, _ = pretraining_runs(options, compile_nlu=False)
+    runs, _ = pretraining_runs(config, False, setting)
     step = runs["nlu"]()
     step()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
@@ -282,45 +349,79 @@ def profile_pretraining(options: dict) -> list[tuple[str, float]]:
     return sorted(((group, value / everything) for group, value in totals.items()), key=lambda kv: -kv[1])
 
 
+def peaks(clock: Clock, device: torch.device) -> dict[str, float]:
+    return {precision: matmul_peak(dtype, clock, device) for precision, dtype in DTYPES.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["small"], choices=sorted(CONFIGS))
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
+    parser.add_argument("--precision", default="fp32", choices=list(DTYPES))
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the GPU if there is one)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: this thread's CPU seconds, robust to other processes' load (needs --threads 1)")
     parser.add_argument("--steps", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--out", default="reports")
     parser.add_argument("--compile", action="store_true", help="also time nlu under torch.compile")
     parser.add_argument("--profile", action="store_true", help="profile an nlu pretraining step")
-    parser.add_argument("--no-memory", action="store_true", help="skip the per-run peak-memory children")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-run peak-memory measurement")
+    parser.add_argument("--render", metavar="JSON", help="re-make the Markdown of an earlier run from its JSON")
     parser.add_argument("--memory-of", nargs=3, metavar=("CONFIG", "SECTION", "RUN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory_of:
-        print(memory_of_run(*args.memory_of, compile_nlu=args.compile, steps=args.steps))
+    if args.render:
+        print(rerender(Path(args.render).with_suffix(""), render))
         return 0
-    readings = [matmul_peak()]
-    results = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-               "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                           "transformers": transformers.__version__, "processor": platform.processor() or platform.machine(),
-                           "device": "cpu"},
-               "configs": {}}
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu counts one thread's CPU time: give --threads 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    setting = Setting(choose_device(args.device), args.precision)
+    if args.memory_of:
+        print(memory_of_run(*args.memory_of, compile_nlu=args.compile, steps=args.steps, setting=setting))
+        return 0
+    clock = Clock(setting.device, cpu_time=args.clock == "cpu")
+    readings = [peaks(clock, setting.device)]
+    results = {"command": command_line(), "machine": machine("transformers"), "device": str(setting.device),
+               "precision": args.precision, "clock": args.clock, "configs": {}}
+    if setting.device.type == "cuda":
+        name = torch.cuda.get_device_name(setting.device)
+        results["gpu"] = {"name": name, "dense_bf16_peak_flops": gpu_dense_peak(name)}
     for name in args.configs:
         entry = results["configs"][name] = {"options": CONFIGS[name]}
-        for section, build in SECTIONS.items():
+        for section in args.sections:
             print(f"[{name}] {section} ...", flush=True)
-            runs, facts = build(CONFIGS[name], args.compile)
-            entry[section] = {**facts, "seconds": time_runs(runs, args.steps, args.warmup)}
+            runs, facts = SECTIONS[section](name, args.compile, setting)
+            entry[section] = {**facts, "seconds": time_runs(runs, args.steps, args.warmup, clock)}
             if not args.no_memory:
-                entry[section]["peak_memory_bytes"] = measure_memory(name, section, list(runs), args.compile)
+                entry[section]["peak_memory_bytes"] = measure_memory(name, section, list(runs), args.compile, setting)
         if args.profile:
-            entry["profile"] = profile_pretraining(CONFIGS[name])
-        readings.append(matmul_peak())
+            entry["profile"] = profile_pretraining(name, setting)
+        readings.append(peaks(clock, setting.device))
     results["matmul_peak_readings"] = readings
-    results["matmul_peak_flops"] = max(readings)
-    write_outputs(Path(args.out), results)
+    results["matmul_peak_flops"] = {precision: max(r[precision] for r in readings) for precision in DTYPES}
+    results["machine"]["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
+    stem = Path(args.out) / ("bench" + ("" if args.precision == "fp32" else f"_{args.precision}")
+                             + ("" if setting.device.type == "cpu" else f"_{setting.device.type}"))
+    print(write_report(stem, results, render).read_text())
     return 0
 
 
-def table(section: dict, prefix: str, tokens: float, flops: float, peak: float, reference: str) -> list[str]:
-    """tokens/s, speed-up, utilisation and peak memory for the runs whose names start with ``prefix``."""
+def utilisation_peak(results: dict) -> tuple[float, str]:
+    """The FLOP/s that utilisation is measured against, and its description."""
+    precision, measured = results["precision"], results["matmul_peak_flops"][results["precision"]]
+    dense = results.get("gpu", {}).get("dense_bf16_peak_flops")
+    if dense and precision == "bf16":
+        return dense, f"the {results['gpu']['name']}'s bf16 dense peak, {dense / 1e12:.0f} TFLOP/s"
+    return measured, f"the measured {precision} matmul peak, {measured / 1e9:,.0f} GFLOP/s"
+
+
+def table(section: dict, prefix: str, tokens: float, flops: float, peak: float, reference: str,
+          fp32_peak: float | None = None) -> list[str]:
+    """tokens/s, speed-up, utilisation and peak memory for the runs whose names start with ``prefix``
+    (the fp32 comparison run against FP32_PEAK)."""
     seconds = {name[len(prefix):]: value for name, value in section["seconds"].items() if name.startswith(prefix)}
     memory = {name[len(prefix):]: value for name, value in section.get("peak_memory_bytes", {}).items()
               if name.startswith(prefix)}
@@ -328,49 +429,65 @@ def table(section: dict, prefix: str, tokens: float, flops: float, peak: float, 
              "|---|---|---|---|---|"]
     for name, value in seconds.items():
         used = f"{memory[name] / 2**20:,.0f} MiB" if name in memory else "–"
+        against = fp32_peak if name == FP32_NLU and fp32_peak else peak
         lines.append(f"| {name} | {tokens / value:,.0f} | {seconds[reference] / value:.2f}× | "
-                     f"{flops / value / peak:.1%} | {used} |")
+                     f"{flops / value / against:.1%} | {used} |")
     return lines
 
 
-def write_outputs(out: Path, results: dict) -> None:
-    peak = results["matmul_peak_flops"]
-    lines = ["# Speed: nlu vs transformers' BERT", "", f"Made by `{results['command']}`.", "",
-             f"Machine: {results['machine']}. Measured fp32 matmul peak (2048² `torch.mm`, the best of readings "
-             f"before and after each config: "
-             f"{', '.join(f'{r / 1e9:.0f}' for r in results.get('matmul_peak_readings', [peak]))}): "
-             f"{peak / 1e9:.0f} GFLOP/s. Utilisation = useful model FLOPs / time / that peak. Peak memory growth: "
-             "each run repeated alone in a child process; its peak resident memory after 3 steps minus the "
-             "memory held before the first step (models and inputs built).", ""]
+def render(results: dict) -> str:
+    peak, peak_text = utilisation_peak(results)
+    readings = results["matmul_peak_readings"]
+    measured = ", ".join(f"{precision} {max(r[precision] for r in readings) / 1e9:,.0f} GFLOP/s (readings "
+                         f"{', '.join(f'{r[precision] / 1e9:,.0f}' for r in readings)})" for precision in DTYPES)
+    precision = results["precision"]
+    lines = [f"# Speed: nlu vs transformers' BERT ({precision}, {results['device']})", "",
+             f"Made by `{results['command']}`."
+             + (" Times are this thread's CPU seconds at one torch thread (`--clock cpu`): the work of each step, "
+                "not the time other processes held the shared cores." if results.get("clock") == "cpu" else ""), "",
+             f"Machine: {machine_line(results['machine'])}; load average after the runs "
+             f"{', '.join(map(str, results['machine'].get('load_average_after', [])))}.", "",
+             f"Precision: {'fp32' if precision == 'fp32' else precision + ' autocast on both sides (weights, optimizer, softmax accumulation, LayerNorm and losses in fp32)'}. "
+             f"Measured matmul peaks (2048² `torch.mm` on the CPU, 8192² on a GPU; the best of readings before and "
+             f"after each config): {measured}. Utilisation = useful model FLOPs / time / {peak_text} (the fp32 comparison run: against the fp32 peak). "
+             "Peak memory growth: each run's peak over the memory held before its first step (on the CPU, repeated "
+             "alone in a child process; 3 steps).", ""]
     for name, entry in results["configs"].items():
-        pre, ner = entry["pretraining"], entry["ner"]
-        sparse = pre["seconds"]["transformers sparse (by hand)"] / pre["seconds"]["nlu"]
-        padding = 1 - ner["train_tokens_per_batch"] / ner["train_padded_tokens_per_batch"]
-        lines += [f"## {name}: {entry['options']}", "",
-                  f"### Pretraining step (batch 32 × 128, {pre['masked']} masked, AdamW, fp32); "
-                  "reference: transformers dense", "",
-                  *table(pre, "", pre["tokens"], pre["useful_flops"], peak, "transformers dense"), "",
-                  f"nlu vs transformers with the hand-made sparse projection: {sparse:.2f}×.", "",
-                  "Utilisation counts the model's FLOPs (6·parameters·tokens + attention, vocabulary projection at "
-                  "the masked positions). nlu executes fewer: its last layer computes the output projection and "
-                  f"feed-forward only for the {pre['masked']} masked positions and the 32 [CLS] rows, so of the "
-                  f"model's {pre['useful_flops'] / 1e9:.0f} GFLOP per step it runs {pre['nlu_executed_flops'] / 1e9:.0f}"
-                  f": the executed FLOP rate is {pre['nlu_executed_flops'] / pre['seconds']['nlu'] / peak:.1%} of the "
-                  "measured matmul peak.", "",
-                  f"### NER fine-tuning step (real WNUT-16 batches of 32; padding to the longest is {padding:.0%} "
-                  "of each batch, which nlu skips)", "",
-                  "Utilisation counts the model's FLOPs at every real token; nlu's last layer runs only at the "
-                  "labelled ones (first sub-tokens of words), so it executes fewer.", "",
-                  *table(ner, "train/", ner["train_tokens_per_batch"], ner["train_useful_flops"], peak, HF_NER), "",
-                  f"### NER inference ({ner['inference_tokens']:,} real tokens, batches of 64)", "",
-                  *table(ner, "inference/", ner["inference_tokens"], ner["inference_useful_flops"], peak, HF_NER), ""]
+        lines += [f"## {name}: {entry['options']}", ""]
+        if "pretraining" in entry:
+            pre = entry["pretraining"]
+            sparse = pre["seconds"]["transformers sparse (by hand)"] / pre["seconds"]["nlu"]
+            lines += [f"### Pretraining step (batch {pre.get('batch', 32)} × {pre.get('length', 128)}, {pre['masked']} "
+                      f"masked, AdamW, {precision}); "
+                      "reference: transformers dense", "",
+                      *table(pre, "", pre["tokens"], pre["useful_flops"], peak, "transformers dense",
+                             results["matmul_peak_flops"]["fp32"]), "",
+                      f"nlu vs transformers with the hand-made sparse projection: {sparse:.2f}×."
+                      + (f" nlu in {precision} vs nlu in fp32 (same alternation): "
+                         f"{pre['seconds'][FP32_NLU] / pre['seconds']['nlu']:.2f}×." if FP32_NLU in pre["seconds"] else ""),
+                      "",
+                      "Utilisation counts the model's FLOPs (6·parameters·tokens + attention, vocabulary projection "
+                      "at the masked positions). nlu executes fewer: its last layer computes the output projection "
+                      f"and feed-forward only for the {pre['masked']} masked positions and the {pre.get('batch', 32)} [CLS] rows, so of "
+                      f"the model's {pre['useful_flops'] / 1e9:.0f} GFLOP per step it runs "
+                      f"{pre['nlu_executed_flops'] / 1e9:.0f}: the executed FLOP rate is "
+                      f"{pre['nlu_executed_flops'] / pre['seconds']['nlu'] / peak:.1%} of the peak.", ""]
+        if "ner" in entry:
+            ner = entry["ner"]
+            padding = 1 - ner["train_tokens_per_batch"] / ner["train_padded_tokens_per_batch"]
+            lines += [f"### NER fine-tuning step (real WNUT-16 batches of 32; padding to the longest is {padding:.0%} "
+                      "of each batch, which nlu skips on the CPU)", "",
+                      "Utilisation counts the model's FLOPs at every real token; nlu's last layer runs only at the "
+                      "labelled ones (first sub-tokens of words), so it executes fewer.", "",
+                      *table(ner, "train/", ner["train_tokens_per_batch"], ner["train_useful_flops"], peak, HF_NER), "",
+                      f"### NER inference ({ner['inference_tokens']:,} real tokens, batches of 64)", "",
+                      *table(ner, "inference/", ner["inference_tokens"], ner["inference_useful_flops"], peak, HF_NER),
+                      ""]
         if "profile" in entry:
             lines += ["### Where an nlu pretraining step spends its time (torch.profiler, self CPU time)", "",
                       "| group of ops | share |", "|---|---|",
                       *[f"| {group} | {share:.1%} |" for group, share in entry["profile"]], ""]
-    write_text_atomic(out / "bench.md", "\n".join(lines))
-    write_text_atomic(out / "bench.json", json.dumps(results, indent=2))
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,8 +38,9 @@ import transformers
 from bench import CONFIGS, VOCAB, bert_config, twin
 from nlu.data.corpus import read_documents
 from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
-from nlu.files import write_text_atomic
+from nlu.evaluation.plots import plot_curves
 from nlu.model import ForPreTraining
+from nlu.reporting import command_line, machine, machine_line, table, write_report
 from nlu.tokenizer import train_tokenizer
 from nlu.training.loop import parameter_groups
 
@@ -192,11 +190,8 @@ def run(args: argparse.Namespace) -> dict:
     target = reference_result["curve"][-1]["heldout_mlm_loss"]
     reached = time_to_reach(nlu_result["curve"], target)
     return {
-        "command": "python " + shlex.join(sys.argv),
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "transformers": transformers.__version__},
+        "machine": machine("transformers"),
         "setup": {"config": args.config, **options, "vocab_size": VOCAB, "batch_size": args.batch_size,
                   "max_length": args.max_length, "learning_rate": args.learning_rate, "warmup_steps": warmup,
                   "train_pairs": len(examples), "heldout_pairs": len(heldout),
@@ -209,44 +204,26 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name, style in (("nlu", "o-"), ("transformers", "s-")):
-        curve = results[name]["curve"]
-        axes.plot([p["seconds"] for p in curve], [p["heldout_mlm_loss"] for p in curve], style, label=name, markersize=3)
-    axes.axhline(results["reference_final_loss"], color="grey", linestyle=":", linewidth=1,
-                 label="transformers' final loss")
-    if results["nlu_seconds_to_reference_final"] is not None:
-        axes.axvline(results["nlu_seconds_to_reference_final"], color="grey", linestyle="--", linewidth=1)
-    axes.set_xlabel("training seconds (scoring excluded)")
-    axes.set_ylabel("held-out MLM loss")
-    axes.set_title("Pretraining, small config: held-out MLM loss against time")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    curves = {name: [(p["seconds"], p["heldout_mlm_loss"]) for p in results[name]["curve"]] for name in ("nlu", "transformers")}
+    target, reached = results["reference_final_loss"], results["nlu_seconds_to_reference_final"]
+    seconds = [x for curve in curves.values() for x, _ in curve]
+    lines = {"transformers' final loss": [(min(seconds), target), (max(seconds), target)]}
+    if reached is not None:
+        lines["nlu reaches it"] = [(reached, min(y for c in curves.values() for _, y in c)), (reached, curves["nlu"][0][1])]
+    plot_curves(curves | lines, path, xlabel="training seconds (scoring excluded)", ylabel="held-out MLM loss",
+                title="Pretraining, small config: held-out MLM loss against time")
 
 
-def write_outputs(results: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "pretrain_curve.json", json.dumps(results, indent=2) + "\n")
-    plot(results, out / "pretrain_curve.png")
+def render(results: dict) -> str:
+    """reports/pretrain_curve.md from its JSON alone."""
     setup, ours, reference = results["setup"], results["nlu"], results["transformers"]
     fraction = results["fraction_of_reference_time"]
     verdict = ("never, within its budget" if fraction is None
                else f"after {results['nlu_seconds_to_reference_final']:.0f} s, **{fraction:.2f}** of the reference's "
                     f"{reference['train_seconds']:.0f} s (target ≤ 0.33: {'met' if fraction <= 1 / 3 else 'not met'})")
-    rows = [f"| {name} | {run['steps']} | {run['tokens_per_second']:,.0f} | {run['curve'][-1]['heldout_mlm_loss']:.4f} |"
-            for name, run in (("nlu", ours), ("transformers", reference))]
-    lines = [
+    return "\n".join([
         "# Time to quality: pretraining, nlu vs a plain transformers loop (issue #9)", "",
-        "Produced by:", "", "```", results["command"], "```", "",
-        f"Generated {results['generated']} on {results['machine']['cpus']} CPU cores, "
-        f"{results['machine']['threads']} torch thread(s), torch {results['machine']['torch']}, "
-        f"transformers {results['machine']['transformers']}.", "",
+        f"Made by `{results['command']}`, {results['generated']}, on {machine_line(results['machine'])}.", "",
         f"Config {setup['config']}: hidden {setup['hidden_size']}, {setup['num_layers']} layers, {setup['num_heads']} "
         f"heads, vocabulary {setup['vocab_size']:,}, batch {setup['batch_size']} × ≤ {setup['max_length']} tokens, "
         f"lr {setup['learning_rate']} after {setup['warmup_steps']} warm-up steps, {setup['train_pairs']:,} NSP pairs "
@@ -254,15 +231,14 @@ def write_outputs(results: dict, out: Path) -> None:
         f"{setup['heldout_masked_tokens']:,} masked tokens, masks drawn once. Same initial weights, batches, "
         f"optimizer settings and seed ({setup['seed']}) for both; {setup['seconds']:.0f} s of training each, the two "
         "runs alternating slice by slice between scorings so that other load on the machine slows both alike.", "",
-        "| run | steps | tokens/s | final held-out MLM loss |", "|---|---:|---:|---:|", *rows, "",
+        *table(["run", "steps", "tokens/s", "final held-out MLM loss"],
+               [[name, run["steps"], f"{run['tokens_per_second']:,.0f}", f"{run['curve'][-1]['heldout_mlm_loss']:.4f}"]
+                for name, run in (("nlu", ours), ("transformers", reference))]), "",
         f"nlu reached the reference's final held-out loss ({results['reference_final_loss']:.4f}) {verdict}.", "",
         "![held-out MLM loss against seconds](pretrain_curve.png)", "",
-        "| seconds | nlu step | nlu loss | transformers step | transformers loss |", "|---:|---:|---:|---:|---:|",
-    ]
-    for a, b in zip(ours["curve"], reference["curve"]):
-        lines.append(f"| {a['seconds']:.0f} / {b['seconds']:.0f} | {a['steps']} | {a['heldout_mlm_loss']:.4f} | "
-                     f"{b['steps']} | {b['heldout_mlm_loss']:.4f} |")
-    write_text_atomic(out / "pretrain_curve.md", "\n".join(lines) + "\n")
+        *table(["seconds", "nlu step", "nlu loss", "transformers step", "transformers loss"],
+               [[f"{a['seconds']:.0f} / {b['seconds']:.0f}", a["steps"], f"{a['heldout_mlm_loss']:.4f}", b["steps"],
+                 f"{b['heldout_mlm_loss']:.4f}"] for a, b in zip(ours["curve"], reference["curve"])], "rrrrr"), ""])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,11 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    parser.add_argument("--report-only", action="store_true", help="OUT/pretrain_curve.md and .png again from its JSON")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = run(args)
-    write_outputs(results, args.out)
+    results = (json.loads((args.out / "pretrain_curve.json").read_text()) if args.report_only
+               else {"command": command_line(argv and [__file__, *argv], root=ROOT), **run(args)})
+    plot(results, args.out / "pretrain_curve.png")
+    write_report(args.out / "pretrain_curve", results, render)
     print(json.dumps({key: results[key] for key in ("reference_final_loss", "nlu_seconds_to_reference_final",
                                                     "fraction_of_reference_time")}))
     return 0

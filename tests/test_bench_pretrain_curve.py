@@ -1,8 +1,6 @@
-"""scripts/bench_pretrain_curve.py: the time-to-quality reading, and a short end-to-end run."""
+"""scripts/bench_pretrain_curve.py: the time-to-quality reading, a short run, and the report from its JSON."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_pretrain_curve import time_to_reach  # noqa: E402
+from bench_pretrain_curve import main, render, time_to_reach  # noqa: E402
 
 
 def curve(*points):
@@ -30,11 +28,9 @@ def test_time_to_reach_is_none_when_the_curve_never_gets_there():
 
 
 @pytest.mark.slow
-def test_short_run_scores_both_models_alike_at_the_start_and_writes_the_report(tmp_path):
-    command = [sys.executable, str(ROOT / "scripts" / "bench_pretrain_curve.py"), "--seconds", "2", "--points", "1",
-               "--heldout-pairs", "8", "--warmup-steps", "1", "--out", str(tmp_path)]
-    subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "2"}, check=True, capture_output=True,
-                   text=True, timeout=300)
+def test_short_run_scores_both_models_alike_at_the_start_and_writes_the_report(tmp_path, capsys):
+    assert main(["--seconds", "2", "--points", "1", "--heldout-pairs", "8", "--warmup-steps", "1",
+                 "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "pretrain_curve.json").read_text())
     ours, reference = result["nlu"]["curve"], result["transformers"]["curve"]
     # same initial weights scored on the same masked pairs: the same loss, near ln(30522) = 10.33
@@ -45,4 +41,13 @@ def test_short_run_scores_both_models_alike_at_the_start_and_writes_the_report(t
     assert result["reference_final_loss"] == reference[-1]["heldout_mlm_loss"]
     assert result["nlu_seconds_to_reference_final"] == time_to_reach(ours, result["reference_final_loss"])
     assert (tmp_path / "pretrain_curve.png").stat().st_size > 10_000
-    assert result["command"] in (tmp_path / "pretrain_curve.md").read_text()
+    report = (tmp_path / "pretrain_curve.md").read_text()
+    assert result["command"] in report and "--seconds 2" in result["command"]
+    assert f"| nlu | {result['nlu']['steps']} |" in report
+
+
+def test_the_committed_report_renders_from_its_json():
+    result = json.loads((ROOT / "reports" / "pretrain_curve.json").read_text())
+    text = render(result)
+    assert f"**{result['fraction_of_reference_time']:.2f}** of the reference's" in text
+    assert text.count("\n| ") == 1 + 2 + 1 + len(result["nlu"]["curve"])  # two tables: header and rows

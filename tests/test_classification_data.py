@@ -196,24 +196,44 @@ def test_check_labels_names_unknown_label_and_location() -> None:
 
 def test_stratified_split_keeps_proportions_and_is_deterministic() -> None:
     examples = [example(f"t{i}", "pos" if i % 4 else "neg", i) for i in range(200)]  # 150 pos, 50 neg
-    train, dev = stratified_split(examples, dev_fraction=0.2, seed=13)
+    parts, made = stratified_split(examples, {"dev": 0.2}, 13, "mem.csv")
+    train, dev = parts["train"], parts["dev"]
     assert len(dev) == 40 and len(train) == 160
     assert Counter(e.label for e in dev) == {"pos": 30, "neg": 10}
     assert sorted(e.line for e in train + dev) == list(range(200))
-    assert stratified_split(examples, 0.2, seed=13) == (train, dev)
-    assert stratified_split(examples, 0.2, seed=14) != (train, dev)
+    assert made["dev"].lines == [e.line for e in dev] and made["dev"].missing == {}
+    assert stratified_split(examples, {"dev": 0.2}, 13, "mem.csv")[0] == parts
+    assert stratified_split(examples, {"dev": 0.2}, 14, "mem.csv")[0] != parts
+
+
+def test_stratified_dev_and_test_hold_every_class_that_can_be_shared() -> None:
+    """Issue 22: classes of 2-4 examples got no dev example, and a class of 1 was a crash."""
+    sizes = {"big": 100, "mid": 20, "four": 4, "three": 3, "two": 2, "one": 1}
+    labels = [label for label, size in sizes.items() for _ in range(size)]
+    examples = [example(f"t{line}", label, line) for line, label in enumerate(labels)]
+    with pytest.warns(UserWarning) as caught:
+        parts, made = stratified_split(examples, {"dev": 0.1, "test": 0.1}, 0, "mem.csv")
+    counts = {name: Counter(e.label for e in part) for name, part in parts.items()}
+    assert counts["dev"] == {"big": 10, "mid": 2, "four": 1, "three": 1, "two": 1}
+    assert counts["test"] == {"big": 10, "mid": 2, "four": 1, "three": 1}
+    assert counts["train"] == {"big": 80, "mid": 16, "four": 2, "three": 1, "two": 1, "one": 1}
+    assert made["dev"].missing == {"one": 1} and made["test"].missing == {"two": 2, "one": 1}
+    assert sorted(e.line for part in parts.values() for e in part) == list(range(130))  # each in exactly one
+    messages = [str(w.message) for w in caught]
+    assert any("no example of one (1 in the file)" in m for m in messages)
+    assert any("no example of two (2 in the file), one (1 in the file)" in m for m in messages)
 
 
 def test_stratified_split_errors() -> None:
     examples = [example("a", "pos", 2), example("b", "pos", 3), example("c", "neg", 4)]
-    with pytest.raises(DataError, match=r"^mem\.csv:4: label 'neg' occurs only once"):
-        stratified_split(examples, 0.5, seed=0)
     with pytest.raises(DataError, match=r"^mem\.csv:5: cannot stratify"):
-        stratified_split(examples[:2] + [example("d", None, 5)], 0.5, seed=0)
-    with pytest.raises(ConfigError):
-        stratified_split(examples, 1.0, seed=0)
-    with pytest.raises(DataError, match="cannot split 4 examples"):  # 1 dev example for 2 classes
-        stratified_split(examples[:2] + [example("c", "neg"), example("d", "neg")], 0.25, seed=0)
+        stratified_split(examples[:2] + [example("d", None, 5)], {"dev": 0.5}, 0, "mem.csv")
+    with pytest.raises(ConfigError, match="dev_fraction must be between 0 and 1"):
+        stratified_split(examples, {"dev": 1.0}, 0, "mem.csv")
+    with pytest.raises(ConfigError, match="leaves nothing to train on"):
+        stratified_split(examples, {"dev": 0.5, "test": 0.5}, 0, "mem.csv")
+    with pytest.raises(DataError, match="^mem.csv: 1 examples are too few to split off"):
+        stratified_split(examples[:1], {"dev": 0.5}, 0, "mem.csv")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,3 +303,31 @@ def test_weighted_sampling_balances_classes() -> None:
     assert class_frequencies(labels, power=1.0, draws=draws) == pytest.approx([1 / 3] * 3, abs=0.015)
     # power=0 keeps the data's own proportions (sigma at most 0.0017 here).
     assert class_frequencies(labels, power=0.0, draws=draws) == pytest.approx([0.9, 0.09, 0.01], abs=0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits made from one file (nlu.tasks.classify.load_data)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dev_and_test_fractions_from_one_file(tmp_path: Path) -> None:
+    from nlu.tasks.classify import ClassifyData, load_data
+
+    rows = [f"text {i},{'pos' if i % 3 else 'neg'}" for i in range(60)] + ["lonely,rare"]
+    path = write(tmp_path, "all.csv", "text,label\n" + "\n".join(rows) + "\n")
+    data = ClassifyData(train=str(path), dev=None, test=None, dev_fraction=0.1, test_fraction=0.2, split_seed=1)
+    with pytest.warns(UserWarning, match="no example of rare"):
+        splits = load_data(data)
+    counts = [Counter(e.label for e in part) for part in (splits.train, splits.dev, splits.test)]
+    assert counts == [{"pos": 28, "neg": 14, "rare": 1}, {"pos": 4, "neg": 2}, {"pos": 8, "neg": 4}]
+    lines = sorted(e.line for part in (splits.train, splits.dev, splits.test) for e in part)
+    assert lines == list(range(2, 63))  # every row in exactly one split
+    assert splits.label_map.names == ("neg", "pos", "rare")
+    summary = splits.summary()
+    assert summary["test split"].startswith(f"12 of the 61 examples of {path}, drawn with data.split_seed=1")
+    assert summary["dev split"].endswith("no example of rare (1 in the file)")
+    assert json.loads(splits.save(tmp_path).read_text())["test"]["lines"] == [e.line for e in splits.test]
+    with pytest.warns(UserWarning):
+        assert [e.line for e in load_data(data).dev] == [e.line for e in splits.dev]
+    with pytest.raises(ConfigError, match="data.test names a test file and data.test_fraction"):
+        load_data(ClassifyData(train=str(path), test=str(path), test_fraction=0.2))

@@ -295,7 +295,7 @@ def test_cli_predict_prints_label_and_probabilities(trained):
     )
     assert completed.returncode == 0, completed.stderr
     outputs = [json.loads(line) for line in completed.stdout.splitlines() if line.strip()]
-    assert [output["text"] for output in outputs] == texts
+    assert [output["line"] for output in outputs] == [1, 2]  # input texts are not echoed back
     for output in outputs:
         assert output["label"] in LABELS and list(output["probabilities"]) == LABELS
         assert sum(output["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)  # each rounded to 4 places

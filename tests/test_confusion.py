@@ -11,6 +11,7 @@ from nlu.evaluation.confusion import (
     NONE,
     confusion_matrices,
     entity_confusion,
+    entity_counts,
     save_confusion_reports,
     write_confusion_csv,
 )
@@ -126,7 +127,7 @@ def test_write_confusion_csv_exact_content(tmp_path):
 
 
 def test_save_confusion_reports_for_labels_and_entity_types(tmp_path):
-    paths = save_confusion_reports(Y_TRUE, Y_PRED, LABELS, tmp_path, "intent")
+    paths = save_confusion_reports(Y_TRUE, Y_PRED, LABELS, tmp_path, "intent", "test")
     names = [p.name for p in paths]
     assert names == [f"intent_confusion_{kind}.{ext}" for kind in ("raw", "true", "pred", "all") for ext in ("csv", "png")]
     for path in paths:
@@ -134,7 +135,33 @@ def test_save_confusion_reports_for_labels_and_entity_types(tmp_path):
     assert paths[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     entities = entity_confusion(ENTITY_TRUE, ENTITY_PRED)
-    entity_paths = save_confusion_reports(entities.true_types, entities.pred_types, entities.labels, tmp_path, "entity")
+    entity_paths = save_confusion_reports(entities.true_types, entities.pred_types, entities.labels, tmp_path, "entity",
+                                          "test")
     raw_csv = entity_paths[0].read_text(encoding="utf-8").splitlines()
     assert raw_csv[0] == "true \\ predicted,LOC,MISC,ORG,PER,(none)"
     assert raw_csv[4] == "PER,0,0,0,2,1"
+
+
+def test_confusion_reports_use_the_split_label_set_name_the_split_and_show_support(tmp_path, monkeypatch):
+    drawn = []
+
+    def record(matrix, labels, path, title, normalized, support=None):
+        drawn.append((title, list(labels), list(support)))
+        return path
+
+    monkeypatch.setattr("nlu.evaluation.confusion.plot_heatmap", record)
+    save_confusion_reports(Y_TRUE, Y_PRED, LABELS, tmp_path, "intent", "dev (data/dev.csv)")
+    # "d" is a training class absent from gold and predictions: no row of zeros (one label set per evaluation)
+    assert (tmp_path / "intent_confusion_raw.csv").read_text().splitlines()[0] == "true \\ predicted,a,b,c"
+    assert [title for title, _, _ in drawn] == [
+        "dev (data/dev.csv) · intent: counts",
+        "dev (data/dev.csv) · intent: row-normalised (diagonal = recall)",
+        "dev (data/dev.csv) · intent: column-normalised (diagonal = precision)",
+        "dev (data/dev.csv) · intent: normalised over all",
+    ]
+    assert all(labels == ["a", "b", "c"] and support == [2, 3, 1] for _, labels, support in drawn)
+
+
+def test_entity_counts_per_type():
+    assert entity_counts([["B-PER", "I-PER", "O", "B-LOC"], ["I-ORG", "B-PER"]]) == {"PER": 2, "LOC": 1}
+    assert entity_counts([["I-ORG"]], mode="default") == {"ORG": 1}

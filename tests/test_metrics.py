@@ -8,10 +8,23 @@ from fractions import Fraction
 import pytest
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
-from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef, precision_recall_fscore_support
+import numpy as np
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    f1_score,
+    matthews_corrcoef,
+    precision_recall_fscore_support,
+    recall_score,
+)
 
 from nlu.errors import ConfigError, DataError
-from nlu.evaluation.metrics import classification_scores, entity_scores, scores_markdown, token_scores
+from nlu.evaluation.metrics import (
+    classification_scores,
+    entity_scores,
+    prediction_collapse,
+    scores_markdown,
+    token_scores,
+)
 
 TRUE = [
     ["B-PER", "I-PER", "O", "B-LOC"],
@@ -112,15 +125,56 @@ def test_classification_scores_hand_computed():
     close(per["a"], Fraction(1, 1), Fraction(1, 2), Fraction(2, 3), 2)  # F1 = 2*1*(1/2)/(3/2)
     close(per["b"], Fraction(2, 3), Fraction(2, 3), Fraction(2, 3), 3)
     close(per["c"], Fraction(1, 2), Fraction(1, 1), Fraction(2, 3), 1)
-    close(per["d"], Fraction(0), Fraction(0), Fraction(0), 0)  # absent label keeps its row
+    assert "d" not in per and scores["not_in_split"] == ["d"]  # a training class absent from the split
     assert scores["accuracy"] == pytest.approx(4 / 6)
-    assert scores["macro_f1"] == pytest.approx((2 / 3 * 3 + 0) / 4)  # = 1/2, d counts as 0
+    assert scores["macro_f1"] == pytest.approx(2 / 3)  # over a, b, c: d is not scored as an F1 of 0
     assert scores["weighted_f1"] == pytest.approx(2 / 3)  # every present class has F1 2/3
     # balanced accuracy averages recall over the true classes: (1/2 + 2/3 + 1)/3 = 13/18
     assert scores["balanced_accuracy"] == pytest.approx(13 / 18)
     assert scores["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(Y_TRUE, Y_PRED))
+    assert scores["macro_recall"] == scores["averages"]["macro"]["recall"] == pytest.approx(13 / 18)
     assert scores["mcc"] == pytest.approx(matthews_corrcoef(Y_TRUE, Y_PRED))
     json.dumps(scores)
+
+
+def test_macro_figures_agree_with_each_other_and_with_sklearn():
+    # The report: ten training classes, a split holding some of them, a model that also
+    # predicts a class with no gold example. Old code: macro-F1 over all 10 training classes,
+    # macro recall counting absent classes as 0, balanced accuracy over the true ones: 3 numbers.
+    labels = [f"c{i}" for i in range(10)]
+    y_true = ["c0"] * 6 + ["c1"] * 3 + ["c2"] * 2 + ["c3"]
+    y_pred = ["c0"] * 4 + ["c1", "c4"] + ["c1", "c0", "c4"] + ["c2", "c0"] + ["c0"]
+    scores = classification_scores(y_true, y_pred, labels)
+    assert list(scores["per_class"]) == ["c0", "c1", "c2", "c3", "c4"]  # gold or predicted, in label order
+    assert scores["not_in_split"] == ["c5", "c6", "c7", "c8", "c9"]
+    # c4 is predicted twice but has no gold example: no recall (not 0), precision 0, F1 0.
+    assert scores["per_class"]["c4"] == {"precision": 0.0, "recall": None, "f1": 0.0, "support": 0}
+    assert scores["per_class"]["c3"]["recall"] == 0.0  # one gold example, missed: a real 0
+    # recalls c0 4/6, c1 1/3, c2 1/2, c3 0 -> 1.5/4 = 0.375
+    assert scores["macro_recall"] == pytest.approx(0.375)
+    assert scores["balanced_accuracy"] == pytest.approx(0.375)
+    assert scores["macro_recall"] == pytest.approx(recall_score(y_true, y_pred, average="macro", zero_division=np.nan))
+    assert scores["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    assert scores["macro_f1"] == pytest.approx(np.mean([row["f1"] for row in scores["per_class"].values()]))
+    text = scores_markdown(scores, label_header="class")
+    assert "| c4 (no gold examples, predicted only) | 0.0000 | — | 0.0000 | 0 |" in text
+    assert "absent from this split (neither gold nor predicted): c5, c6, c7, c8, c9." in text
+
+
+def test_entity_type_only_predicted_has_no_recall_and_macro_recall_skips_it():
+    true = [["B-PER", "O", "O"], ["B-LOC", "I-LOC", "O"]]
+    pred = [["B-PER", "O", "B-ORG"], ["O", "O", "O"]]
+    scores = entity_scores(true, pred)
+    assert scores["per_class"]["ORG"] == {"precision": 0.0, "recall": None, "f1": 0.0, "support": 0}
+    assert scores["averages"]["macro"]["recall"] == pytest.approx(0.5)  # PER 1, LOC 0; ORG has no gold
+    assert scores["averages"]["macro"]["f1"] == pytest.approx(1 / 3)  # PER 1, LOC 0, ORG 0
+
+
+def test_prediction_collapse():
+    assert prediction_collapse(["O", "O", "O"], outside="O") == "the tagger predicts only O (all 3 words): no entity found"
+    assert prediction_collapse(["O", "B-PER", "O"], outside="O") is None
+    assert prediction_collapse(["fresh"] * 4) == "the classifier predicts only 'fresh' (all 4 examples)"
+    assert prediction_collapse(["fresh", "rotten"]) is None
 
 
 def test_classification_scores_reject_bad_input():

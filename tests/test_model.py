@@ -3,9 +3,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from nlu.config import EncoderConfig
 from nlu.model import EncoderModel, ForPreTraining, ForSequenceClassification, ForTokenClassification
+from nlu.model import embeddings as embeddings_module
 from nlu.model import padding as padding_module
 
 LABELS = ["O", "B-PER", "I-PER"]
@@ -43,20 +45,34 @@ def test_appending_padding_changes_nothing_at_real_tokens(tiny_config, norm_plac
     torch.testing.assert_close(long.pooled, short.pooled, atol=1e-5, rtol=0)
 
 
+def use_layout(monkeypatch, layout: str) -> None:
+    """Make CPU batches take LAYOUT: packed in one segment or one per length, or the masked layout
+    GPUs take (every position a row, nothing read from the mask)."""
+    monkeypatch.setattr(padding_module, "SEGMENT_COST_IN_PAIRS", 0 if layout == "packed, 3 segments" else 10**9)
+    if layout == "masked":
+        monkeypatch.setattr(padding_module, "PACKED_DEVICE_TYPES", frozenset())
+
+
+LAYOUTS = ["packed, 1 segment", "packed, 3 segments", "masked"]
+
+
 @pytest.mark.parametrize("position_encoding", ["learned", "rotary"])
-@pytest.mark.parametrize("segments", [1, 3])
-def test_padding_free_batch_gives_the_gradients_of_unpadded_sequences(tiny_config, position_encoding, segments,
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_padding_free_batch_gives_the_gradients_of_unpadded_sequences(tiny_config, position_encoding, layout,
                                                                        monkeypatch):
     """The padded batch runs packed (padding removed), its attention in one segment or in one per
-    length; its loss gradient must equal the one from each sequence run alone with no padding at
-    all, and padded positions must come out as zeros."""
-    monkeypatch.setattr(padding_module, "SEGMENT_COST_IN_PAIRS", {"cpu": 10**9 if segments == 1 else 0})
+    length, or masked; its loss gradient must equal the one from each sequence run alone with no
+    padding at all, and padded positions must come out as zeros."""
+    use_layout(monkeypatch, layout)
     tiny_config.position_encoding, tiny_config.labels = position_encoding, LABELS
     model = ForTokenClassification(tiny_config)
     lengths = [9, 4, 6]
     ids = _batch(tiny_config, batch=3, length=9, seed=3)
     mask = (torch.arange(9)[None, :] < torch.tensor(lengths)[:, None]).long()
-    assert len(padding_module.padding_of(mask, ids).segments) == segments
+    padding = padding_module.padding_of(mask, ids)
+    assert [(s.batch, s.length) for s in padding.segments] == {
+        "packed, 1 segment": [(3, 9)], "packed, 3 segments": [(1, 4), (1, 6), (1, 9)], "masked": [(3, 9)]}[layout]
+    assert padding.whole.tokens == (19 if layout.startswith("packed") else 27)
     labels = torch.randint(0, 3, (3, 9), generator=torch.Generator().manual_seed(4)).masked_fill(mask == 0, -100)
     labels[1, 2] = -100  # an unlabelled sub-token: it skips the last layer
     model(ids * mask, attention_mask=mask, labels=labels).loss.backward()
@@ -100,9 +116,11 @@ def test_token_classification_loss_matches_hand_computed_cross_entropy(tiny_conf
     log_probabilities = model(ids).logits[0].log_softmax(-1)
     by_hand = -(log_probabilities[1, 1] + log_probabilities[3, 2]) / 2
     assert math.isclose(output.loss.item(), by_hand.item(), rel_tol=1e-6)
-    torch.testing.assert_close(output.logits, model(ids).logits[0, [1, 3]])  # the labelled rows only
+    # logits mean (batch, seq, labels) or nothing; the labelled rows have their own name
+    assert output.logits is None
+    torch.testing.assert_close(output.labelled_logits, model(ids).logits[0, [1, 3]])
     unlabelled = model(ids, labels=torch.full_like(labels, -100))
-    assert unlabelled.logits.shape == (0, 3) and unlabelled.loss.item() == 0.0
+    assert unlabelled.labelled_logits.shape == (0, 3) and unlabelled.loss.item() == 0.0
 
 
 def test_sequence_classification_loss_is_cross_entropy(tiny_config):
@@ -132,16 +150,17 @@ def test_sparse_mlm_loss_equals_dense_loss(tiny_config):
 
 @pytest.mark.parametrize("norm_placement", ["post", "pre"])
 @pytest.mark.parametrize("position_encoding", ["learned", "rotary"])
-@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("layout", ["no padding", *LAYOUTS])
 def test_last_layer_run_only_where_heads_read_gives_the_full_models_loss_and_gradients(
-        tiny_config, norm_placement, position_encoding, padded):
+        tiny_config, norm_placement, position_encoding, layout, monkeypatch):
     """Pretraining runs the last layer only at [CLS] and the masked positions; the loss and every
     gradient must equal those of the whole encoder output gathered at the same positions."""
+    use_layout(monkeypatch, layout)
     tiny_config.norm_placement, tiny_config.position_encoding = norm_placement, position_encoding
     model = ForPreTraining(tiny_config).eval()
     ids = _batch(tiny_config, batch=3, length=11, seed=5)
     mask = torch.ones_like(ids)
-    if padded:
+    if layout != "no padding":
         mask[1, 7:], mask[2, 4:] = 0, 0
     mlm_labels = torch.full_like(ids, -100)
     mlm_labels[:, 1::4] = ids[:, 1::4]
@@ -165,7 +184,9 @@ def test_last_layer_run_only_where_heads_read_gives_the_full_models_loss_and_gra
     torch.testing.assert_close(selected, hidden[masked], atol=1e-6, rtol=1e-5)
 
 
-def test_sequence_classification_with_cls_pooling_matches_the_full_encoder(tiny_config):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_sequence_classification_with_cls_pooling_matches_the_full_encoder(tiny_config, layout, monkeypatch):
+    use_layout(monkeypatch, layout)
     tiny_config.labels = LABELS
     model = ForSequenceClassification(tiny_config).eval()
     ids = _batch(tiny_config, batch=2, length=8, seed=6)
@@ -216,3 +237,95 @@ def test_dropout_is_active_in_training_only():
     ids = torch.randint(1, 50, (2, 6))
     assert not torch.equal(model.train()(ids).hidden_states, model(ids).hidden_states)
     assert torch.equal(model.eval()(ids).hidden_states, model(ids).hidden_states)
+
+
+HOST_READS = {"__bool__", "item", "tolist", "__int__", "__float__", "__index__", "nonzero", "argwhere",
+              "masked_select", "unique"}
+
+
+class HostReads(TorchFunctionMode):
+    """Records every torch call that makes the host wait for a tensor's values — on a GPU, a sync
+    that drains its queue: reading a value, or an output whose size depends on values (nonzero,
+    indexing with a boolean mask)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", str(func))
+        indices = args[1] if name in ("__getitem__", "__setitem__") else ()
+        indices = indices if isinstance(indices, tuple) else (indices,)
+        if name in HOST_READS or any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices):
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("model_class, labelled, reads", [
+    (EncoderModel, False, 0),
+    (ForSequenceClassification, False, 0),
+    (ForSequenceClassification, True, 0),
+    (ForTokenClassification, False, 0),
+    (ForTokenClassification, True, 2),  # the labelled rows and their labels: sizes only the values tell
+    (ForPreTraining, True, 3),  # the masked rows, their labels, and which selected rows they are
+])
+def test_a_gpu_step_reads_nothing_back_but_the_sparse_gathers(tiny_config, monkeypatch, model_class, labelled, reads):
+    """On a GPU (simulated: the masked layout, value checks off as without NLU_DEBUG) a training
+    step waits for the device only where a head gathers a data-dependent number of rows; input
+    checks, padding extents and the [CLS] rows read nothing."""
+    monkeypatch.setattr(padding_module, "PACKED_DEVICE_TYPES", frozenset())
+    monkeypatch.setattr(padding_module, "reads_values", lambda device: False)
+    monkeypatch.setattr(embeddings_module, "reads_values", lambda device: False)
+    tiny_config.labels = LABELS
+    model = model_class(tiny_config).train()
+    ids = _batch(tiny_config, batch=3, length=8)
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3, [1] * 2 + [0] * 6])
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if labelled and model_class is ForSequenceClassification:
+        inputs["labels"] = torch.tensor([0, 2, 1])
+    elif labelled and model_class is ForTokenClassification:
+        inputs["labels"] = torch.full_like(ids, -100).masked_fill(mask.bool(), 1)
+    elif labelled:
+        inputs |= {"mlm_labels": torch.full_like(ids, -100).masked_fill(mask.bool() & (ids % 3 == 0), 5),
+                   "nsp_labels": torch.tensor([0, 1, 1])}
+    with HostReads() as spy:
+        output = model(**inputs)
+        loss = output.loss if labelled else (output.hidden_states if model_class is EncoderModel else output.logits).sum()
+        loss.backward()
+    assert len(spy.calls) == reads, spy.calls
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_check.sh runs this)")
+@pytest.mark.parametrize("model_class", [ForTokenClassification, ForPreTraining])
+def test_on_cuda_the_masked_layout_matches_the_cpu_and_reads_back_only_the_sparse_gathers(tiny_config, model_class):
+    """The real GPU path, unpatched: padded batches are masked, not packed; the loss and gradients
+    match the CPU's packed computation, and the step reads back only the head's gathers."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    tiny_config.labels = LABELS
+    cpu_model = model_class(tiny_config).eval()
+    gpu_model = model_class(tiny_config).cuda().eval()
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    ids = _batch(tiny_config, batch=3, length=8)
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3, [1] * 2 + [0] * 6])
+    labels = torch.full_like(ids, -100).masked_fill(mask.bool() & (ids % 2 == 0), 1)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    inputs |= {"labels": labels} if model_class is ForTokenClassification else {
+        "mlm_labels": ids.masked_fill(labels == -100, -100), "nsp_labels": torch.tensor([0, 1, 1])}
+    cpu_model(**inputs).loss.backward()
+    with HostReads() as spy:
+        loss = gpu_model(**{key: value.cuda() for key, value in inputs.items()}).loss
+        loss.backward()
+    assert len(spy.calls) == (2 if model_class is ForTokenClassification else 3), spy.calls
+    assert padding_module.padding_of(mask.cuda(), ids.cuda()).whole.slots is None  # masked, not packed
+    for (name, ours), theirs in zip(gpu_model.named_parameters(), cpu_model.parameters()):
+        torch.testing.assert_close(ours.grad.cpu(), theirs.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_input_checks_without_reading_values_still_check_shapes(tiny_config):
+    """What a GPU forward checks (shapes only) and what a host-side caller can check (values too)."""
+    bad = torch.tensor([[1, 2, tiny_config.vocab_size]])
+    embeddings_module.check_inputs(tiny_config, bad, values=False)
+    with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 101\); got values in \[1, 101\]"):
+        embeddings_module.check_inputs(tiny_config, bad)
+    with pytest.raises(ValueError, match=r"token_type_ids shape \(1, 2\) != input_ids shape \(1, 3\)"):
+        embeddings_module.check_inputs(tiny_config, bad, torch.zeros(1, 2, dtype=torch.long), values=False)

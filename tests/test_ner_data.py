@@ -18,6 +18,7 @@ from nlu.data import ner
 from nlu.data.ner import (
     IGNORE_INDEX,
     IobRepairWarning,
+    NerFormat,
     NerSentence,
     check_label_sets,
     encode_ner,
@@ -27,6 +28,8 @@ from nlu.data.ner import (
     merge_window_predictions,
     read_conll,
     read_jsonl,
+    read_ner,
+    read_ner_file,
 )
 from nlu.errors import ConfigError, DataError
 
@@ -67,7 +70,7 @@ def test_read_conll_sentences_lines_and_docstart(tmp_path: Path) -> None:
         "-DOCSTART-\tO\n\nJohn\tB-PER\nlives\tO\n\n\n\nin\tO\nNew\tB-LOC\nYork\tI-LOC\n"
         "-DOCSTART-\tO\nthe\tO\n\ncat\tO",  # DOCSTART ends a sentence; last one has no newline
     )
-    sentences = read_conll(path)
+    sentences = read_conll(path).sentences
     assert [s.words for s in sentences] == [["John", "lives"], ["in", "New", "York"], ["the"], ["cat"]]
     assert sentences[1].tags == ["O", "B-LOC", "I-LOC"]
     assert [s.line for s in sentences] == [3, 8, 12, 14]
@@ -76,21 +79,20 @@ def test_read_conll_sentences_lines_and_docstart(tmp_path: Path) -> None:
 
 def test_read_conll_space_separated_columns_and_unicode_tokens(tmp_path: Path) -> None:
     path = write(tmp_path, "c.conll", "EU NNP B-NP B-ORG\n  rejects VBZ B-VP O  \na\u00a0b\u200b X X O\r\n")
-    (only,) = read_conll(path)
+    (only,) = read_conll(path).sentences
     assert only.words == ["EU", "rejects", "a\u00a0b\u200b"]  # NBSP / zero-width stay inside the token
     assert only.tags == ["B-ORG", "O", "O"]
 
 
 def test_read_conll_choose_columns(tmp_path: Path) -> None:
     path = write(tmp_path, "c.tsv", "B-PER\tJohn\t1\nO\truns\t2\n")
-    (only,) = read_conll(path, token_column=1, tag_column=0)
+    (only,) = read_conll(path, NerFormat(token_column=1, tag_column=0)).sentences
     assert only.words == ["John", "runs"] and only.tags == ["B-PER", "O"]
 
 
 @pytest.mark.parametrize(
     ("text", "line", "fragment"),
     [
-        ("a\tO\nb\tO\tO\n", 2, "3 columns, but the first line (1) has 2"),
         ("a\tO\n\nb\n", 3, "missing tag"),
         ("a\tO\nb\t\n", 2, "missing tag"),
         ("a\n", 1, "only 1 column"),
@@ -115,9 +117,9 @@ def test_read_conll_errors_name_file_and_line(tmp_path: Path, text: str, line: i
 def test_read_conll_column_options_must_exist(tmp_path: Path) -> None:
     path = write(tmp_path, "c.conll", "a\tO\n")
     with pytest.raises(DataError, match=r"c\.conll:1: token_column=0 / tag_column=5"):
-        read_conll(path, tag_column=5)
+        read_conll(path, NerFormat(tag_column=5))
     with pytest.raises(DataError, match="both select column 2"):
-        read_conll(path, token_column=1)
+        read_conll(path, NerFormat(token_column=1))
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "-DOCSTART- -X- O\n\n"])
@@ -139,7 +141,7 @@ def test_read_conll_reports_bad_bytes_and_missing_files(tmp_path: Path) -> None:
 def test_repair_turns_iob1_into_iob2_and_counts(tmp_path: Path) -> None:
     path = write(tmp_path, "iob1.conll", "a\tI-PER\nb\tI-PER\nc\tO\nd\tI-LOC\ne\tB-LOC\nf\tI-PER\n\ng\tI-ORG\n")
     with pytest.warns(IobRepairWarning) as record:
-        first, second = read_conll(path, repair=True)
+        first, second = read_conll(path, NerFormat(repair=True)).sentences
     assert first.tags == ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "B-PER"]
     assert second.tags == ["B-ORG"]
     assert len(record) == 1 and record[0].message.count == 4
@@ -147,8 +149,140 @@ def test_repair_turns_iob1_into_iob2_and_counts(tmp_path: Path) -> None:
 
 
 def test_valid_iob2_needs_no_repair(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
-    read_conll(write(tmp_path, "ok.conll", "a\tB-PER\nb\tI-PER\nc\tB-PER\n"), repair=True)
+    read_conll(write(tmp_path, "ok.conll", "a\tB-PER\nb\tI-PER\nc\tB-PER\n"), NerFormat(repair=True))
     assert not [w for w in recwarn if issubclass(w.category, IobRepairWarning)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-world layouts: variable middle columns, IOB1, tag maps (issues 17 and 22)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_lines_with_10_and_12_columns_token_first_tag_last(tmp_path: Path) -> None:
+    """A raw export: some lines carry two more feature columns than others."""
+    ten = ["東京", *[f"f{i}" for i in range(8)], "B-LOC"]
+    twelve = ["タワー", *[f"f{i}" for i in range(10)], "I-LOC"]
+    path = write(tmp_path, "raw.tsv", "\t".join(ten) + "\n" + "\t".join(twelve) + "\n\n" + " ".join(ten[:-1]) + " O\n")
+    first, second = read_conll(path).sentences
+    assert (first.words, first.tags) == (["東京", "タワー"], ["B-LOC", "I-LOC"])
+    assert (second.words, second.tags, second.line) == (["東京"], ["O"], 4)
+
+
+def test_conll_2003_layout(tmp_path: Path) -> None:
+    text = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\n"
+    (only,) = read_conll(write(tmp_path, "eng.train", text)).sentences
+    assert only.words == ["EU", "rejects", "German"] and only.tags == ["B-ORG", "O", "B-MISC"]
+
+
+IOB1_TEXT = "Mr I-PER\nJohn I-PER\nSmith I-PER\nJane B-PER\nmet O\nin O\nNew I-LOC\nYork I-LOC\nEU I-ORG\n"
+HAND_CONVERTED = ["B-PER", "I-PER", "I-PER", "B-PER", "O", "O", "B-LOC", "I-LOC", "B-ORG"]
+
+
+def test_iob1_is_converted_to_iob2_when_declared(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    read = read_conll(write(tmp_path, "iob1.conll", IOB1_TEXT), NerFormat(scheme="iob1"))
+    assert read.sentences[0].tags == HAND_CONVERTED
+    assert (read.converted, read.repaired) == (3, 0)  # Mr, New and EU opened entities with I-
+    assert not recwarn.list  # declared, so no repair warning
+    iob2 = write(tmp_path, "iob2.conll", "a B-PER\nb I-PER\nc B-PER\n")
+    assert read_conll(iob2, NerFormat(scheme="iob1")).sentences[0].tags == ["B-PER", "I-PER", "B-PER"]
+
+
+def test_iob1_file_without_the_option_says_which_option_reads_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "iob1.conll", "x O\n\n" + IOB1_TEXT)
+    with pytest.raises(DataError) as caught:
+        read_conll(path)
+    assert str(caught.value) == (
+        f"{path}:3: I-PER at the start of a sentence: this input looks like IOB1 (3 entities start with I-, and B- "
+        f"only follows an entity of the same type); set data.scheme=iob1 to convert it to IOB2"
+    )
+
+
+def test_stray_i_tag_in_iob2_file_hints_the_command_line_syntax(tmp_path: Path) -> None:
+    path = write(tmp_path, "stray.conll", "a B-PER\nb O\nc I-LOC\n")
+    with pytest.raises(DataError, match=r"stray\.conll:3: I-LOC after O: in IOB2 an entity starts with B-LOC .*"
+                                        r"set data\.repair=true to turn such tags into B-, or data\.scheme=iob1"):
+        read_conll(path)
+
+
+def test_tag_map_renames_and_drops_types_and_counts_entities(tmp_path: Path) -> None:
+    text = ("Anna B-PERSON\nSchmidt I-PERSON\nin O\nBerliner B-LOCderiv\nStil O\nvon O\nAcme B-ORG\n\n"
+            "Ecce B-OTH\nhomo I-OTH\nBob B-PERSON\nEve B-PERSON\n")
+    tag_map = {"PERSON": "PER", "OTH": "O", "LOCderiv": "O", "GPE": "LOC"}
+    read = read_conll(write(tmp_path, "de.conll", text), NerFormat(tag_map=tag_map))
+    assert [s.tags for s in read.sentences] == [
+        ["B-PER", "I-PER", "O", "O", "O", "O", "B-ORG"],
+        ["O", "O", "B-PER", "B-PER"],
+    ]
+    assert read.mapped == {"PERSON": 3, "OTH": 1, "LOCderiv": 1, "GPE": 0}
+    assert label_list(read.sentences) == ["O", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+
+
+def test_tag_map_applies_after_iob1_conversion(tmp_path: Path) -> None:
+    read = read_conll(write(tmp_path, "ru.conll", "a I-PERSON\nb I-PERSON\nc I-MISC\n"),
+                      NerFormat(scheme="iob1", tag_map={"PERSON": "PER", "MISC": "O"}))
+    assert read.sentences[0].tags == ["B-PER", "I-PER", "O"] and read.mapped == {"PERSON": 1, "MISC": 1}
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"scheme": "bio"}, "data.scheme must be one of iob2, iob1; got 'bio'"),
+        ({"tag_map": ["PER"]}, "data.tag_map must map entity types to types"),
+        ({"tag_map": {"B-PER": "PER"}}, "'B-PER' is not an entity type"),
+        ({"tag_map": {"PER": "new type"}}, "'new type' is not an entity type"),
+        ({"tag_map": {"O": "PER"}}, "O is not an entity type"),
+    ],
+)
+def test_bad_format_options_are_config_errors(options: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        NerFormat(**options)
+    assert fragment in str(caught.value)
+
+
+def test_read_ner_file_keeps_its_signature_and_takes_the_new_options(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.conll", "a I-PERSON\nb I-PERSON\n")
+    assert read_ner_file(path, scheme="iob1", tag_map={"PERSON": "PER"})[0].tags == ["B-PER", "I-PER"]
+    with pytest.warns(IobRepairWarning):
+        assert read_ner_file(path, repair=True)[0].tags == ["B-PERSON", "I-PERSON"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Slices of the real multilingual files (../shared/data, absent on most machines)
+# ---------------------------------------------------------------------------------------------
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ner-multilingual"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent (shared multilingual NER files)")
+GERMEVAL_TO_PANX = {kind: "O" for kind in ["OTH", *(f"{t}{s}" for t in ("PER", "ORG", "LOC", "OTH")
+                                                    for s in ("deriv", "part"))]}
+
+
+@needs_shared
+def test_russian_train_file_read_as_iob1(tmp_path: Path) -> None:
+    read = read_ner(SHARED / "ru" / "train.txt", NerFormat(scheme="iob1"))
+    assert len(read.sentences) == 9_840  # the README's count
+    assert sum(len(s.words) for s in read.sentences) == 169_110
+    assert read.converted == 15_837
+    for s in read.sentences:  # IOB2: every I-X continues an X
+        assert all(t[:2] != "I-" or (i and s.tags[i - 1][2:] == t[2:]) for i, t in enumerate(s.tags))
+    first = read.sentences[0]  # hand-converted: Пьер Кюри / Мария Склодовская-Кюри are two PER entities after O
+    assert first.tags[3:9] == ["B-PER", "I-PER", "O", "B-PER", "I-PER", "O"]
+    ninth = next(s for s in read.sentences if s.line <= 1568 < s.line + len(s.words))
+    index = 1568 - ninth.line  # "Смоленской B-LOC" right after "Ярцевского района I-LOC I-LOC" stays B-LOC
+    assert ninth.tags[index - 2:index + 2] == ["B-LOC", "I-LOC", "B-LOC", "I-LOC"]
+    head = (SHARED / "ru" / "train.txt").read_text(encoding="utf-8").split("\n\n")[0] + "\n"  # its first sentence
+    with pytest.raises(DataError, match=r"ru\.txt:4: I-PER after O: this input looks like IOB1 .*data\.scheme=iob1"):
+        read_ner(write(tmp_path, "ru.txt", head))
+
+
+@needs_shared
+def test_german_dev_file_with_a_panx_tag_map() -> None:
+    read = read_ner(SHARED / "de" / "dev.txt", NerFormat(tag_map=GERMEVAL_TO_PANX))
+    assert len(read.sentences) == 2_200 and sum(len(s.words) for s in read.sentences) == 41_653
+    assert label_list(read.sentences) == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    assert read.mapped["OTH"] == 269 and read.mapped["LOCderiv"] == 235 and sum(read.mapped.values()) == 704
+    raw = read_ner(SHARED / "de" / "dev.txt")
+    kept = Counter(t for s in raw.sentences for t in s.tags if t[:2] == "B-" and t[2:] in ("PER", "ORG", "LOC"))
+    assert kept == Counter(t for s in read.sentences for t in s.tags if t[:2] == "B-")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,11 +298,11 @@ def jsonl(tmp_path: Path, *records: object) -> Path:
 def test_read_jsonl_string_and_integer_tags(tmp_path: Path) -> None:
     john = {"tokens": ["John", "runs"], "ner_tags": ["B-PER", "O"]}
     path = jsonl(tmp_path, john, "", {"tokens": ["Paris"], "ner_tags": ["B-LOC"]})
-    first, second = read_jsonl(path)
+    first, second = read_jsonl(path).sentences
     assert (first.words, first.tags, first.line) == (["John", "runs"], ["B-PER", "O"], 1)
     assert (second.tags, second.line) == (["B-LOC"], 3)
     path = jsonl(tmp_path, {"tokens": ["John", "Smith"], "ner_tags": [1, 2]})
-    assert read_jsonl(path, label_names=["O", "B-PER", "I-PER"])[0].tags == ["B-PER", "I-PER"]
+    assert read_jsonl(path, label_names=["O", "B-PER", "I-PER"]).sentences[0].tags == ["B-PER", "I-PER"]
 
 
 @pytest.mark.parametrize(
@@ -203,7 +337,7 @@ def test_read_jsonl_integer_tag_out_of_range(tmp_path: Path) -> None:
 def test_read_jsonl_repairs_with_warning(tmp_path: Path) -> None:
     path = jsonl(tmp_path, {"tokens": ["a", "b"], "ner_tags": ["O", "I-PER"]})
     with pytest.warns(IobRepairWarning, match="repaired 1"):
-        assert read_jsonl(path, repair=True)[0].tags == ["O", "B-PER"]
+        assert read_jsonl(path, NerFormat(repair=True)).sentences[0].tags == ["O", "B-PER"]
 
 
 def ner_dataset(tags: list[list[int]], names: list[str]) -> Dataset:
@@ -214,7 +348,7 @@ def ner_dataset(tags: list[list[int]], names: list[str]) -> Dataset:
 
 def test_from_hf_dataset_takes_names_from_class_label() -> None:
     ds = ner_dataset([[1, 2, 0], [0]], ["O", "B-PER", "I-PER"])
-    first, second = from_hf_dataset(ds)
+    first, second = from_hf_dataset(ds).sentences
     assert first.tags == ["B-PER", "I-PER", "O"] and second.tags == ["O"]
     assert (first.source, first.line, second.line) == ("hf:dataset[train]", 0, 1)
 
@@ -244,8 +378,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_load_panx_from_local_conll_and_jsonl(tmp_path: Path, no_network: None) -> None:
     write(tmp_path, "train.conll", "Berlin\tB-LOC\n")
     jsonl(tmp_path, {"tokens": ["Anna"], "ner_tags": ["B-PER"]}).rename(tmp_path / "dev.jsonl")
-    assert load_panx("de", "train", local_dir=tmp_path)[0].words == ["Berlin"]
-    assert load_panx("de", "dev", local_dir=str(tmp_path))[0].tags == ["B-PER"]
+    assert load_panx("de", "train", local_dir=tmp_path).sentences[0].words == ["Berlin"]
+    assert load_panx("de", "dev", local_dir=str(tmp_path)).sentences[0].tags == ["B-PER"]
     with pytest.raises(DataError, match=f"^{tmp_path}: found neither test.conll nor test.jsonl"):
         load_panx("de", "test", local_dir=tmp_path)
 
@@ -466,3 +600,90 @@ def test_merge_rejects_mismatched_predictions(tokenizer: BertTokenizerFast) -> N
         merge_window_predictions(windows, [labels[0], labels[1][:3], labels[2]], [10])
     with pytest.raises(ValueError, match="word 10 of sentence 0 has no prediction"):
         merge_window_predictions(windows, labels, [11])
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits made from one file (nlu.tasks.ner.load_data)
+# ---------------------------------------------------------------------------------------------
+
+
+def numbered_conll(tmp_path: Path, name: str, count: int) -> Path:
+    """``count`` two-word sentences, sentence i being "w<i> <entity>" (each an entity)."""
+    return write(tmp_path, name, "".join(f"w{i}\tO\nE{i}\tB-PER\n\n" for i in range(count)))
+
+
+def test_dev_split_from_the_training_file_is_seeded_disjoint_complete_and_saved(tmp_path: Path) -> None:
+    from nlu.tasks.ner import NerData, load_data
+
+    train, test = numbered_conll(tmp_path, "dev.txt", 50), numbered_conll(tmp_path, "test.txt", 7)
+    data = NerData(train=str(train), dev=None, test=str(test), dev_fraction=0.2, split_seed=3)
+    splits = load_data(data)
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (40, 10, 7)
+    lines = [s.line for s in splits.train], [s.line for s in splits.dev]
+    assert set(lines[0]).isdisjoint(lines[1]) and sorted(lines[0] + lines[1]) == list(range(1, 150, 3))
+    assert lines[1] == sorted(lines[1])  # file order kept
+    assert [s.line for s in load_data(data).dev] == lines[1]  # same seed, same split
+    assert [s.line for s in load_data(NerData(**{**vars(data), "split_seed": 4})).dev] != lines[1]
+    assert splits.summary() == {
+        "train split": f"40 sentences of {train}",
+        "dev split": f"10 of the 50 sentences of {train}, drawn with data.split_seed=3 (dev_fraction 0.2; lines in "
+                     f"data_splits.json)",
+        "test split": f"7 sentences of {test}",
+    }
+    record = json.loads(splits.save(tmp_path).read_text())
+    assert record["dev"]["lines"] == lines[1] and record["train"] == {"source": str(train), "lines": lines[0]}
+    assert (record["dev"]["seed"], record["dev"]["fraction"], record["dev"]["of"]) == (3, 0.2, 50)
+
+
+def test_dev_and_test_split_from_one_file(tmp_path: Path) -> None:
+    from nlu.tasks.ner import NerData, load_data
+
+    only = numbered_conll(tmp_path, "all.txt", 100)
+    splits = load_data(NerData(train=str(only), dev=None, test=None, dev_fraction=0.1, test_fraction=0.2))
+    parts = [[s.line for s in part] for part in (splits.train, splits.dev, splits.test)]
+    assert [len(part) for part in parts] == [70, 10, 20]
+    assert sorted(sum(parts, [])) == list(range(1, 300, 3))  # every sentence in exactly one split
+    assert "20 of the 100 sentences" in splits.summary()["test split"]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "fragment"),
+    [
+        ({"test_fraction": 0.2}, ConfigError, "data.test names a test file and data.test_fraction asks to split one"),
+        ({"test": None}, ConfigError, "data.test must name a test file, or set data.test_fraction"),
+        ({"test": None, "test_fraction": 0.5, "dev": None, "dev_fraction": 0.5}, ConfigError,
+         "data.dev_fraction + data.test_fraction = 1 leaves nothing to train on"),
+        ({"test": None, "test_fraction": 0.0}, ConfigError, "data.test_fraction must be between 0 and 1"),
+        ({"panx_lang": "de", "test_fraction": 0.1}, ConfigError, "PAN-X (data.panx_lang) has its own test split"),
+        ({"train": "ONE", "dev": None, "dev_fraction": 0.5}, DataError,
+         "1 sentences are too few to split off data.dev_fraction=0.5"),
+    ],
+)
+def test_split_option_errors(tmp_path: Path, options: dict, error: type, fragment: str) -> None:
+    from nlu.tasks.ner import NerData, load_data
+
+    files = {"train": str(numbered_conll(tmp_path, "t.txt", 5)), "dev": str(numbered_conll(tmp_path, "d.txt", 2)),
+             "test": str(numbered_conll(tmp_path, "e.txt", 2))}
+    if options.get("train") == "ONE":
+        options = {**options, "train": str(numbered_conll(tmp_path, "one.txt", 1))}
+    with pytest.raises(error) as caught:
+        load_data(NerData(**{**files, **options}))
+    assert fragment in str(caught.value)
+
+
+def test_loader_reports_conversions_and_tag_map_counts(tmp_path: Path) -> None:
+    from nlu.tasks.ner import NerData, load_data
+
+    train = write(tmp_path, "train.txt", "a I-PERSON\nb I-PERSON\nc I-OTH\n\nd I-PERSON\n")
+    test = write(tmp_path, "test.txt", "e I-PERSON\nf O\ng I-OTH\n")
+    data = NerData(train=str(train), dev=str(train), test=str(test), scheme="iob1",
+                   tag_map={"PERSON": "PER", "OTH": "O", "TYPO": "O"})
+    with pytest.warns(UserWarning, match="data.tag_map: no entity of type TYPO in the files read"):
+        splits = load_data(data)
+    assert splits.mapped == {"PERSON": 5, "OTH": 3, "TYPO": 0}  # train 2 + dev 2 (same file) + test 1; OTH 1+1+1
+    summary = splits.summary()
+    assert summary["IOB1 entities converted (train)"] == 3 and summary["IOB1 entities converted (test)"] == 2
+    assert summary["tag_map PERSON → PER"] == 5 and summary["tag_map OTH → O (dropped)"] == 3
+    assert splits.save(tmp_path) is None  # nothing was split, nothing to record
+    with pytest.raises(ConfigError, match="data.scheme must be one of iob2, iob1"):
+        NerData(scheme="IOB")

@@ -8,8 +8,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+import nlu.evaluation.plots as plots
 from nlu.errors import DataError
-from nlu.evaluation.plots import plot_curves, plot_heatmap
+from nlu.evaluation.plots import fonts_for, plot_curves, plot_heatmap
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -49,3 +50,50 @@ def test_curves(tmp_path):
     with pytest.raises(DataError, match="every series is empty"):
         plot_curves({"train": []}, tmp_path / "empty.png", "step", "loss", "empty")
 
+
+
+def test_heatmap_row_labels_carry_support(tmp_path, monkeypatch):
+    ticks = []
+    original = plots.plt.Axes.set_yticks
+
+    def spy(axes, positions, labels=None, **options):
+        ticks.append([str(label) for label in labels])
+        return original(axes, positions, labels=labels, **options)
+
+    monkeypatch.setattr(plots.plt.Axes, "set_yticks", spy)
+    plot_heatmap(np.eye(2), ["PER", "LOC"], tmp_path / "x.png", "test · tags", normalized=True, support=[1, 40])
+    assert ticks == [["PER (n=1)", "LOC (n=40)"]]
+    with pytest.raises(DataError, match="1 support counts for 2 labels"):
+        plot_heatmap(np.eye(2), ["PER", "LOC"], tmp_path / "y.png", "t", normalized=True, support=[1])
+
+
+CJK_LABELS = ["B-人名", "I-人名", "B-地名", "O", "ダーバン"]
+
+
+def has_font_for(text: str) -> bool:
+    return not fonts_for([text])[1]
+
+
+def test_latin_labels_use_dejavu_alone():
+    assert fonts_for(["B-person", "Müller", "row-normalised"]) == (["DejaVu Sans"], set())
+
+
+def test_missing_glyphs_warn_once_not_per_glyph(tmp_path, monkeypatch):
+    # Without a CJK font matplotlib warned once per glyph and figure (272 warnings in the issue).
+    monkeypatch.setattr(plots, "_installed_fonts", lambda: [("DejaVu Sans", plots.font_manager.findfont("DejaVu Sans"))])
+    monkeypatch.setattr(plots, "_missing_glyphs_warned", False)
+    with pytest.warns(UserWarning) as caught:
+        for index in range(3):
+            plot_heatmap(np.eye(5), CJK_LABELS, tmp_path / f"{index}.png", "テスト", normalized=True, support=[1] * 5)
+            plot_curves({"損失": [(0, 1.0), (1, 0.5)]}, tmp_path / f"c{index}.png", "step", "loss", "損失")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1, messages
+    assert "no installed font has glyphs" in messages[0] and "fonts-noto-cjk" in messages[0]
+
+
+@pytest.mark.skipif(not has_font_for("".join(CJK_LABELS)), reason="no CJK font installed (apt-get install fonts-noto-cjk)")
+def test_cjk_labels_get_a_cjk_font_and_no_warning(tmp_path, recwarn):
+    families, missing = fonts_for(CJK_LABELS)
+    assert not missing and families[0] == "DejaVu Sans" and len(families) >= 2
+    plot_heatmap(np.eye(5), CJK_LABELS, tmp_path / "cjk.png", "テスト · 人名", normalized=True, support=[3] * 5)
+    assert not [w for w in recwarn if "Glyph" in str(w.message) or "glyphs" in str(w.message)]

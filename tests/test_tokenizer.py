@@ -1,8 +1,17 @@
+from pathlib import Path
+
 import pytest
 from transformers import AutoTokenizer, BertTokenizerFast
 
 from nlu.errors import CheckpointError, ConfigError, DataError
-from nlu.tokenizer import SPECIAL_TOKENS, load_tokenizer, save_tokenizer, train_tokenizer
+from nlu.tokenizer import (
+    SPECIAL_TOKENS,
+    choose_normalization,
+    load_tokenizer,
+    round_trip_failures,
+    save_tokenizer,
+    train_tokenizer,
+)
 
 TEXT = """\
 The city council voted on Tuesday to expand the bus network into the northern suburbs.
@@ -115,3 +124,68 @@ def test_load_errors_name_the_directory(tmp_path):
     (broken / "tokenizer.json").write_text("not json")
     with pytest.raises(CheckpointError, match="broken"):
         load_tokenizer(broken)
+
+
+# Real sentences in four scripts: the normalisation must keep their letters.
+JAPANESE = ["ダーバン で 会議 が 開か れ た 。", "東京 駅 で 電車 を 待っ て い ます 。",
+            "ジョージ は バス で 学校 に 行き ます 。", "大阪 の 天気 は 晴れ です 。", "ダーバン は 南アフリカ の 都市 です 。"]
+HINDI = ["नमस्ते दुनिया", "भारत की राजधानी नई दिल्ली है ।", "मुझे हिंदी पढ़ना पसंद है ।", "दिल्ली में आज बारिश हुई ।"]
+ARABIC = ["مَرْحَبًا بِكُمْ", "القاهرة هي عاصمة مصر .", "ذهبت إلى المدرسة في الصباح .", "مصر بلد جميل ."]
+GERMAN = ["Müller wohnt in der Königstraße in München.", "Die Bürger wählen schon früh am Morgen.",
+          "Schön, dass Sie gekommen sind, Frau Müller.", "Der Zug nach München fährt über Nürnberg."]
+ENGLISH = TEXT.splitlines()
+
+
+@pytest.mark.parametrize("texts, lowercase, strip", [
+    (JAPANESE, False, False), (HINDI, False, False), (ARABIC, False, False),
+    (GERMAN, True, False),  # umlauts in 9 of 33 words: meaningful, kept
+    (ENGLISH, True, True),  # no accents: BERT uncased, as before
+    (ENGLISH + ["We met at the café."], True, True),  # an incidental Latin accent: stripped like BERT
+    (ENGLISH + ["Stay safe ❤️!"], True, True),  # an emoji's variation selector is a mark on no letter
+    (ENGLISH + ["He said ダーバン."], True, False),  # rare, but stripping would damage the kana word
+])
+def test_normalisation_is_chosen_from_the_script(texts, lowercase, strip):
+    choice = choose_normalization(texts)
+    assert (choice.lowercase, choice.strip_accents) == (lowercase, strip), choice.reason
+
+
+def test_explicit_normalisation_overrides_auto_and_bad_values_are_refused():
+    choice = choose_normalization(JAPANESE, lowercase=True, strip_accents=True)
+    assert (choice.lowercase, choice.strip_accents, choice.reason) == (True, True, "as given")
+    with pytest.raises(ConfigError, match="strip_accents must be auto, true or false; got 'yes'"):
+        choose_normalization(JAPANESE, strip_accents="yes")
+
+
+@pytest.mark.parametrize("texts", [JAPANESE, HINDI, ARABIC, GERMAN])
+def test_default_tokenizer_keeps_the_letters_of_every_script(texts, recwarn):
+    # The old default (BERT uncased) turned "ダーバン で" into "タ ##ーハ ##ン て" and "नमस्ते" into "नमसत".
+    tokenizer = train_tokenizer(iter(texts * 3), vocab_size=400, min_frequency=1)
+    failures, checked = round_trip_failures(tokenizer, texts)
+    assert failures == [] and checked > 10
+    for text in texts:
+        expected = text.lower() if tokenizer.init_kwargs["do_lower_case"] else text
+        assert "".join(tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True).split()) == \
+            "".join(expected.split())
+    assert not [w for w in recwarn if "normalisation" in str(w.message)]
+
+
+def test_japanese_voicing_marks_survive_and_bert_uncased_warns(tmp_path):
+    tokenizer = train_tokenizer(iter(JAPANESE * 3), vocab_size=400, min_frequency=1)
+    tokens = tokenizer.tokenize("ダーバン で")
+    assert "".join(t.removeprefix("##") for t in tokens) == "ダーバンで"
+    save_tokenizer(tokenizer, tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert reloaded.tokenize("ダーバン で") == tokens  # the choice is saved with the tokenizer
+    with pytest.warns(UserWarning, match=r"changes \d+ of \d+ sampled words beyond lowercasing, e.g. .*'ダーバン' → 'ターハン'"):
+        train_tokenizer(iter(JAPANESE * 3), vocab_size=400, min_frequency=1, lowercase=True, strip_accents=True)
+
+
+def test_incidental_latin_accents_stripped_by_choice_do_not_warn(recwarn):
+    news = Path(__file__).resolve().parents[1] / "data" / "corpus" / "news.txt"
+    texts = ["The film was called Amores románticas."]  # first, so the round-trip sample holds it
+    texts += [line for line in news.read_text(encoding="utf-8").splitlines()[:400] if line.strip()]
+    assert sum(len(text.split()) for text in texts) > 5000  # one accented word in thousands: incidental
+    tokenizer = train_tokenizer(iter(texts), vocab_size=2000, min_frequency=1)
+    assert tokenizer.init_kwargs["strip_accents"] is True
+    assert round_trip_failures(tokenizer, texts)[0] == [("románticas.", "romanticas.")]
+    assert not [w for w in recwarn if "normalisation" in str(w.message)]

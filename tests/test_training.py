@@ -1,4 +1,6 @@
-"""The training loop end to end: loss falls, a killed run resumes exactly, two processes run."""
+"""The training loop: loss falls, a killed run resumes exactly, two processes run; the step
+reads nothing from the device, evaluation cadence adapts to the data size, precision is chosen
+from the hardware and recorded, progress is a setting."""
 
 import json
 import os
@@ -12,14 +14,99 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from nlu.config import EncoderConfig
 from nlu.data.corpus import read_documents
+from nlu.errors import ConfigError
+from nlu.model import ForPreTraining, ForSequenceClassification
 from nlu.settings import load_settings
 from nlu.tasks import pretrain
+from nlu.tasks.finetune import pad_batch, supervised_step
+from nlu.tasks.pretrain import PretrainingTask
 from nlu.tokenizer import save_tokenizer, train_tokenizer
-from nlu.training.loop import EpochSampler, linear_warmup_decay, parameter_groups
+from nlu.training import loop
+from nlu.training.config import TrainingConfig
+from nlu.training.loop import EpochSampler, linear_warmup_decay, parameter_groups, train
 
 ROOT = Path(__file__).resolve().parents[1]
 NEWS = ROOT / "data" / "corpus" / "news.txt"
+
+
+class ScriptedTask:
+    """A tiny sequence classifier for loop tests: real batches, real losses, and a dev metric
+    that follows ``scores`` (one value per evaluation) so that selection and stopping can be
+    checked against hand-counted steps. ``losses`` records every micro-batch's loss when asked."""
+
+    sampling_weights = None
+
+    def __init__(self, scores=None, record_losses=False):
+        self.scores, self.record_losses = scores, record_losses
+        self.evaluations, self.losses, self.tokens = 0, [], 0
+
+    def collate(self, examples):
+        return pad_batch(examples, pad_token_id=0)
+
+    def set_epoch(self, epoch):
+        pass
+
+    def training_step(self, model, batch):
+        loss, figures = supervised_step(model, batch)
+        if self.record_losses:
+            self.losses.append(loss.item())
+            self.tokens += int(batch["attention_mask"].sum())
+        return loss, figures
+
+    def evaluate(self, model):
+        value = self.scores[self.evaluations] if self.scores else 0.5
+        self.evaluations += 1
+        return {"f1": value}
+
+    def save_artifacts(self, directory):
+        pass
+
+
+def scripted_examples(count: int) -> list[dict]:
+    """``count`` examples of 3–8 tokens with a learnable label (whether token 5 occurs)."""
+    generator = torch.Generator().manual_seed(1)
+    examples = []
+    for _ in range(count):
+        ids = torch.randint(1, 20, (int(torch.randint(3, 9, (1,), generator=generator)),), generator=generator).tolist()
+        examples.append({"input_ids": ids, "token_type_ids": [0] * len(ids), "label": int(5 in ids)})
+    return examples
+
+
+def scripted_model(dropout: float = 0.1) -> ForSequenceClassification:
+    torch.manual_seed(0)
+    return ForSequenceClassification(EncoderConfig(
+        vocab_size=20, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position_embeddings=16,
+        hidden_dropout=dropout, attention_dropout=dropout, labels=["no", "yes"]))
+
+
+def scripted_config(output_dir, **options) -> TrainingConfig:
+    """2 examples per batch; ``examples``/2 steps per epoch. Selection: f1, higher is better."""
+    defaults = dict(output_dir=str(output_dir), batch_size=2, learning_rate=1e-2, warmup_ratio=0.0, cpu=True,
+                    log_every=1000, save_every=1000, select_metric="f1", select_mode="max", progress=False,
+                    mixed_precision="no")
+    return TrainingConfig(**{**defaults, **options})
+
+
+def scripted_run(output_dir, examples=24, scores=None, record_losses=False, **options):
+    task = ScriptedTask(scores, record_losses)
+    result = train(task, scripted_model(), scripted_examples(examples), scripted_config(output_dir, **options))
+    return result, task
+
+
+def read_log(output_dir) -> list[dict]:
+    return [json.loads(line) for line in (Path(output_dir) / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core host: one intra-op thread is ~10× faster than two that wait
+    for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def write_corpus(path: Path, documents) -> Path:
@@ -64,13 +151,144 @@ def test_schedule_warms_up_then_decays_linearly():
 
 
 def test_no_weight_decay_on_biases_and_layer_norms(tiny_config):
-    from nlu.model import ForPreTraining
-
     model = ForPreTraining(tiny_config)
     decay, no_decay = parameter_groups(model, 0.01)
     names = {id(p): n for n, p in model.named_parameters()}
     assert all(names[id(p)].endswith("weight") and p.ndim == 2 for p in decay["params"])
     assert {names[id(p)] for p in no_decay["params"]} >= {"encoder.embeddings.norm.weight", "mlm_head.bias"}
+
+
+def test_eval_every_takes_steps_or_a_share_of_an_epoch():
+    interval = lambda value: TrainingConfig(eval_every=value).eval_interval(steps_per_epoch=12)  # noqa: E731
+    assert [interval(v) for v in (0, 5, "30 steps", "0.5 epoch", "1 epoch", "2 epochs", ".1 epoch")] == \
+        [12, 5, 30, 6, 12, 24, 1]
+    for bad in ("half", -1, True, 0.5, "0 epochs", "1.5 steps"):
+        with pytest.raises(ConfigError, match="training.eval_every must be a number of steps"):
+            TrainingConfig(eval_every=bad)
+
+
+def test_mixed_precision_no_read_by_yaml_as_false_means_fp32():
+    assert TrainingConfig(mixed_precision=False).mixed_precision == "no"
+    settings = load_settings(None, ["task=ner", "training.mixed_precision=no"])
+    assert settings.training.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="training.mixed_precision must be auto, no, bf16, fp16; got 'fp8'"):
+        TrainingConfig(mixed_precision="fp8")
+
+
+def test_early_stopping_waits_while_the_metric_is_at_its_floor(tmp_path):
+    """The issue's small-data case: 12 steps per epoch, 10 epochs, an evaluation per epoch, patience 3,
+    and a dev F1 of 0 for the first four evaluations. Those used to count (stop at step 48 of 120
+    with F1 0); now counting starts once F1 has left 0: best 0.3 at step 72, no better at 84, 96,
+    108 → stop at 108."""
+    result, task = scripted_run(tmp_path / "run", examples=24, epochs=10, early_stopping_patience=3,
+                                scores=[0, 0, 0, 0, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3])
+    assert [entry["step"] for entry in result.state.history] == [12, 24, 36, 48, 60, 72, 84, 96, 108]
+    assert (result.state.step, result.state.stopped_early, result.state.best_step) == (108, True, 72)
+
+
+def test_early_stopping_never_before_min_epochs(tmp_path):
+    """Evaluations every half epoch (6 steps), patience 2: without a minimum the run stops at step 18
+    (best at 6, none better at 12 and 18); min_epochs=3 holds it to step 36."""
+    scores = [0.5] + [0.4] * 9
+    result, _ = scripted_run(tmp_path / "short", epochs=10, eval_every="0.5 epoch", early_stopping_patience=2,
+                             min_epochs=0, scores=scores)
+    assert [entry["step"] for entry in result.state.history] == [6, 12, 18] and result.state.stopped_early
+    result, _ = scripted_run(tmp_path / "held", epochs=10, eval_every="0.5 epoch", early_stopping_patience=2,
+                             min_epochs=3, scores=scores)
+    assert [entry["step"] for entry in result.state.history] == [6, 12, 18, 24, 30, 36] and result.state.step == 36
+
+
+def test_a_step_that_is_an_epoch_end_a_checkpoint_and_the_last_is_saved_once(tmp_path):
+    """Early stopping at an epoch end on a checkpoint step used to save that step twice and crash
+    (OSError: Directory not empty: .step-00000008 -> step-00000008)."""
+    result, _ = scripted_run(tmp_path / "run", examples=8, epochs=10, save_every=2, early_stopping_patience=1,
+                             scores=[0.5, 0.4])
+    assert (result.state.step, result.state.stopped_early) == (8, True)
+    assert [entry["step"] for entry in result.state.history] == [4, 8]
+    checkpoints = sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir())
+    assert checkpoints == ["step-00000006", "step-00000008"]
+    assert [record["step"] for record in read_log(tmp_path / "run") if record["split"] == "eval"] == [4, 8]
+
+
+def test_logged_loss_is_the_mean_of_the_steps_losses(tmp_path):
+    result, task = scripted_run(tmp_path / "run", examples=24, max_steps=6, log_every=3, record_losses=True)
+    train_lines = [record for record in read_log(tmp_path / "run") if record["split"] == "train"]
+    assert [record["step"] for record in train_lines] == [3, 6]
+    assert train_lines[0]["loss"] == pytest.approx(sum(task.losses[:3]) / 3, rel=1e-12)
+    assert train_lines[1]["loss"] == pytest.approx(sum(task.losses[3:]) / 3, rel=1e-12)
+    assert result.state.tokens_seen == task.tokens
+
+
+SYNCS = ("item", "tolist", "__int__", "__float__", "__bool__")
+
+
+@pytest.fixture
+def device_reads(monkeypatch):
+    """Every read of a tensor's value into Python (a host sync on a GPU), by the file that asked."""
+    reads = []
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            caller = sys._getframe(1)
+            reads.append((Path(caller.f_code.co_filename).as_posix(), caller.f_code.co_name, _name))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
+
+
+def reads_by(reads, *suffixes):
+    return [read for read in reads if read[0].endswith(suffixes)]
+
+
+def test_training_steps_read_nothing_from_the_device(device_reads, tiny_config):
+    """The tasks' steps return tensors; today's int(...) and .item() waited for the device each step."""
+    batch = pad_batch(scripted_examples(4), pad_token_id=0)
+    loss, figures = supervised_step(scripted_model(), batch)
+    assert set(figures) == {"tokens"} and isinstance(figures["tokens"], torch.Tensor)
+    model = ForPreTraining(tiny_config)
+    batch = {"input_ids": torch.randint(5, 101, (2, 12)), "attention_mask": torch.ones(2, 12, dtype=torch.long),
+             "token_type_ids": torch.zeros(2, 12, dtype=torch.long),
+             "mlm_labels": torch.full((2, 12), -100).index_fill_(1, torch.tensor([3, 7]), 9),
+             "nsp_labels": torch.tensor([0, 1])}
+    loss, figures = PretrainingTask.training_step(None, model, batch)
+    assert all(isinstance(value, torch.Tensor) and value.ndim == 0 for value in figures.values())
+    assert int(figures["tokens"]) == 24 and float(figures["mlm_accuracy"]) in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert reads_by(device_reads, "nlu/tasks/pretrain.py", "nlu/tasks/finetune.py") == []
+
+
+def test_the_loop_reads_figures_once_per_log_line(device_reads, tmp_path):
+    """12 steps, a log line every 6: two reads of the summed figures and two of the token count,
+    instead of a loss.item() and an int(tokens) on each of the 12 steps."""
+    scripted_run(tmp_path / "run", examples=24, max_steps=12, log_every=6, eval_every=100)
+    reads = reads_by(device_reads, "nlu/training/loop.py", "nlu/tasks/finetune.py")
+    assert [(function, kind) for _, function, kind in reads] == [("read", "tolist")] * 4
+
+
+def test_precision_is_chosen_from_the_hardware_printed_and_saved(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NLU_CPU_BF16", "1")
+    result, _ = scripted_run(tmp_path / "bf16", max_steps=2, mixed_precision="auto")
+    assert (result.precision.name, result.precision.reason) == ("bf16", "NLU_CPU_BF16=1")
+    saved = json.loads((tmp_path / "bf16" / "trainer_state.json").read_text())
+    assert saved["precision"] == {"name": "bf16", "reason": "NLU_CPU_BF16=1"}
+    # A second run in the same process, in another precision (Accelerate's state is process-wide).
+    monkeypatch.setenv("NLU_CPU_BF16", "0")
+    result, _ = scripted_run(tmp_path / "fp32", max_steps=2, mixed_precision="auto")
+    assert result.precision.name == "no"
+    printed = capsys.readouterr().out
+    assert printed.count("precision: bf16 (NLU_CPU_BF16=1)") == 1
+    assert printed.count("precision: fp32 (fp32: NLU_CPU_BF16=0)") == 1
+
+
+def test_progress_is_a_setting_with_a_label(tmp_path, monkeypatch):
+    bars, original = [], loop.tqdm
+    monkeypatch.setattr(loop, "tqdm", lambda **options: bars.append(options) or original(**options))
+    scripted_run(tmp_path / "ner", max_steps=2, progress=True, progress_label="ner-pretrained")
+    scripted_run(tmp_path / "quiet", max_steps=2, progress=False)
+    scripted_run(tmp_path / "plain", max_steps=2, progress=True)
+    assert [(bar["desc"], bar["disable"]) for bar in bars] == [("ner-pretrained", False), ("quiet", True),
+                                                               ("plain", False)]
 
 
 @pytest.mark.slow

@@ -1,22 +1,31 @@
 """nlu against transformers (issue #11): an exported NER model tags like nlu through transformers'
-own pipeline, and scripts/vs_transformers.py runs end to end on a tiny BERT (offline)."""
+own pipeline, and the two sides of scripts/vs_transformers.py do the same work on a tiny BERT (offline)."""
 
 import csv
 import json
-import subprocess
+import statistics
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModel
 
 from nlu.cli import main as nlu_main
 from nlu.config import EncoderConfig
+from nlu.data.classification import read_table
 from nlu.data.ner import label_list, read_ner_file
+from nlu.data.subsets import write_slices
 from nlu.model import ForTokenClassification
+from nlu.predict import words_of_text
+from nlu.reporting import machine
+from nlu.settings import load_settings
 from nlu.tokenizer import save_tokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import vs_transformers  # noqa: E402
 WNUT = ROOT / "data" / "ner" / "wnut16"
 RT = ROOT / "data" / "classification" / "rotten_tomatoes"
 
@@ -122,9 +131,10 @@ def test_exported_tagger_predicts_like_nlu_through_the_transformers_pipeline(kin
     exported = tmp_path / "exported"
     assert nlu_main(["export", "--model", str(model_dir), "--out", str(exported)]) == 0
     tokenizer = AutoTokenizer.from_pretrained(exported)
+    # Tweets whose words are the ones `nlu predict` splits their text into (it splits "t.i" and "'s").
     sentences = [s.words for s in read_ner_file(WNUT / "test.conll")
                  if len(tokenizer(s.words, is_split_into_words=True)["input_ids"]) <= 120
-                 and all(tokenizer.tokenize(word) for word in s.words)]
+                 and all(tokenizer.tokenize(word) for word in s.words) and words_of_text(" ".join(s.words))[0] == s.words]
     text_file = tmp_path / "sentences.txt"
     text_file.write_text("".join(" ".join(words) + "\n" for words in sentences), encoding="utf-8")
     capsys.readouterr()
@@ -156,60 +166,88 @@ def test_exported_tagger_predicts_like_nlu_through_the_transformers_pipeline(kin
         assert len(set(predicted)) >= 10 and sum(tag != "O" for tag in predicted) > 100
 
 
-@pytest.mark.slow
-def test_vs_transformers_quick_on_a_tiny_bert(wnut_tokenizer, tmp_path):
+def study_spec(task: str, framework: str, checkpoint: Path, runs: Path, variant: str = "base") -> dict:
+    """What scripts/vs_transformers.py hands one run's subprocess, for the --quick budget."""
+    budget = vs_transformers.QUICK[task]
+    data = load_settings(vs_transformers.TASK_FILES[task], [], task=task).data
+    files = write_slices({split: ROOT / data[split] for split in ("train", "dev", "test")},
+                         {split: budget[f"{split}_limit"] for split in ("train", "dev", "test")}, runs / "data" / task,
+                         vs_transformers.SUBSET_SEED)
+    return {"framework": framework, "variant": variant, "task": task, "seed": 1, "checkpoint": str(checkpoint),
+            "files": files, "budget": budget, "train_size": budget["train_limit"], "threads": 1,
+            "extra": vs_transformers.IMPROVED[task] if variant == "improved" else [],
+            "output_dir": str(runs / f"{task}-{framework}-{variant}"), "steps": 1,
+            "train_file": files["train"]}
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(wnut_tokenizer, tmp_path_factory):
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    checkpoint = tmp_path / "tiny-bert"
+    checkpoint = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(wnut_tokenizer)
     BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=128)).save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
-    out = tmp_path / "report"
-    command = [sys.executable, str(ROOT / "scripts" / "vs_transformers.py"), "--quick", "--checkpoint", str(checkpoint),
-               "--threads", "1", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]
-    completed = subprocess.run(command,
-                               capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    report = json.loads((out / "vs_transformers.json").read_text())
-    assert report["quick"] is True and report["seeds"] == [1]
-    assert set(report["runs"]) == {"ner/nlu/base", "ner/transformers/base", "classify/nlu/base",
-                                   "classify/transformers/base", "classify/nlu/improved"}
-    assert report["machine"]["torch_threads"] >= 1
-    for key, runs in report["runs"].items():
-        task = key.split("/")[0]
-        (run,) = runs
-        assert run["train_seconds"] > 0 and run["train_cpu_seconds"] > 0 and run["steps"] == 3
-        assert run["train_tokens"] > 0 and run["tokens_per_second"] > 0
-        assert 100 < run["peak_rss_mib"] < 16_000 and run["threads"] == report["machine"]["torch_threads"]
-        if task == "ner":
-            assert 0 <= run["test"]["f1"] <= 1 and 0 <= run["test"]["macro_f1"] <= 1
-            assert set(run["test"]["per_type_f1"]) <= {"company", "facility", "geo-loc", "movie", "musicartist",
-                                                       "other", "person", "product", "sportsteam", "tvshow"}
-        else:
-            assert 0 <= run["test"]["macro_f1"] <= 1
-            assert set(run["test"]["recall"]) == {"fresh", "plot", "rotten"}
-    # The same work on both sides: the same real tokens went through training.
-    for task in ("ner", "classify"):
-        (ours,), (theirs,) = report["runs"][f"{task}/nlu/base"], report["runs"][f"{task}/transformers/base"]
-        assert ours["train_tokens"] == theirs["train_tokens"]
-    assert set(report["targets"]) == {"ner/base", "classify/base", "classify/improved"}
-    markdown = (out / "vs_transformers.md").read_text()
-    assert "## Targets" in markdown and "Per entity type" in markdown and "--quick" in markdown
-    shares = report["paired_steps"]["matmul_share"]
-    assert 0 < shares["nlu"] < 1 and 0 < shares["transformers"] < 1 and "Matrix products" in markdown
-
-    # The step benchmark alone, again, into the saved results: the runs stay as they were.
-    rerun = subprocess.run([sys.executable, str(ROOT / "scripts" / "vs_transformers.py"), "--render",
-                            str(out / "vs_transformers.json"), "--rerun-paired", "--runs-dir", str(tmp_path / "runs")],
-                           capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    again = json.loads((out / "vs_transformers.json").read_text())
-    assert again["runs"] == report["runs"] and again["paired_steps"]["steps"] == report["paired_steps"]["steps"]
-    assert again["paired_steps"]["seconds"] != report["paired_steps"]["seconds"]  # measured anew
+    return checkpoint
 
 
-def test_rerun_paired_needs_saved_results():
-    completed = subprocess.run([sys.executable, str(ROOT / "scripts" / "vs_transformers.py"), "--rerun-paired"],
-                               capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert completed.returncode == 2 and "--rerun-paired re-measures into saved results" in completed.stderr
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["ner", "classify"])
+def test_both_sides_train_the_same_tokens_and_are_scored_alike(task, tiny_bert, tmp_path, one_thread):
+    """The quick budget on a tiny BERT: the same batches of the same real tokens on both sides,
+    every gold test entity / example scored, and a report rendered from the records alone."""
+    runs = {}
+    for framework in ("nlu", "transformers"):
+        spec = study_spec(task, framework, tiny_bert, tmp_path)
+        Path(spec["output_dir"]).mkdir(parents=True)
+        work = vs_transformers.run_nlu if framework == "nlu" else vs_transformers.run_transformers
+        runs[framework] = work(spec) | {"seed": 1, "tokens_per_second": 1.0, "peak_rss_mib": 1.0, "threads": 1,
+                                        "load_before": 0.0, "load_after": 0.0}
+    ours, theirs = runs["nlu"], runs["transformers"]
+    assert ours["steps"] == theirs["steps"] == 3  # 48 training examples, batch 16, one epoch
+    assert ours["train_tokens"] == theirs["train_tokens"] > 0
+    test_file = study_spec(task, "nlu", tiny_bert, tmp_path)["files"]["test"]
+    if task == "ner":
+        gold = sum(tag.startswith("B-") for s in read_ner_file(test_file) for tag in s.tags)
+        for run in (ours, theirs):
+            assert sum(run["test"]["per_type_support"].values()) == gold > 0
+    else:
+        gold = {e.label for e in read_table(test_file)}
+        assert set(ours["test"]["recall"]) == set(theirs["test"]["recall"]) == gold == {"fresh", "plot", "rotten"}
+    result = {"command": "c", "seconds": 1.0, "quick": True, "checkpoint": str(tiny_bert),
+              "checkpoint_facts": vs_transformers.checkpoint_facts(str(tiny_bert)), "seeds": [1],
+              "machine": machine("transformers"), "budget": {task: {**vs_transformers.QUICK[task],
+                                                                    "sizes": {"train": 48, "dev": 24, "test": 24}}},
+              "improved_options": vs_transformers.IMPROVED, "paired_steps": None,
+              "runs": {f"{task}/nlu/base": [ours], f"{task}/transformers/base": [theirs]}}
+    text = vs_transformers.render(result)
+    assert f"{ours['train_tokens']:,}" in text and "## Targets" in text and "--quick" in text
+    parameters = sum(p.numel() for p in AutoModel.from_pretrained(tiny_bert).parameters())
+    assert f"{parameters:,} parameters" in text
+
+
+@pytest.mark.slow
+def test_paired_steps_time_both_models_on_the_same_batches(tiny_bert, tmp_path, one_thread):
+    spec = study_spec("ner", "paired", tiny_bert, tmp_path)
+    paired = vs_transformers.paired_steps(spec)
+    assert {side: len(times) for side, times in paired["seconds"].items()} == {"nlu": 1, "transformers": 1,
+                                                                               "nlu_grouped": 1}
+    assert 0 < paired["matmul_share"]["nlu"] < 1 and 0 < paired["matmul_share"]["transformers"] < 1
+    assert paired["padded_fraction"]["grouped"] <= paired["padded_fraction"]["random"]
+
+
+def test_the_committed_report_renders_from_its_json():
+    result = json.loads((ROOT / "reports" / "vs_transformers.json").read_text())
+    text = vs_transformers.render(result)
+    f1 = [run["test"]["f1"] for run in result["runs"]["ner/nlu/base"]]
+    assert f"| test entity F1 (micro, strict IOB2) | {statistics.mean(f1):.4f} ± {statistics.stdev(f1):.4f} |" in text
+    assert f"{result['checkpoint_facts']['parameters']:,} parameters" in text  # 22,713,216 for MiniLM-L6
+    assert result["command"] in text
+
+
+def test_rerun_paired_needs_saved_results(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["vs_transformers.py", "--rerun-paired"])
+    with pytest.raises(SystemExit) as stopped:
+        vs_transformers.main()
+    assert stopped.value.code == 2 and "--rerun-paired re-measures into saved results" in capsys.readouterr().err

@@ -2,22 +2,25 @@
 encoding into plain feature dicts.
 
 Every bad row is a :class:`~nlu.errors.DataError` naming ``path:line`` (physical lines, so a
-quoted field spanning several lines does not shift later numbers), never a skipped row.
+quoted field spanning several lines does not shift later numbers), never a skipped row: rows in
+equal examples out. CSV is read by RFC 4180 and malformed quoting is an error; TSV has no
+quoting unless asked for.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nlu.data import dataset_source, read_json_lines, read_text, require_column
+from nlu.data import dataset_source, read_json_lines, require_column
+from nlu.data.splits import MadeSplit, split_records
+from nlu.data.text import LINE_BREAK, LineIndex, read_text, split_lines
 from nlu.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -54,36 +57,84 @@ class _Columns:
 # ---------------------------------------------------------------------------------------------
 
 
-def _delimited_rows(path: str | PathLike, delimiter: str, columns: _Columns) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield ``(first physical line, row)``; the header is required and checked first.
+_QUOTED = re.compile(r'"((?:[^"]|"")*)"')
 
-    The text is split on ``\\n`` only so that csv's ``line_num`` counts the same physical lines
-    as an editor, while ``\\r\\n`` inside quoted fields survives untouched.
+
+def _csv_records(text: str, delimiter: str, path: str | PathLike) -> Iterator[tuple[int, list[str]]]:
+    """RFC 4180 records as ``(first physical line, fields)``; blank lines are skipped.
+
+    A field is either quoted — ``"..."`` with ``""`` for a quote, line breaks allowed inside and
+    kept as written — or plain, holding no quote at all. Anything else (``"He said "hi" there"``,
+    a quote inside a plain field, an unclosed quote) is an error at its line, never read as some
+    guess of what was meant: ``csv``'s lenient dialect rewrites such fields or swallows rows.
     """
-    reader = csv.reader(io.StringIO(read_text(path), newline="\n"), delimiter=delimiter)
-    try:
-        header = next(reader, None)
-        if not header:
-            raise DataError("expected a header line naming the columns (the file is empty or starts blank)", path, 1)
-        duplicates = sorted({name for name in header if header.count(name) > 1})
-        if duplicates:
-            raise DataError(f"duplicate column(s) {', '.join(map(repr, duplicates))} in the header", path, 1)
-        missing = [name for name in columns.required() if name not in header]
-        if missing:
-            raise DataError(
-                f"no column {', '.join(map(repr, missing))} in the header; available: {', '.join(map(repr, header))}",
-                path,
-                1,
-            )
-        start = reader.line_num + 1
-        for row in reader:
-            if row:
-                if len(row) != len(header):
-                    raise DataError(f"{len(row)} fields, but the header has {len(header)}", path, start)
-                yield start, dict(zip(header, row))
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise DataError(f"malformed {Path(path).suffix[1:].upper()}: {exc}", path, reader.line_num) from None
+    index = LineIndex(text)
+    plain = re.compile(f'[^"{re.escape(delimiter)}\r\n]*')
+    end_of_field = (delimiter, "\r", "\n")
+    position = 0
+    while position < len(text):
+        if text[position] in "\r\n":
+            position = LINE_BREAK.match(text, position).end()  # type: ignore[union-attr]  # a break is here
+            continue
+        line, fields = index.line(position), []
+        while True:
+            if text.startswith('"', position):
+                quoted = _QUOTED.match(text, position)
+                if quoted is None:
+                    raise DataError("a quoted field opens here and is never closed (RFC 4180)", path, index.line(position))
+                fields.append(quoted.group(1).replace('""', '"'))
+                position = quoted.end()
+                if position < len(text) and text[position] not in end_of_field:
+                    raise DataError(
+                        f"column {index.column(position)}: text after the closing quote of a quoted field; inside "
+                        f'quotes write a quote as "" (RFC 4180)', path, index.line(position))
+            else:
+                field_match = plain.match(text, position)
+                position = field_match.end()  # type: ignore[union-attr]  # the pattern matches the empty string
+                if text.startswith('"', position):
+                    raise DataError(
+                        f'column {index.column(position)}: a quote inside an unquoted field; quote the whole field and '
+                        f'write the quote as "" (RFC 4180)', path, index.line(position))
+                fields.append(field_match.group())  # type: ignore[union-attr]
+            if not text.startswith(delimiter, position):
+                break
+            position += len(delimiter)
+        yield line, fields
+        if position < len(text):
+            position = LINE_BREAK.match(text, position).end()  # type: ignore[union-attr]  # a field ends at a break
+
+
+def _tsv_records(text: str) -> Iterator[tuple[int, list[str]]]:
+    """Tab-separated lines, quotes being ordinary characters (a TSV has no quoting)."""
+    for number, line in enumerate(split_lines(text), start=1):
+        if line:
+            yield number, line.split("\t")
+
+
+def _delimited_rows(
+    path: str | PathLike, delimiter: str, columns: _Columns, quoted: bool
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(first physical line, row)``; the header is required and checked first."""
+    text = read_text(path)
+    records = _csv_records(text, delimiter, path) if quoted else _tsv_records(text)
+    first = next(records, None)
+    if first is None or first[0] != 1:
+        raise DataError("expected a header line naming the columns (the file is empty or starts blank)", path, 1)
+    header = first[1]
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise DataError(f"duplicate column(s) {', '.join(map(repr, duplicates))} in the header", path, 1)
+    missing = [name for name in columns.required() if name not in header]
+    if missing:
+        raise DataError(
+            f"no column {', '.join(map(repr, missing))} in the header; available: {', '.join(map(repr, header))}",
+            path,
+            1,
+        )
+    for line, row in records:
+        if len(row) != len(header):
+            raise DataError(f"{len(row)} fields, but the header has {len(header)}", path, line)
+        yield line, dict(zip(header, row))
 
 
 def _text_field(record: dict[str, Any], column: str, source: str, line: int) -> str:
@@ -125,16 +176,22 @@ def read_table(
     text_pair_column: str | None = None,
     label_column: str = "label",
     require_label: bool = True,
+    *,
+    tsv_quotes: bool = False,
 ) -> list[TextExample]:
     """Read CSV (.csv) or TSV (.tsv) with a header line, or JSONL (.jsonl) objects.
 
-    ``require_label=False`` is for unlabeled data to predict on: the label column may then be
-    absent or empty, giving ``label=None``.
+    CSV follows RFC 4180 strictly; TSV is split on tabs with quotes kept as text, unless
+    ``tsv_quotes`` says the TSV quotes fields the CSV way. ``require_label=False`` is for
+    unlabeled data to predict on: the label column may then be absent or empty, giving
+    ``label=None``. Every non-blank row becomes an example or an error.
     """
     columns = _Columns(text_column, text_pair_column, label_column, require_label)
     suffix = Path(path).suffix.lower()
     if suffix in DELIMITERS:
-        rows: Iterator[tuple[int, dict[str, Any]]] = _delimited_rows(path, DELIMITERS[suffix], columns)
+        rows: Iterator[tuple[int, dict[str, Any]]] = _delimited_rows(
+            path, DELIMITERS[suffix], columns, quoted=suffix == ".csv" or tsv_quotes
+        )
     elif suffix == ".jsonl":
         rows = read_json_lines(path)
     else:
@@ -255,32 +312,28 @@ def check_labels(examples: Sequence[TextExample], label_map: LabelMap, name: str
             )
 
 
-def stratified_split(
-    examples: Sequence[TextExample], dev_fraction: float, seed: int
-) -> tuple[list[TextExample], list[TextExample]]:
-    """Split off a dev set with the same label proportions, for datasets shipped without one."""
-    from sklearn.model_selection import train_test_split  # deferred: sklearn is slow to import
+def check_several_classes(examples: Sequence[TextExample], label_map: LabelMap) -> None:
+    """Refuse training data with a single class: the classifier would learn to output it for
+    everything, and score a perfect macro-F1 on data like it."""
+    if len(label_map) == 1:
+        sources = ", ".join(sorted({example.source for example in examples}))
+        raise DataError(
+            f"one class only: all {len(examples):,} training examples are labelled {label_map.names[0]!r}, so the "
+            f"classifier could only learn to predict it; set data.allow_single_class=true if that is intended",
+            sources,
+        )
 
-    if not 0 < dev_fraction < 1:
-        raise ConfigError(f"dev_fraction must be between 0 and 1, got {dev_fraction}")
+
+def stratified_split(
+    examples: Sequence[TextExample], fractions: Mapping[str, float], seed: int, source: str
+) -> tuple[dict[str, list[TextExample]], dict[str, MadeSplit]]:
+    """Split dev (and test) sets off ``examples`` class by class, for datasets shipped without
+    them: every class with at least 2 examples is in dev (3: also in test), and a smaller class
+    stays in training with a warning that names it (see :func:`~nlu.data.splits.split_records`)."""
     for example in examples:
         if example.label is None:
             raise DataError("cannot stratify: example has no label", example.source, example.line)
-    counts = Counter(example.label for example in examples)
-    for example in examples:
-        if counts[example.label] < 2:
-            raise DataError(
-                f"label {example.label!r} occurs only once, so it cannot be in both train and dev",
-                example.source,
-                example.line,
-            )
-    try:
-        train, dev = train_test_split(
-            list(examples), test_size=dev_fraction, random_state=seed, stratify=[e.label for e in examples]
-        )
-    except ValueError as exc:
-        raise DataError(f"cannot split {len(examples)} examples with dev_fraction={dev_fraction}: {exc}") from exc
-    return train, dev
+    return split_records(examples, [example.label for example in examples], fractions, seed, source, "examples")
 
 
 # ---------------------------------------------------------------------------------------------

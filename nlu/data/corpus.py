@@ -13,6 +13,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from nlu.data.text import read_text_lines
 from nlu.errors import DataError
 
 
@@ -36,36 +37,27 @@ def read_documents(paths: Sequence[str | PathLike]) -> list[Document]:
 
 
 def _read_file(path: Path) -> list[Document]:
-    if not path.is_file():
+    if not path.exists():
         raise DataError("corpus file not found", path)
     documents: list[Document] = []
     sentences: list[str] = []
     start = 0
-    # Binary iteration splits on "\n" only, so line numbers match what an editor shows even when a
-    # sentence contains other Unicode line separators.
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            text = _decode(raw, path, number).strip()
-            if text:
-                if not sentences:
-                    start = number
-                sentences.append(text)
-            elif sentences:
-                documents.append(Document(sentences, str(path), start))
-                sentences = []
+    # read_text_lines ends lines at \n, \r\n and a lone \r only, so line numbers match what an
+    # editor shows even when a sentence contains other Unicode line separators.
+    for number, line in read_text_lines(path):
+        text = line.strip()
+        if text:
+            if not sentences:
+                start = number
+            sentences.append(text)
+        elif sentences:
+            documents.append(Document(sentences, str(path), start))
+            sentences = []
     if sentences:
         documents.append(Document(sentences, str(path), start))
     if not documents:
         raise DataError("the file holds no sentences (it is empty or blank)", path)
     return documents
-
-
-def _decode(raw: bytes, path: Path, number: int) -> str:
-    # utf-8-sig drops a byte-order mark that some editors write at the start of the file.
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DataError(f"not valid UTF-8 ({error.reason} at byte {error.start})", path, number) from None
 
 
 def documents_from_dataset(dataset: Any, text_column: str = "text", document_column: str | None = None) -> list[Document]:

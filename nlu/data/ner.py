@@ -481,8 +481,9 @@ def check_label_sets(train: Sequence[NerSentence], other: Sequence[NerSentence],
 def _word_pieces(sentences: Sequence[NerSentence], tokenizer: PreTrainedTokenizerFast) -> list[list[list[int]]]:
     """Sub-token ids per word per sentence (one batched tokenizer call).
 
-    A word the tokenizer drops entirely (control or zero-width characters) becomes [UNK], so
-    that it still owns a position and gets a prediction.
+    A word the tokenizer drops entirely (control or zero-width characters, a soft hyphen that the
+    normaliser deletes) becomes the unknown token, so that it still owns a position and gets a
+    prediction.
     """
     encoding = tokenizer([s.words for s in sentences], is_split_into_words=True, add_special_tokens=False)
     result = []
@@ -520,7 +521,11 @@ def _window_spans(counts: list[int], budget: int, stride: int) -> list[tuple[int
 def _owners(spans: list[tuple[int, int]], counts: list[int]) -> list[int]:
     """For each word, the window where it has the most context: the largest distance (in
     sub-tokens) to the nearer window edge. A window edge at the sentence boundary cuts no
-    context, so it counts as infinitely far. Ties go to the earlier window."""
+    context, so it counts as infinitely far. Ties go to the earlier window.
+
+    Windows start and end in increasing order, so a word's windows are a run of consecutive
+    ones; only those are looked at (linear in the words, not words x windows, on a long document).
+    """
     offsets = [0, *accumulate(counts)]
 
     def context(span: tuple[int, int], word: int) -> float:
@@ -529,10 +534,18 @@ def _owners(spans: list[tuple[int, int]], counts: list[int]) -> list[int]:
         right = offsets[end] - offsets[word + 1] if end < len(counts) else math.inf
         return min(left, right)
 
-    return [
-        max((k for k, (start, end) in enumerate(spans) if start <= word < end), key=lambda k: context(spans[k], word))
-        for word in range(len(counts))
-    ]
+    owners, first = [], 0
+    for word in range(len(counts)):
+        while spans[first][1] <= word:
+            first += 1
+        best = first
+        for k in range(first + 1, len(spans)):
+            if spans[k][0] > word:
+                break
+            if context(spans[k], word) > context(spans[best], word):
+                best = k
+        owners.append(best)
+    return owners
 
 
 def _continuation_tag(tag: str) -> str:
@@ -594,7 +607,10 @@ def encode_ner(
     Nothing is truncated: a sentence longer than ``max_length - 2`` sub-tokens is covered by
     windows that overlap by up to ``stride`` sub-tokens, so every word is scored with context
     on both sides by at least one window. Only the first sub-token of a word carries its label
-    unless ``label_all_subtokens`` (then continuations get I-X for a B-X word).
+    unless ``label_all_subtokens`` (then continuations get I-X for a B-X word). With a
+    SentencePiece vocabulary that first piece may be a bare ``▁`` (XLM-R's for ``,`` is
+    ``▁`` + ``,``); the label sits there, as with transformers' ``word_ids()`` alignment. Special
+    tokens come from the tokenizer (``[CLS]``/``[SEP]`` or ``<s>``/``</s>``).
     """
     budget = max_length - 2
     if budget < 1 or not 0 <= stride < budget:

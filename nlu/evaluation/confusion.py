@@ -19,7 +19,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB2, Entities
 from sklearn.metrics import confusion_matrix
 
-from nlu.evaluation.metrics import EntityMode, check_labels, check_tag_sequences
+from nlu.evaluation.metrics import EntityMode, check_labels, check_tag_sequences, evaluated_labels
 from nlu.evaluation.plots import plot_heatmap
 from nlu.files import atomic_path
 
@@ -60,6 +60,11 @@ def entity_spans(tags: list[str], mode: EntityMode = "strict") -> list[Span]:
     if mode == "strict":
         return [Span(e.tag, e.start, e.end) for e in Entities([tags], IOB2).entities[0]]
     return [Span(kind, start, end + 1) for kind, start, end in get_entities(tags)]
+
+
+def entity_counts(tag_sequences: list[list[str]], mode: EntityMode = "strict") -> Counter:
+    """Entities per type over sentences: what an NER split holds, for its composition line."""
+    return Counter(span.type for tags in tag_sequences for span in entity_spans(tags, mode))
 
 
 def _overlap(a: Span, b: Span) -> int:
@@ -178,14 +183,24 @@ def write_confusion_csv(matrix: np.ndarray, labels: list[str], path: str | os.Pa
 
 
 def save_confusion_reports(
-    y_true: list[str], y_pred: list[str], labels: list[str], out_dir: str | os.PathLike, prefix: str
+    y_true: list[str], y_pred: list[str], labels: list[str], out_dir: str | os.PathLike, prefix: str, split: str
 ) -> list[Path]:
-    """Write ``{prefix}_confusion_{raw,true,pred,all}.{csv,png}`` into ``out_dir``; return the paths."""
+    """Write ``{prefix}_confusion_{raw,true,pred,all}.{csv,png}`` into ``out_dir``; return the paths.
+
+    ``labels`` are the classes the model knows; the matrices cover those present in this
+    split's gold labels or predictions (the label set of the scores, see nlu.evaluation.metrics).
+    ``split`` (e.g. "test (data/test.csv)") opens every title; each PNG row label carries its
+    true count, so a normalised row resting on one example is visibly small.
+    """
+    check_labels(y_true, y_pred, labels)
+    labels = evaluated_labels(y_true, y_pred, labels)
     out = Path(out_dir)
     paths = []
-    for kind, matrix in confusion_matrices(y_true, y_pred, labels).items():
+    matrices = confusion_matrices(y_true, y_pred, labels)
+    support = matrices["raw"].sum(axis=1)
+    for kind, matrix in matrices.items():
         stem = f"{prefix}_confusion_{kind}"
         paths.append(write_confusion_csv(matrix, labels, out / f"{stem}.csv"))
-        title = f"{prefix}: {NORMALIZATIONS[kind]}"
-        paths.append(plot_heatmap(matrix, labels, out / f"{stem}.png", title, normalized=kind != "raw"))
+        title = f"{split} · {prefix}: {NORMALIZATIONS[kind]}"
+        paths.append(plot_heatmap(matrix, labels, out / f"{stem}.png", title, normalized=kind != "raw", support=support))
     return paths

@@ -11,6 +11,15 @@ Classification and token scores carry the scalars ``accuracy``, ``balanced_accur
 ``mcc``, ``macro_f1`` and ``weighted_f1``; entity scores have none (seqeval defines no
 accuracy over spans). Values are Python ``float``/``int``, never numpy scalars, so they
 serialise to JSON as they are.
+
+One label set per evaluation: the classes present in the gold labels or the predictions of the
+evaluated split, so macro averages do not depend on which classes training happened to see.
+Training classes absent from both sides are listed under ``"not_in_split"``, not scored. A
+class with no gold example (only predicted) has ``recall: None`` — it has no recall, and
+printing 0 would read as "every example missed" — and its F1 counts as 0 in macro-F1 (its
+predictions are all wrong). Macro recall averages the classes that have gold examples, so it
+equals balanced accuracy; both equal scikit-learn's ``recall_score(average="macro",
+zero_division=np.nan)`` and macro-F1 equals ``f1_score(average="macro", zero_division=0)``.
 """
 
 from __future__ import annotations
@@ -18,8 +27,10 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections import Counter
 from typing import Literal
 
+import numpy as np
 from seqeval.metrics import classification_report as seqeval_report
 from seqeval.scheme import IOB2
 from sklearn.metrics import (
@@ -62,8 +73,16 @@ def check_labels(y_true: list[str], y_pred: list[str], labels: list[str]) -> Non
                 raise DataError(f"example {index}: {side} label {value!r} is not one of {list(labels)}")
 
 
-def _row(precision: float, recall: float, f1: float, support: int) -> dict[str, float | int]:
-    return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "support": int(support)}
+def _row(precision: float, recall: float, f1: float, support: int) -> dict[str, float | int | None]:
+    """One table row; recall is None for a class without gold examples (see the module docstring)."""
+    return {"precision": float(precision), "recall": float(recall) if support else None, "f1": float(f1),
+            "support": int(support)}
+
+
+def _macro_recall(per_class: dict[str, dict]) -> float:
+    """Mean recall over the classes with gold examples (= balanced accuracy); 0 when there are none."""
+    recalls = [row["recall"] for row in per_class.values() if row["support"]]
+    return float(np.mean(recalls)) if recalls else 0.0
 
 
 def entity_scores(true_tags: list[list[str]], pred_tags: list[list[str]], mode: EntityMode = "strict") -> dict:
@@ -88,28 +107,41 @@ def entity_scores(true_tags: list[list[str]], pred_tags: list[list[str]], mode: 
         entry = report.pop(f"{name} avg")
         clean = [0.0 if math.isnan(value) else value for value in (entry["precision"], entry["recall"], entry["f1-score"])]
         averages[name] = _row(*clean, entry["support"])
+        averages[name]["recall"] = clean[1]  # an average is a number even when nothing is true
     per_class = {
         label: _row(entry["precision"], entry["recall"], entry["f1-score"], entry["support"])
         for label, entry in sorted(report.items())
     }
+    # seqeval averages a type that is only ever predicted in as recall 0; see the module docstring.
+    averages["macro"]["recall"] = _macro_recall(per_class)
     return {"per_class": per_class, "averages": averages}
+
+
+def evaluated_labels(y_true: list[str], y_pred: list[str], labels: list[str]) -> list[str]:
+    """The label set of one evaluation: classes in the gold labels or the predictions, in ``labels`` order."""
+    present = set(y_true) | set(y_pred)
+    return [label for label in labels if label in present]
 
 
 def classification_scores(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict:
     """Accuracy, balanced accuracy, MCC and per-label/averaged precision/recall/F1 (scikit-learn).
 
-    ``labels`` fixes the row order and keeps labels absent from this split in the table (with
-    zeros) so reports from different splits line up.
+    ``labels`` are the classes the model knows (its training classes): every value must be one
+    of them, and they fix the row order. Rows and macro averages cover the classes present in
+    this split's gold labels or predictions; the others are listed under ``not_in_split``.
     """
     check_labels(y_true, y_pred, labels)
     if not y_true:
         raise DataError("no examples to score")
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    per_class = {label: _row(p, r, f, s) for label, p, r, f, s in zip(labels, precision, recall, f1, support)}
-    averages = {}
-    for name in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=name, zero_division=0)
-        averages[name] = _row(p, r, f, len(y_true))
+    scored = evaluated_labels(y_true, y_pred, labels)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=scored, zero_division=0)
+    per_class = {label: _row(p, r, f, s) for label, p, r, f, s in zip(scored, precision, recall, f1, support)}
+    weighted = precision_recall_fscore_support(y_true, y_pred, labels=scored, average="weighted", zero_division=0)
+    macro_recall = _macro_recall(per_class)
+    averages = {
+        "macro": _row(np.mean(precision), macro_recall, np.mean(f1), len(y_true)),
+        "weighted": _row(*weighted[:3], len(y_true)),
+    }
     with warnings.catch_warnings():
         # Predicted labels that never occur as true labels are expected (that is an error the
         # model makes); balanced accuracy then averages recall over the true labels only.
@@ -118,10 +150,12 @@ def classification_scores(y_true: list[str], y_pred: list[str], labels: list[str
     return {
         "per_class": per_class,
         "averages": averages,
+        "not_in_split": [label for label in labels if label not in per_class],
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(balanced),
         "mcc": float(matthews_corrcoef(y_true, y_pred)),
         "macro_f1": averages["macro"]["f1"],
+        "macro_recall": macro_recall,
         "weighted_f1": averages["weighted"]["f1"],
     }
 
@@ -139,17 +173,38 @@ def token_scores(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict
 
 
 def scores_markdown(scores: dict, label_header: str = "label", digits: int = 4) -> str:
-    """Render any scorer's output as Markdown: one row per class, then the averages, then the scalars."""
+    """Render any scorer's output as Markdown: one row per class, then the averages, then the scalars.
+
+    A class without gold examples shows "—" as recall and says so; training classes absent from
+    the split are named below the table rather than given a row of zeros."""
     lines = [
         f"| {label_header} | precision | recall | f1 | support |",
         "|---|---:|---:|---:|---:|",
     ]
     rows = list(scores["per_class"].items()) + [(f"**{name} avg**", row) for name, row in scores["averages"].items()]
     for label, row in rows:
-        values = " | ".join(f"{row[key]:.{digits}f}" for key in ("precision", "recall", "f1"))
-        lines.append(f"| {label} | {values} | {row['support']} |")
+        values = " | ".join("—" if row[key] is None else f"{row[key]:.{digits}f}" for key in ("precision", "recall", "f1"))
+        name = label if row["recall"] is not None else f"{label} (no gold examples, predicted only)"
+        lines.append(f"| {name} | {values} | {row['support']} |")
+    if scores.get("not_in_split"):
+        lines += ["", f"Classes of the model absent from this split (neither gold nor predicted): "
+                      f"{', '.join(scores['not_in_split'])}."]
     scalars = {name: value for name, value in scores.items() if isinstance(value, float)}
     if scalars:
         lines += ["", "| metric | value |", "|---|---:|"]
         lines += [f"| {name} | {value:.{digits}f} |" for name, value in scalars.items()]
     return "\n".join(lines) + "\n"
+
+
+def prediction_collapse(predicted: list[str], outside: str | None = None) -> str | None:
+    """Say so when every prediction is one label (a tagger that predicts only ``outside``, i.e. O,
+    or a classifier that predicts one class): the scores are then a baseline's, not a model's,
+    and the usual cause is a learning rate too low for the data (nlu.recipes) or too few steps.
+    None when the predictions vary."""
+    counts = Counter(predicted)
+    if len(counts) != 1:
+        return None
+    (label, count), = counts.items()
+    if outside is None:
+        return f"the classifier predicts only {label!r} (all {count:,} examples)"
+    return f"the tagger predicts only {label} (all {count:,} words)" + (": no entity found" if label == outside else "")

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from nlu.config import EncoderConfig
+from nlu.hardware import reads_values
 from nlu.model.dropout import Dropout
 from nlu.model.positions import sinusoidal_table
 
@@ -29,7 +30,7 @@ class Embeddings(nn.Module):
         self.config = config
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        self._check_inputs(input_ids, token_type_ids)
+        check_inputs(self.config, input_ids, token_type_ids, values=reads_values(input_ids.device))
         embedded = self.word_embeddings(input_ids)
         length = input_ids.shape[1]
         if self.position_embeddings is not None:
@@ -47,25 +48,31 @@ class Embeddings(nn.Module):
             embedded = embedded + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.norm(embedded))
 
-    def _check_inputs(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> None:
-        """Turn the index errors torch would raise deep inside ``nn.Embedding`` into plain words."""
-        config = self.config
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be a (batch, sequence) tensor, got shape {tuple(input_ids.shape)}")
-        length = input_ids.shape[1]
-        if config.position_encoding == "learned" and length > config.max_position_embeddings:
-            raise ValueError(
-                f"input has {length} tokens but the model has learned positions for only "
-                f"{config.max_position_embeddings}; split long inputs into windows (NER prediction does this)"
-            )
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= config.vocab_size):
-            raise ValueError(
-                f"input_ids must lie in [0, {config.vocab_size}); got values in "
-                f"[{int(input_ids.min())}, {int(input_ids.max())}] — was the tokenizer built for another vocabulary?"
-            )
-        if token_type_ids is not None:
-            if token_type_ids.shape != input_ids.shape:
-                raise ValueError(f"token_type_ids shape {tuple(token_type_ids.shape)} != input_ids shape "
-                                 f"{tuple(input_ids.shape)}")
-            if token_type_ids.numel() and (token_type_ids.min() < 0 or token_type_ids.max() >= config.type_vocab_size):
-                raise ValueError(f"token_type_ids must lie in [0, {config.type_vocab_size})")
+
+def check_inputs(config: EncoderConfig, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                 values: bool = True) -> None:
+    """Turn the index errors torch would raise deep inside ``nn.Embedding`` (on a GPU: a device-side
+    assert that kills the process) into plain words. Shapes are always checked; with ``values``
+    the ids themselves, which on a GPU means waiting for it, so the model does that on the CPU
+    only (or with NLU_DEBUG=1) and a GPU caller may check its host-side batch before the copy."""
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be a (batch, sequence) tensor, got shape {tuple(input_ids.shape)}")
+    length = input_ids.shape[1]
+    if config.position_encoding == "learned" and length > config.max_position_embeddings:
+        raise ValueError(
+            f"input has {length} tokens but the model has learned positions for only "
+            f"{config.max_position_embeddings}; split long inputs into windows (NER prediction does this)"
+        )
+    if token_type_ids is not None and token_type_ids.shape != input_ids.shape:
+        raise ValueError(f"token_type_ids shape {tuple(token_type_ids.shape)} != input_ids shape "
+                         f"{tuple(input_ids.shape)}")
+    if not values:
+        return
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= config.vocab_size):
+        raise ValueError(
+            f"input_ids must lie in [0, {config.vocab_size}); got values in "
+            f"[{int(input_ids.min())}, {int(input_ids.max())}] — was the tokenizer built for another vocabulary?"
+        )
+    if token_type_ids is not None and token_type_ids.numel() and (
+            token_type_ids.min() < 0 or token_type_ids.max() >= config.type_vocab_size):
+        raise ValueError(f"token_type_ids must lie in [0, {config.type_vocab_size})")

@@ -48,14 +48,14 @@ class EncoderLayer(nn.Module):
         self.dropout = Dropout(config.hidden_dropout)
         self.pre_norm = config.norm_placement == "pre"
 
-    def forward(self, hidden: torch.Tensor, padding: Padding | None, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """``hidden`` is (batch, seq, hidden), or (tokens, hidden) with padding removed.
+    def forward(self, hidden: torch.Tensor, padding: Padding, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``hidden`` is the stack's (tokens, hidden) rows (see :mod:`nlu.model.padding`).
 
         With ``rows`` (indices into the token rows) the layer's output is computed for those
         rows only, (len(rows), hidden): every token still serves as a key and value, so the
         rows come out as they would from the whole layer, without the work at the others.
         """
-        residual = hidden if rows is None else hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows)
+        residual = hidden if rows is None else hidden.index_select(0, rows)
         if self.pre_norm:
             hidden = residual + self.dropout(self.attention(self.attention_norm(hidden), padding, rows))
             return hidden + self.dropout(self.feed_forward(self.feed_forward_norm(hidden)))
@@ -71,7 +71,7 @@ class EncoderStack(nn.Module):
             nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_placement == "pre" else None
         )
 
-    def forward(self, hidden: torch.Tensor, padding: Padding | None, last_rows: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, padding: Padding, last_rows: torch.Tensor | None = None) -> torch.Tensor:
         """``last_rows``: the token rows the caller reads; the last layer computes only those."""
         for index, layer in enumerate(self.layers):
             hidden = layer(hidden, padding, last_rows if index == len(self.layers) - 1 else None)

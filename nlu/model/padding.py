@@ -1,16 +1,27 @@
-"""Padding-free computation for padded batches.
+"""How a (batch, seq) batch's tokens are laid out inside the encoder stack.
 
-Everything in a layer except attention works token by token (projections, feed-forward,
-LayerNorm, dropout), so on a padded batch it runs on the real tokens only, packed into one
-(tokens, hidden) matrix. Attention alone needs a (batch, seq) layout. It gets one per
-*segment*: the sequences, sorted by length, are cut into runs of similar length and each run
-is padded only to its own longest sequence. Attention's scores, softmax and dropout grow with
-length squared, so one long tweet no longer makes every short tweet of its batch pay for its
-length. Results are those of the padded batch (padded keys are masked out either way).
+Inside the stack there is one layout: a (rows, hidden) matrix of token vectors. Everything in a
+layer except attention works token by token (projections, feed-forward, LayerNorm, dropout), so
+it does not care where a row came from; attention alone needs a (batch, length) layout, which it
+gets per *segment* of rows. A :class:`Padding` says which positions the rows are and how they
+are cut into segments. Three layouts, chosen by :func:`padding_of`:
 
-Tokens are packed segment by segment, so each segment's tokens are one contiguous block of
-rows: attention splits the packed matrix into them in one step (whose gradient is one
-concatenation).
+- **no padding** (no mask, or nothing masked): the rows are every position in order and one
+  segment is the whole batch, with no key mask, so attention gets the plain (batch, seq) view
+  and SDPA its fastest, mask-free kernel. Laying out costs nothing (reshapes are views).
+- **packed** (CPU): the rows are the real tokens only, so padding costs no work outside
+  attention. The sequences, sorted by length, are cut into runs of similar length and each run
+  is padded only to its own longest sequence: attention's scores, softmax and dropout grow with
+  length squared, so one long tweet no longer makes every short tweet of its batch pay for its
+  length. Building it reads the mask's values (lengths, token counts) on the host.
+- **masked** (GPUs and other accelerators): the rows are every position, padding included, and
+  one segment with a key mask covers the batch. Packing would read the mask's values on the host
+  — a device sync in every forward, which stalls the GPU's queue — so there padding positions
+  are computed (and zeroed at the output) instead; the GPU has the arithmetic to spare.
+
+Results are those of the padded batch in every layout (padded keys are masked out either way).
+Packed rows are grouped segment by segment, so each segment is one contiguous block of rows and
+attention splits the matrix into segments in one step (whose gradient is one concatenation).
 """
 
 from __future__ import annotations
@@ -19,27 +30,31 @@ from dataclasses import dataclass
 
 import torch
 
-# What one more segment costs (one more round of small attention kernels, forward and backward),
-# in query-key pairs scored. On the 2-core CPU (MiniLM, NER batches of 32 tweets) any value from 0
-# to 4,096 gave the same step time within noise, and one segment per batch was 12% slower; 1,024
-# keeps segments few. Devices not listed keep one segment per batch: there each segment is more
-# kernel launches, and that trade has not been measured.
-SEGMENT_COST_IN_PAIRS = {"cpu": 1024}
+from nlu.hardware import reads_values
+
+SEGMENT_COST_IN_PAIRS = 1024
+"""What one more segment costs (one more round of small attention kernels, forward and backward),
+in query-key pairs scored. On the 2-core CPU (MiniLM, NER batches of 32 tweets) any value from 0
+to 4,096 gave the same step time within noise, and one segment per batch was 12% slower; 1,024
+keeps segments few."""
+
+PACKED_DEVICE_TYPES = frozenset({"cpu"})
+"""Devices where padded batches are packed; elsewhere they take the sync-free masked layout."""
 
 
 @dataclass(frozen=True)
 class Segment:
-    """Sequences attended to together: ``tokens`` consecutive packed rows, laid out
-    (batch, length) for attention."""
+    """Sequences attended to together: ``tokens`` consecutive rows, laid out (batch, length) for
+    attention."""
 
     tokens: int
     batch: int
     length: int
-    slots: torch.Tensor | None  # each token's place in the (batch · length) layout; None: no padding
-    key_mask: torch.Tensor | None  # (batch, 1, 1, length), True at real keys; None: no padding
+    slots: torch.Tensor | None  # each row's place in the (batch · length) layout; None: row i is place i
+    key_mask: torch.Tensor | None  # (batch, 1, 1, length), True at keys to attend to; None: every key
 
     def pad(self, block: torch.Tensor) -> torch.Tensor:
-        """This segment's packed rows (tokens, ...) → (batch, length, ...), zeros at padding."""
+        """This segment's rows (tokens, ...) → (batch, length, ...), zeros at places without a row."""
         if self.slots is not None:
             block = block.new_zeros(self.batch * self.length, *block.shape[1:]).index_copy_(0, self.slots, block)
         return block.view(self.batch, self.length, *block.shape[1:])
@@ -73,24 +88,45 @@ def cut_points(lengths: list[int], segment_cost: int) -> list[int]:
 
 
 class Padding:
-    """Where the real tokens of a (batch, seq) batch are, and how attention groups them."""
+    """Which (batch, seq) positions the stack's rows are, and how attention groups the rows.
 
-    def __init__(self, attention_mask: torch.Tensor, segment_cost: int | None):
+    Build one with :meth:`none`, :meth:`packed` or :meth:`masked` (or let :func:`padding_of` pick).
+    """
+
+    def __init__(self, segments: list[Segment], whole: Segment, real: torch.Tensor | None, device: torch.device):
+        self.segments = segments
+        self.whole = whole  # the whole batch as one more layout of the same rows
+        self.real = real  # (batch, seq) True at real tokens; None: no padding
+        self.device = device
+
+    @classmethod
+    def none(cls, batch: int, length: int, device: torch.device) -> Padding:
+        whole = Segment(batch * length, batch, length, None, None)
+        return cls([whole], whole, None, device)
+
+    @classmethod
+    def masked(cls, attention_mask: torch.Tensor) -> Padding:
+        """Every position a row, one segment with a key mask; reads no value of the mask. A sequence
+        with no real token attends to all its positions, so its rows stay finite (they are zeroed)."""
         real = attention_mask.bool()
         batch, width = real.shape
-        self.real_flat = real.flatten()
+        keys = real | ~real.any(1, keepdim=True)
+        whole = Segment(batch * width, batch, width, None, keys[:, None, None, :])
+        return cls([whole], whole, real, real.device)
+
+    @classmethod
+    def packed(cls, attention_mask: torch.Tensor, segment_cost: int | None) -> Padding:
+        """Real tokens only, in segments cut by :func:`cut_points` (one segment when
+        ``segment_cost`` is None)."""
+        real = attention_mask.bool()
+        batch, width = real.shape
         columns = torch.arange(1, width + 1, device=real.device)
         extents = (real * columns).amax(1).tolist()  # last real position + 1 (holes allowed)
         order = sorted((row for row in range(batch) if extents[row]), key=lambda row: extents[row])
         if not order:
             raise ValueError("every sequence of the batch is empty (attention_mask is all 0)")
-        if segment_cost is None:
-            ends = [len(order)]
-        else:
-            ends = cut_points([extents[row] for row in order], segment_cost)
-        self.segments: list[Segment] = []
-        gathers = []
-        first = 0
+        ends = [len(order)] if segment_cost is None else cut_points([extents[row] for row in order], segment_cost)
+        segments, gathers, first = [], [], 0
         for end in ends:
             rows = torch.tensor(order[first:end], device=real.device)
             length = extents[order[end - 1]]
@@ -98,46 +134,71 @@ class Padding:
             local = present.flatten().nonzero().squeeze(1)
             gathers.append(rows[local // length] * width + local % length)
             dense = local.numel() == present.numel()
-            self.segments.append(Segment(local.numel(), len(rows), length, None if dense else local,
-                                         None if dense else present[:, None, None, :]))
+            segments.append(Segment(local.numel(), len(rows), length, None if dense else local,
+                                    None if dense else present[:, None, None, :]))
             first = end
-        # packed row → its position in the flattened (batch, seq) batch
-        self.gather = torch.cat(gathers)
-        # the whole batch is one more layout of the same packed rows
-        self.whole = Segment(len(self.gather), batch, width, self.gather, None)
+        gather = torch.cat(gathers)  # row → its place in the flattened (batch, seq) batch
+        return cls(segments, Segment(len(gather), batch, width, gather, None), real, real.device)
 
-    def split(self, packed: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The packed (tokens, ...) rows of each segment."""
-        return packed.split([segment.tokens for segment in self.segments])
+    def split(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The rows (tokens, ...) of each segment."""
+        return rows.split([segment.tokens for segment in self.segments])
 
     def unpad(self, padded: torch.Tensor) -> torch.Tensor:
-        """(batch, seq, ...) → (tokens, ...), segment by segment."""
+        """(batch, seq, ...) → the stack's rows (tokens, ...)."""
         return self.whole.unpad(padded)
 
+    def pad(self, rows: torch.Tensor) -> torch.Tensor:
+        """The stack's rows (tokens, ...) → (batch, seq, ...), zeros at padded positions."""
+        padded = self.whole.pad(rows)
+        if self.real is None or self.whole.slots is not None:
+            return padded
+        return padded.masked_fill(~self.real.unsqueeze(-1), 0)
+
     def rows(self, positions: torch.Tensor) -> torch.Tensor:
-        """Where the (batch, seq) boolean POSITIONS, all real tokens, sit among the packed rows
-        (in row-major order of the positions)."""
+        """Where the (batch, seq) boolean POSITIONS, all real tokens, sit among the rows (in
+        row-major order of the positions). Checked where reading values is free (the CPU) or
+        with NLU_DEBUG=1."""
         wanted = positions.flatten()
-        if bool((wanted & ~self.real_flat).any()):
-            raise ValueError("outputs were asked for at padded positions (attention_mask 0), e.g. labels on "
-                             "padding; label only real tokens (use -100 elsewhere)")
-        row_of = torch.full_like(self.real_flat, -1, dtype=torch.long)
-        row_of[self.gather] = torch.arange(len(self.gather), device=row_of.device)
-        return row_of[wanted]
+        if self.real is not None and reads_values(wanted.device) and bool((wanted & ~self.real.flatten()).any()):
+            raise _padded_outputs_error()
+        if self.whole.slots is None:  # row i is position i
+            return wanted.nonzero().squeeze(1)
+        return self._row_of()[wanted]
 
-    def pad(self, packed: torch.Tensor) -> torch.Tensor:
-        """(tokens, ...) → (batch, seq, ...), zeros at padded positions."""
-        return self.whole.pad(packed)
+    def first_rows(self) -> torch.Tensor:
+        """The row of each sequence's first token ([CLS]), (batch,); found without reading any value
+        when rows are positions (no device sync)."""
+        places = torch.arange(0, self.whole.batch * self.whole.length, self.whole.length, device=self.device)
+        if self.whole.slots is None:
+            return places
+        rows = self._row_of()[places]
+        if bool((rows < 0).any()):  # packed batches are built on the host, so this read is free
+            raise _padded_outputs_error()
+        return rows
+
+    def _row_of(self) -> torch.Tensor:
+        """Each (batch · seq) place's row, -1 at padding (packed layout)."""
+        row_of = torch.full((self.whole.batch * self.whole.length,), -1, dtype=torch.long, device=self.device)
+        row_of[self.whole.slots] = torch.arange(self.whole.tokens, device=self.device)
+        return row_of
 
 
-def padding_of(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> Padding | None:
-    """None when nothing is padded: the plain dense path, and SDPA's fastest mask-free kernel."""
+def _padded_outputs_error() -> ValueError:
+    return ValueError("outputs were asked for at padded positions (attention_mask 0), e.g. labels on padding or "
+                      "an empty sequence; label only real tokens (use -100 elsewhere)")
+
+
+def padding_of(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> Padding:
+    """The layout for this batch (see the module docstring)."""
+    batch, length = input_ids.shape
     if attention_mask is None:
-        return None
+        return Padding.none(batch, length, input_ids.device)
     if attention_mask.shape != input_ids.shape:
         raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}")
+    if attention_mask.device.type not in PACKED_DEVICE_TYPES:
+        return Padding.masked(attention_mask)
     if bool(attention_mask.bool().all()):
-        return None
+        return Padding.none(batch, length, input_ids.device)
     # Cutting depends on the mask's values, which a compiled graph cannot branch on.
-    segment_cost = None if torch.compiler.is_compiling() else SEGMENT_COST_IN_PAIRS.get(attention_mask.device.type)
-    return Padding(attention_mask, segment_cost)
+    return Padding.packed(attention_mask, None if torch.compiler.is_compiling() else SEGMENT_COST_IN_PAIRS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +24,25 @@ from nlu.data.classification import (
     LabelMap,
     TextExample,
     check_labels,
+    check_several_classes,
     encode_classification,
     read_table,
     sampler_weights,
     stratified_split,
 )
+from nlu.data.splits import MadeSplit, check_fractions, save_made_splits, split_figures
 from nlu.errors import ConfigError
 from nlu.evaluation.confusion import save_confusion_reports
-from nlu.evaluation.metrics import classification_scores, scores_markdown
-from nlu.evaluation.report import write_run_report
+from nlu.evaluation.metrics import classification_scores, prediction_collapse, scores_markdown
+from nlu.evaluation.report import (
+    collapse_warning,
+    composition_markdown,
+    split_composition,
+    split_label,
+    write_run_report,
+)
 from nlu.files import write_text_atomic
+from nlu.recipes import Start, resolve_auto
 from nlu.model import ForSequenceClassification
 from nlu.settings import RunSettings, fill
 from nlu.tasks.finetune import (
@@ -46,7 +56,7 @@ from nlu.tasks.finetune import (
 )
 from nlu.tokenizer import save_tokenizer
 from nlu.training.losses import build_loss, class_weights, logit_adjustment
-from nlu.training.loop import train
+from nlu.training.loop import distributed_state, train
 
 ADJUSTMENT_FILE = "logit_adjustment.json"
 CLASSIFY_METRICS = ("macro_f1", "balanced_accuracy", "accuracy", "mcc", "weighted_f1")
@@ -55,26 +65,48 @@ CLASSIFY_METRICS = ("macro_f1", "balanced_accuracy", "accuracy", "mcc", "weighte
 @dataclass
 class ClassifyData:
     train: str = "data/classification/rotten_tomatoes/train.csv"
+    """Training file: CSV, TSV or JSONL with a text column and a label column."""
     dev: str | None = "data/classification/rotten_tomatoes/dev.csv"
     """None splits a stratified dev set off train (dev_fraction)."""
     test: str | None = "data/classification/rotten_tomatoes/test.csv"
+    """None: no test set, unless test_fraction splits one off train."""
     text_column: str = "text"
+    """Column holding the text."""
     text_pair_column: str | None = None
+    """Column holding the second text of a pair; None for single texts."""
     label_column: str = "label"
+    """Column holding the label."""
     dev_fraction: float = 0.1
+    """Share of train split off (stratified) as dev when dev is None."""
+    test_fraction: float | None = None
+    """Share of train split off (stratified) as test when test is None."""
+    split_seed: int = 0
+    """Seed of the splits made from data.train. Not the training seed, so that runs with several
+    training seeds are scored on the same dev and test examples."""
+    tsv_quotes: bool = False
+    """Read quotes in .tsv files as CSV-style quoting; by default a TSV quote is an ordinary character."""
+    allow_single_class: bool = False
+    """Train even if every training example has the same label (refused by default)."""
     tokenizer: str | None = None
+    """A tokenizer folder; default: the one saved with init (a model from scratch needs one)."""
     max_length: int = 128
+    """Sub-tokens per example, [CLS] and [SEP] included; longer texts are truncated (and counted in the report)."""
     eval_batch_size: int = 64
+    """Examples per batch when predicting dev and test."""
     loss: str = "ce"
     """ce, weighted_ce (balanced weights unless class_weights is given) or focal."""
     class_weights: list[float] | None = None
+    """Loss weight per class, in label order (weighted_ce, focal); None: balanced weights for weighted_ce."""
     focal_gamma: float = 2.0
+    """Focusing exponent of the focal loss; 0 is plain cross-entropy."""
     oversample: bool = False
     """Draw training examples with probability ∝ count(label)^-oversample_power."""
     oversample_power: float = 1.0
+    """1 draws every class equally often, 0 keeps the data's proportions (with oversample)."""
     logit_adjustment: str = "none"
     """none, train (add tau·log prior to logits in the loss) or predict (subtract it at prediction)."""
     logit_adjustment_tau: float = 1.0
+    """Scale tau of the log-prior logit adjustment."""
 
     def __post_init__(self) -> None:
         if self.logit_adjustment not in ("none", "train", "predict"):
@@ -82,7 +114,8 @@ class ClassifyData:
 
 
 def read_examples(data: ClassifyData, path: str, require_label: bool = True) -> list[TextExample]:
-    return read_table(path, data.text_column, data.text_pair_column, data.label_column, require_label)
+    return read_table(path, data.text_column, data.text_pair_column, data.label_column, require_label,
+                      tsv_quotes=data.tsv_quotes)
 
 
 def prediction_adjustment(model_dir: Path) -> torch.Tensor | None:
@@ -125,6 +158,8 @@ class ClassifyTask:
         self.predict_adjustment = adjustment if data.logit_adjustment == "predict" else None
         self.sampling_weights = (sampler_weights(train_label_ids, len(label_map), data.oversample_power)
                                  if data.oversample else None)
+        self.dev_collapse: list[str | None] = []
+        """Per dev evaluation: None, or the warning that every prediction was one class."""
 
     def collate(self, features: list[dict]) -> dict:
         return pad_batch(features, self.tokenizer.pad_token_id)
@@ -138,12 +173,15 @@ class ClassifyTask:
         if self.train_adjustment is not None:
             logits = logits + self.train_adjustment.to(logits.device)
         self.loss.to(logits.device)
-        return self.loss(logits.float(), labels), {"tokens": int(batch["attention_mask"].sum())}
+        return self.loss(logits.float(), labels), {"tokens": batch["attention_mask"].sum()}
 
     def evaluate(self, model: ForSequenceClassification) -> dict[str, float]:
         probabilities, _ = predict_probabilities(model, self.tokenizer, self.dev, self.max_length,
                                                  self.data.eval_batch_size, self.predict_adjustment)
         predicted = [self.label_map.to_name(i) for i in probabilities.argmax(-1)]
+        self.dev_collapse.append(prediction_collapse(predicted))
+        if self.dev_collapse[-1]:
+            warnings.warn(f"dev: {self.dev_collapse[-1]}", stacklevel=2)
         scores = classification_scores([e.label for e in self.dev], predicted, self.label_map.names)
         return {key: scores[key] for key in CLASSIFY_METRICS}
 
@@ -156,8 +194,9 @@ class ClassifyTask:
 
 def evaluate_classification(model: ForSequenceClassification, tokenizer, examples: list[TextExample], out_dir: Path,
                             max_length: int, batch_size: int, adjustment: torch.Tensor | None,
-                            title: str = "Classification evaluation") -> dict[str, Any]:
-    """Score ``examples`` and write metrics, confusion matrices (CSV + PNG), predictions and report.md."""
+                            title: str = "Classification evaluation", split: str = "evaluation") -> dict[str, Any]:
+    """Score ``examples`` and write metrics, confusion matrices (CSV + PNG), predictions and report.md.
+    ``split`` names the examples ("test") in titles, with their files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = list(model.config.labels)
     check_labels(examples, LabelMap(labels), "the evaluation data")
@@ -165,9 +204,12 @@ def evaluate_classification(model: ForSequenceClassification, tokenizer, example
     predicted = [labels[i] for i in probabilities.argmax(-1)]
     gold = [e.label for e in examples]
     scores = classification_scores(gold, predicted, labels)
-    save_confusion_reports(gold, predicted, labels, out_dir, "labels")
+    name = split_label(split, [e.source for e in examples])
+    save_confusion_reports(gold, predicted, labels, out_dir, "labels", name)
+    composition = split_composition(name, len(examples), Counter(gold), labels)
     results = {"scores": scores, "examples": len(examples), "truncated": truncated,
-               "class_counts": dict(Counter(gold))}
+               "class_counts": dict(Counter(gold)), "composition": composition,
+               "warning": prediction_collapse(predicted)}
     write_text_atomic(out_dir / "metrics.json", json.dumps(results, indent=2))
     table = io.StringIO()
     writer = csv.writer(table)
@@ -180,8 +222,11 @@ def evaluate_classification(model: ForSequenceClassification, tokenizer, example
         f"# {title}", "",
         f"{len(examples):,} examples ({counts}); {truncated} longer than max_length={max_length} were read "
         f"up to that length.", "",
-        f"Macro-F1 **{scores['macro_f1']:.4f}**, balanced accuracy {scores['balanced_accuracy']:.4f}, "
-        f"accuracy {scores['accuracy']:.4f}, MCC {scores['mcc']:.4f}.", "",
+        composition_markdown([composition]),
+        *([f"**Warning: {results['warning']}.**", ""] if results["warning"] else []),
+        f"Macro-F1 **{scores['macro_f1']:.4f}** over the {len(scores['per_class'])} classes in the gold labels or "
+        f"predictions, balanced accuracy (= macro recall, over the classes with gold examples) "
+        f"{scores['balanced_accuracy']:.4f}, accuracy {scores['accuracy']:.4f}, MCC {scores['mcc']:.4f}.", "",
         scores_markdown(scores, label_header="class"),
         "Confusion matrices: [raw](labels_confusion_raw.png) · [by row = recall](labels_confusion_true.png) · "
         "[by column = precision](labels_confusion_pred.png) · [over all](labels_confusion_all.png) "
@@ -192,33 +237,63 @@ def evaluate_classification(model: ForSequenceClassification, tokenizer, example
     return results
 
 
-def load_data(data: ClassifyData, seed: int) -> tuple[list[TextExample], list[TextExample], list[TextExample], LabelMap]:
-    train_examples = read_examples(data, data.train)
-    if data.dev is None:
-        train_examples, dev = stratified_split(train_examples, data.dev_fraction, seed)
-    else:
-        dev = read_examples(data, data.dev)
-    test = read_examples(data, data.test) if data.test else []
-    label_map = LabelMap.from_examples(train_examples)
+@dataclass
+class ClassifySplits:
+    """Examples per split, the label set, and how splits were made, for the report."""
+
+    train: list[TextExample]
+    dev: list[TextExample]
+    test: list[TextExample]
+    label_map: LabelMap
+    made: dict[str, MadeSplit]
+
+    def summary(self) -> dict[str, Any]:
+        """Flat figures for the run summary: where each split came from."""
+        return split_figures({"train": self.train, "dev": self.dev, "test": self.test}, self.made, "examples")
+
+    def save(self, directory: Path) -> Path | None:
+        """The split record (:data:`~nlu.data.splits.SPLITS_FILE`) when splits were made."""
+        return save_made_splits(directory, self.made, [e.line for e in self.train]) if self.made else None
+
+
+def load_data(data: ClassifyData) -> ClassifySplits:
+    """Train, dev and test examples. A split without a file is drawn from data.train, class by
+    class with data.split_seed (dev: dev_fraction; test: test_fraction)."""
+    if data.test is not None and data.test_fraction is not None:
+        raise ConfigError("data.test names a test file and data.test_fraction asks to split one off data.train; "
+                          "give one of them (data.test=null to split)")
+    fractions = {name: fraction for name, fraction in (("dev", data.dev_fraction), ("test", data.test_fraction))
+                 if getattr(data, name) is None and fraction is not None}
+    check_fractions(fractions)  # before reading: a bad fraction is a settings error
+    parts, made = stratified_split(read_examples(data, data.train), fractions, data.split_seed, data.train)
+    dev = parts["dev"] if "dev" in parts else read_examples(data, data.dev)
+    test = parts["test"] if "test" in parts else read_examples(data, data.test) if data.test else []
+    label_map = LabelMap.from_examples(parts["train"])
+    if not data.allow_single_class:
+        check_several_classes(parts["train"], label_map)
     check_labels(dev, label_map, "dev")
     check_labels(test, label_map, "test")
-    return train_examples, dev, test, label_map
+    return ClassifySplits(parts["train"], dev, test, label_map, made)
 
 
 def run(settings: RunSettings) -> dict[str, Any]:
     data = fill(ClassifyData, settings.data, f"{settings.source}: data")
-    train_examples, dev, test, label_map = load_data(data, settings.training.seed)
+    splits = load_data(data)
+    train_examples, dev, test, label_map = splits.train, splits.dev, splits.test, splits.label_map
     model, tokenizer = initial_model(settings, ForSequenceClassification, label_map.names, data.tokenizer)
     max_length = model_input_length(model.config, data.max_length)
     features, truncated = encode_classification(train_examples, tokenizer, label_map, max_length)
     choose_selection(settings.training, "macro_f1", CLASSIFY_METRICS)
+    pretrained = settings.init is not None and not settings.from_scratch
+    recipe = resolve_auto(settings.training, Start.of(model.config, pretrained), len(features))
     task = ClassifyTask(tokenizer, data, dev, label_map, [f["label"] for f in features], max_length)
     result = train(task, model, features, settings.training)
     output_dir = Path(settings.training.output_dir)
 
     def finish() -> dict[str, Any]:
         best_dir = result.best_model or result.final_model
-        best = ForSequenceClassification.from_pretrained(best_dir)
+        # The test set is scored on the device the run trained on (a GPU when there is one), in fp32.
+        best = ForSequenceClassification.from_pretrained(best_dir).to(distributed_state(settings.training).device)
         summary: dict[str, Any] = {
             "train_examples": len(train_examples), "train_truncated": truncated, "labels": label_map.names,
             "class_counts": dict(Counter(e.label for e in train_examples)), "best_step": result.state.best_step,
@@ -226,14 +301,26 @@ def run(settings: RunSettings) -> dict[str, Any]:
             "train_seconds": result.state.train_seconds,
             "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
         }
+        compositions = [split_composition(split_label("dev", [e.source for e in dev]), len(dev),
+                                          Counter(e.label for e in dev), label_map.names)]
+        test_warning = None
         if test:
             test_results = evaluate_classification(best, tokenizer, test, output_dir / "test", max_length,
                                                    data.eval_batch_size, prediction_adjustment(best_dir),
-                                                   "Classification test-set evaluation")
+                                                   "Classification test-set evaluation", "test")
             scores = test_results["scores"]
+            test_warning = test_results["warning"]
+            compositions.append(test_results["composition"])
             summary |= {"test_macro_f1": scores["macro_f1"], "test_balanced_accuracy": scores["balanced_accuracy"],
                         "test_accuracy": scores["accuracy"],
-                        **{f"test_recall[{label}]": scores["per_class"][label]["recall"] for label in label_map.names}}
+                        **{f"test_recall[{label}]": row["recall"] for label, row in scores["per_class"].items()
+                           if row["recall"] is not None},
+                        **{f"test_support[{label}]": row["support"] for label, row in scores["per_class"].items()}}
+        summary["warning"] = collapse_warning(task.dev_collapse, test_warning)
+        summary["recipe"] = recipe
+        summary["composition"] = compositions
+        summary |= splits.summary()
+        splits.save(output_dir)
         write_run_report(output_dir, settings, summary, "Classification fine-tuning", settings.training.select_metric)
         return summary
 

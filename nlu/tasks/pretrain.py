@@ -26,17 +26,28 @@ from nlu.training.loop import TrainingResult, distributed_state, train
 @dataclass
 class PretrainData:
     train_files: list[str] = field(default_factory=lambda: ["data/corpus/news.txt"])
+    """Corpus files to pretrain on (and to train the tokenizer on, without data.tokenizer)."""
     heldout_files: list[str] = field(default_factory=lambda: ["data/corpus/news_heldout.txt"])
+    """Corpus files whose masked-token loss is reported at each evaluation."""
     tokenizer: str | None = None
     """An existing tokenizer directory; without one a WordPiece vocabulary is trained on train_files."""
     vocab_size: int = 8000
-    lowercase: bool = True
+    """WordPiece vocabulary size when a tokenizer is trained."""
+    lowercase: bool | str = "auto"
+    """Fold case: auto (when most letters of the corpus have case), true or false (nlu.tokenizer.choose_normalization)."""
+    strip_accents: bool | str = "auto"
+    """Drop combining marks: auto (only incidental Latin accents, never kana voicing marks, Indic
+    vowel signs, Arabic harakat or frequent umlauts), true (BERT uncased) or false."""
     max_length: int = 128
+    """Sub-tokens per sentence pair, [CLS] and [SEP]s included."""
     mlm_probability: float = 0.15
+    """Share of tokens chosen for MLM (BERT: 0.15); of them 80% become [MASK], 10% a random token, 10% stay."""
     short_seq_probability: float = 0.1
+    """Share of pairs built shorter than max_length (BERT's short_seq_prob), so short inputs are seen too."""
     duplicates: int = 1
     """How many NSP pairings of the corpus to build (BERT's dupe_factor); masks are redrawn every epoch anyway."""
     eval_batch_size: int = 64
+    """Pairs per batch when scoring the held-out files."""
 
 
 class PretrainingTask:
@@ -56,13 +67,13 @@ class PretrainingTask:
 
     def training_step(self, model, batch):
         output = model(**batch)
-        with torch.no_grad():
+        with torch.no_grad():  # tensors left on the device: the loop reads them once per log line
             figures = {
-                "mlm_loss": output.mlm_loss.item(),
-                "nsp_loss": output.nsp_loss.item(),
-                "mlm_accuracy": (output.mlm_logits.argmax(-1) == output.mlm_targets).float().mean().item(),
-                "nsp_accuracy": (output.nsp_logits.argmax(-1) == batch["nsp_labels"]).float().mean().item(),
-                "tokens": int(batch["attention_mask"].sum()),
+                "mlm_loss": output.mlm_loss.detach(),
+                "nsp_loss": output.nsp_loss.detach(),
+                "mlm_accuracy": (output.mlm_logits.argmax(-1) == output.mlm_targets).float().mean(),
+                "nsp_accuracy": (output.nsp_logits.argmax(-1) == batch["nsp_labels"]).float().mean(),
+                "tokens": batch["attention_mask"].sum(),
             }
         return output.loss, figures
 
@@ -102,7 +113,8 @@ def prepare_tokenizer(data: PretrainData, output_dir: Path, state: PartialState)
     source = Path(data.tokenizer) if data.tokenizer else cached
     with state.main_process_first():
         if not data.tokenizer and not (cached / "tokenizer.json").is_file():
-            tokenizer = train_tokenizer(data.train_files, vocab_size=data.vocab_size, lowercase=data.lowercase)
+            tokenizer = train_tokenizer(data.train_files, vocab_size=data.vocab_size, lowercase=data.lowercase,
+                                        strip_accents=data.strip_accents)
             if state.is_main_process:
                 save_tokenizer(tokenizer, cached)
         return load_tokenizer(source)

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""The Python half of scripts/gpu_check.sh (run that): parity on a device, NER against the Trainer,
+and reports/gpu.md rendered from the JSON the steps wrote.
+
+    python scripts/gpu_check.py parity --device cuda --out WORK
+    python scripts/gpu_check.py ner --device cuda --checkpoint DIR --data DIR --out WORK [--sentences 2000 200 1000]
+    python scripts/gpu_check.py report --work WORK --out reports
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import transformers
+
+from nlu.crosslingual import read_blocks, sample_blocks, write_blocks
+from nlu.data.ner import label_list
+from nlu.evaluation.metrics import entity_scores
+from nlu.config import EncoderConfig
+from nlu.interop import hf_state_to_nlu
+from nlu.model import EncoderModel, ForPreTraining, ForTokenClassification
+from nlu.options import fill
+from nlu.parity import max_difference, parity_batch
+from nlu.reporting import command_line, machine, machine_line, table, write_report
+from nlu.runs import run
+from nlu.settings import load_settings
+from nlu.tasks.ner import NerData, read_split
+from nlu.tokenizer import save_tokenizer, train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+NER_TASK = ROOT / "tasks" / "panx_de.yaml"
+FP32_TOLERANCE = 1e-5
+BF16_TOLERANCE = 5e-2
+"""Largest difference allowed between nlu and transformers under the same bf16 autocast, relative
+to the largest fp32 output: bf16 keeps 8 significant bits (relative rounding 2⁻⁹ per product),
+and the two sides round at different places (fused QKV, the CPU's direct attention path)."""
+
+
+def relative(ours: torch.Tensor, theirs: torch.Tensor, reference: torch.Tensor, real: torch.Tensor | None) -> float:
+    return max_difference(ours.float(), theirs.float(), real) / float(reference.abs().max())
+
+
+@torch.no_grad()
+def parity(device: torch.device) -> dict:
+    """nlu against transformers with the same weights on DEVICE, on a padded batch: fp32 (TF32 off)
+    and both sides under bf16 autocast. On a GPU the padded batch takes nlu's masked layout."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    small = device.type == "cpu"  # the dry run: seconds, not minutes
+    options = dict(hidden_size=64 if small else 256, num_layers=2 if small else 4, num_heads=4,
+                   intermediate_size=128 if small else 1024)
+    bert = transformers.BertConfig(vocab_size=1000, hidden_size=options["hidden_size"],
+                                   num_hidden_layers=options["num_layers"], num_attention_heads=4,
+                                   intermediate_size=options["intermediate_size"], max_position_embeddings=128,
+                                   attn_implementation="sdpa", num_labels=5)
+    inputs = {key: value.to(device) for key, value in parity_batch(1000, 2, 8, 96, seed=0).items()}
+    real = inputs["attention_mask"]
+    checks = {}
+    for hf_class, nlu_class, read_theirs, read_ours in (
+            (transformers.BertModel, EncoderModel, lambda out: out.last_hidden_state, lambda out: out.hidden_states),
+            (transformers.BertForPreTraining, ForPreTraining, lambda out: out.prediction_logits,
+             lambda out: out.mlm_logits),
+            (transformers.BertForTokenClassification, ForTokenClassification, lambda out: out.logits,
+             lambda out: out.logits)):
+        torch.manual_seed(0)
+        theirs = hf_class(bert).to(device).eval()
+        ours = nlu_class(EncoderConfig(vocab_size=1000, max_position_embeddings=128, labels=[str(i) for i in range(5)],
+                                       **options))
+        ours.load_state_dict(hf_state_to_nlu(theirs.state_dict(), options["num_layers"]), strict=False)
+        ours = ours.to(device).eval()
+        reference = read_theirs(theirs(**inputs))
+        fp32 = max_difference(read_ours(ours(**inputs)), reference, real)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            ours_bf16, theirs_bf16 = read_ours(ours(**inputs)), read_theirs(theirs(**inputs))
+        checks[nlu_class.__name__] = {
+            "fp32_max_abs_difference": fp32, "fp32_ok": fp32 <= FP32_TOLERANCE,
+            "bf16_relative_difference": relative(ours_bf16, theirs_bf16, reference, real),
+            "bf16_nlu_vs_fp32": relative(ours_bf16, reference, reference, real),
+            "bf16_transformers_vs_fp32": relative(theirs_bf16, reference, reference, real)}
+        checks[nlu_class.__name__]["bf16_ok"] = checks[nlu_class.__name__]["bf16_relative_difference"] <= BF16_TOLERANCE
+    return {"device": str(device), "fp32_tolerance": FP32_TOLERANCE, "bf16_tolerance": BF16_TOLERANCE,
+            "checks": checks, "ok": all(c["fp32_ok"] and c["bf16_ok"] for c in checks.values())}
+
+
+def panx_folder(source: Path, sizes: list[int], folder: Path) -> Path:
+    """train/dev/test.conll drawn from one CoNLL file (GermEval's dev split by default, which has
+    more sentences than the three together), seeded: a PAN-X-shaped local_dir. Dev and test keep the
+    sentences whose tags the training sample has (nlu refuses tags it never trained on)."""
+    samples = sample_blocks(read_blocks(source), dict(zip(("train", "dev", "test"), sizes)), seed=13)
+    tags = lambda block: {line.split()[-1] for line in block}  # noqa: E731
+    known = set().union(*map(tags, samples["train"]))
+    for split, blocks in samples.items():
+        write_blocks(folder / f"{split}.conll", [block for block in blocks if tags(block) <= known])
+    return folder
+
+
+def trainer_ner(checkpoint: str, folder: Path, budget: dict, precision: str, device: torch.device, out: Path) -> dict:
+    """transformers' Trainer on the sentences nlu reads (same tag map), the same hyper-parameters,
+    the word-embedding matrix frozen as in tasks/panx_de.yaml; dev each epoch, best model kept."""
+    transformers.logging.set_verbosity_error()
+    data = fill(NerData, load_settings(NER_TASK, [f"data.local_dir={folder}"], task="ner").data, "data")
+    splits = {split: read_split(data, split).sentences for split in ("train", "dev", "test")}
+    labels = label_list(splits["train"])
+    ids = {tag: i for i, tag in enumerate(labels)}
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+
+    def encode(sentences) -> tuple[list[dict], list[list[int | None]]]:
+        encoded = tokenizer([s.words for s in sentences], is_split_into_words=True, truncation=True,
+                            max_length=budget["max_length"])
+        rows, firsts = [], []
+        for index, sentence in enumerate(sentences):
+            words, previous, first = encoded.word_ids(index), None, [None] * len(sentence.words)
+            targets = []
+            for position, word in enumerate(words):
+                starts = word is not None and word != previous
+                targets.append(ids[sentence.tags[word]] if starts else -100)
+                if starts:
+                    first[word] = position
+                previous = word
+            rows.append({key: encoded[key][index] for key in encoded.keys()} | {"labels": targets})
+            firsts.append(first)
+        return rows, firsts
+
+    encoded = {split: encode(sentences) for split, sentences in splits.items()}
+
+    def tags(logits, split) -> list[list[str]]:
+        best = logits.argmax(-1)
+        return [[labels[best[row, p]] if p is not None else "O" for p in first]
+                for row, first in enumerate(encoded[split][1])]
+
+    model = transformers.AutoModelForTokenClassification.from_pretrained(
+        checkpoint, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=ids)
+    model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
+    steps = math.ceil(len(encoded["train"][0]) / budget["batch_size"]) * budget["epochs"]
+    arguments = transformers.TrainingArguments(
+        output_dir=str(out / "trainer"), per_device_train_batch_size=budget["batch_size"],
+        per_device_eval_batch_size=64, learning_rate=budget["learning_rate"], num_train_epochs=budget["epochs"],
+        lr_scheduler_type="linear", warmup_steps=int(0.1 * steps), weight_decay=0.01, adam_epsilon=1e-6,
+        max_grad_norm=1.0, optim="adamw_torch_fused", seed=42, bf16=precision == "bf16",
+        use_cpu=device.type == "cpu", report_to="none", eval_strategy="epoch", save_strategy="epoch",
+        save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="f1", dataloader_num_workers=0)
+    trainer = transformers.Trainer(
+        model=model, args=arguments, train_dataset=encoded["train"][0], eval_dataset=encoded["dev"][0],
+        data_collator=transformers.DataCollatorForTokenClassification(tokenizer),
+        compute_metrics=lambda p: {"f1": entity_scores([s.tags for s in splits["dev"]], tags(p.predictions, "dev"))
+                                   ["averages"]["micro"]["f1"]})
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    trainer.compute_metrics = None
+    test = entity_scores([s.tags for s in splits["test"]], tags(trainer.predict(encoded["test"][0]).predictions, "test"))
+    return {"train_seconds": seconds, "steps": trainer.state.global_step, "test_f1": test["averages"]["micro"]["f1"]}
+
+
+def ner(args) -> dict:
+    """nlu (``nlu finetune ner --config tasks/panx_de.yaml``) and the Trainer on the same folder."""
+    folder = panx_folder(Path(args.data), args.sentences, args.out / "panx")
+    budget = {"max_length": 128, "batch_size": 32, "learning_rate": 2e-4, "epochs": args.epochs}
+    record = run(load_settings(NER_TASK, [
+        f"init={args.checkpoint}", f"data.local_dir={folder}", f"training.output_dir={args.out / 'nlu'}",
+        f"training.epochs={args.epochs}", "training.mixed_precision=auto", "training.progress=false",
+        f"training.cpu={str(args.device == 'cpu').lower()}", "training.save_every=100000"], task="ner"), force=True)
+    state = json.loads((args.out / "nlu" / "trainer_state.json").read_text())
+    precision = state["precision"]["name"]
+    nlu_side = {"train_seconds": record.summary["train_seconds"], "steps": record.summary["steps"],
+                "test_f1": record.summary["test_f1"], "precision": state["precision"]}
+    trainer = trainer_ner(str(args.checkpoint), folder, budget, precision, torch.device(args.device), args.out)
+    return {"checkpoint": str(args.checkpoint), "sentences": dict(zip(("train", "dev", "test"), args.sentences)),
+            "budget": budget, "nlu": nlu_side, "transformers": trainer,
+            "time_ratio": nlu_side["train_seconds"] / trainer["train_seconds"]}
+
+
+def tiny_checkpoint(folder: Path, data: Path) -> Path:
+    """A small random transformers BERT with a WordPiece vocabulary trained on DATA: the dry run's
+    stand-in for a real checkpoint (no download, seconds to build)."""
+    sentences = [line.split()[0] for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    tokenizer = train_tokenizer(iter(sentences), vocab_size=2000)
+    save_tokenizer(tokenizer, folder)
+    config = transformers.BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=128, max_position_embeddings=128)
+    transformers.BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def render(results: dict) -> str:
+    lines = ["# GPU check", "", f"Made by `{results['command']}`" + (" (dry run on the CPU, tiny sizes: no figure "
+             "here is a GPU measurement)" if results["dry_run"] else "") + ".", "",
+             f"Machine: {machine_line(results['machine'])}.", ""]
+    tests = results.get("tests")
+    if tests:
+        lines += [f"## Tests\n\n`{tests['command']}`: exit status {tests['status']}.", ""]
+    parity_result = results.get("parity")
+    if parity_result:
+        lines += [f"## Parity with transformers on {parity_result['device']} (padded batch, same weights)", "",
+                  f"fp32 (TF32 off) must agree to {parity_result['fp32_tolerance']:g} (max abs difference at real "
+                  f"tokens); under bf16 autocast both sides must agree to {parity_result['bf16_tolerance']:g} of the "
+                  "largest fp32 output. Each side's bf16 error against fp32 is shown beside it.", ""]
+        lines += table(["model", "fp32 max |Δ|", "bf16 nlu vs transformers", "bf16 nlu vs fp32",
+                        "bf16 transformers vs fp32", "pass"],
+                       [[name, f"{c['fp32_max_abs_difference']:.2e}", f"{c['bf16_relative_difference']:.2e}",
+                         f"{c['bf16_nlu_vs_fp32']:.2e}", f"{c['bf16_transformers_vs_fp32']:.2e}",
+                         "yes" if c["fp32_ok"] and c["bf16_ok"] else "**no**"]
+                        for name, c in parity_result["checks"].items()]) + [""]
+    bench = results.get("bench")
+    if bench:
+        gpu = bench.get("gpu") or {}
+        peak = gpu.get("dense_bf16_peak_flops") or bench["matmul_peak_flops"][bench["precision"]]
+        lines += [f"## Pretraining step, {bench['precision']} (scripts/bench.py; utilisation against "
+                  f"{'the ' + gpu['name'] + ' bf16 dense peak' if gpu.get('dense_bf16_peak_flops') else 'the measured matmul peak'},"
+                  f" {peak / 1e12:,.1f} TFLOP/s; measured bf16 matmul "
+                  f"{bench['matmul_peak_flops']['bf16'] / 1e12:,.1f} TFLOP/s)", ""]
+        rows = []
+        for config, entry in bench["configs"].items():
+            pre = entry["pretraining"]
+            for name, seconds in pre["seconds"].items():
+                rows.append([config, name, f"{pre['tokens'] / seconds:,.0f}", f"{pre['useful_flops'] / seconds / peak:.1%}"])
+        lines += table(["config", "run", "tokens/s", "model FLOP utilisation"], rows) + [""]
+    ner_result = results.get("ner")
+    if ner_result:
+        sides = (("nlu", ner_result["nlu"]), ("transformers Trainer", ner_result["transformers"]))
+        lines += [f"## PAN-X-style NER fine-tuning: {ner_result['checkpoint']}", "",
+                  f"Sentences {ner_result['sentences']}, {ner_result['budget']}, word embeddings frozen on both "
+                  f"sides; nlu precision: {ner_result['nlu']['precision']['name']} "
+                  f"({ner_result['nlu']['precision']['reason']}), the Trainer the same.", ""]
+        lines += table(["side", "train seconds", "steps", "test entity F1"],
+                       [[name, f"{side['train_seconds']:.1f}", side["steps"], f"{side['test_f1']:.4f}"]
+                        for name, side in sides]) + ["", f"nlu's time / the Trainer's: {ner_result['time_ratio']:.2f}.", ""]
+    return "\n".join(lines)
+
+
+def report(args) -> None:
+    work = Path(args.work)
+    read = lambda name: json.loads((work / name).read_text()) if (work / name).exists() else None  # noqa: E731
+    bench = next((read(path.name) for path in sorted(work.glob("bench_*.json"))), None)
+    results = {"command": args.command or command_line(), "dry_run": args.dry_run, "machine": machine("transformers"),
+               "tests": read("tests.json"), "parity": read("parity.json"), "bench": bench, "ner": read("ner.json")}
+    print(write_report(Path(args.out) / "gpu", results, render))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="step", required=True)
+    for name in ("parity", "ner"):
+        step = commands.add_parser(name)
+        step.add_argument("--device", default="cuda")
+        step.add_argument("--out", type=Path, required=True)
+    commands.choices["ner"].add_argument("--checkpoint", type=Path, required=True)
+    commands.choices["ner"].add_argument("--data", type=Path, required=True, help="a CoNLL file to draw the splits from")
+    commands.choices["ner"].add_argument("--sentences", type=int, nargs=3, default=[2000, 200, 1000])
+    commands.choices["ner"].add_argument("--epochs", type=int, default=3)
+    commands.add_parser("tiny-checkpoint").add_argument("--out", type=Path, required=True)
+    commands.choices["tiny-checkpoint"].add_argument("--data", type=Path, required=True)
+    summary = commands.add_parser("report")
+    summary.add_argument("--work", required=True)
+    summary.add_argument("--out", default=str(ROOT / "reports"))
+    summary.add_argument("--dry-run", action="store_true")
+    summary.add_argument("--command", help="the gpu_check.sh command line, for the report")
+    args = parser.parse_args()
+    if args.step == "report":
+        report(args)
+        return 0
+    if args.step == "tiny-checkpoint":
+        print(tiny_checkpoint(args.out, args.data))
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = parity(torch.device(args.device)) if args.step == "parity" else ner(args)
+    (args.out / f"{args.step}.json").write_text(json.dumps(result, indent=2, default=str))
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result.get("ok", True) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The command line's own surface: help text, --version, config show."""
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nlu
+from nlu import cli
+from nlu.config import EncoderConfig
+from nlu.describe import field_docs
+from nlu.runs import TASKS
+from nlu.training.config import TrainingConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+REST_MARKUP = re.compile(r"``|:(func|class|mod|meth):`")
+
+
+def help_of(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*argv, "--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [(), ("predict",), ("evaluate",), ("export",), ("config", "show"), ("finetune",)])
+def test_help_is_plain_text(capsys, command):
+    text = help_of(capsys, *command)
+    assert text.startswith("usage: nlu") and not REST_MARKUP.search(text), text
+
+
+def test_version_comes_from_the_package_metadata():
+    from importlib.metadata import version
+
+    completed = subprocess.run([sys.executable, "-m", "nlu.cli", "--version"], capture_output=True, text=True, check=True)
+    assert completed.stdout == f"nlu {version('nlu')}\n" == f"nlu {nlu.__version__}\n"
+
+
+def test_import_nlu_does_not_import_torch():
+    code = "import sys, nlu; print('torch' in sys.modules, callable(nlu.load))"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout == "False True\n"
+
+
+@pytest.mark.parametrize("task_file", ["wnut16_ner.yaml", "rotten_tomatoes.yaml", "pretrain_news.yaml"])
+def test_config_show_lists_every_option_the_validation_knows(capsys, task_file):
+    path = ROOT / "tasks" / task_file
+    assert cli.main(["config", "show", str(path)]) == 0
+    text = capsys.readouterr().out
+    task = {"wnut16_ner.yaml": "ner", "rotten_tomatoes.yaml": "classify", "pretrain_news.yaml": "pretrain"}[task_file]
+    sections = {"model": EncoderConfig, "data": TASKS[task].data_options, "training": TrainingConfig}
+    listed = re.findall(r"^  ([\w.]+): (.+?) = ", text, flags=re.MULTILINE)
+    expected = [("init", "str | None"), ("from_scratch", "bool")] + [
+        (f"{section}.{f.name}", str(f.type)) for section, cls in sections.items() for f in dataclasses.fields(cls)]
+    assert listed == expected
+    assert "  training.max_steps: int = 0" in text
+    meanings = {name: " ".join(meaning.split()) for name, meaning in
+                re.findall(r"^  ([\w.]+): .*\n((?:      .*\n)*)", text + "\n", flags=re.MULTILINE)}
+    for section, cls in sections.items():  # every docstring in the source is shown, as plain text
+        for name, doc in field_docs(cls).items():
+            assert meanings[f"{section}.{name}"] == doc
+    assert not REST_MARKUP.search(text)
+
+
+def test_config_show_marks_the_values_the_file_sets(capsys):
+    assert cli.main(["config", "show", str(ROOT / "tasks" / "wnut16_ner.yaml")]) == 0
+    text = capsys.readouterr().out
+    assert "  training.output_dir: str = runs/default   (this file: runs/wnut16_ner)" in text
+
+
+def test_config_show_of_a_missing_or_broken_file_is_one_line(tmp_path, capsys):
+    assert cli.main(["config", "show", str(tmp_path / "absent.yaml")]) == 2
+    assert capsys.readouterr().err == f"nlu: error: {tmp_path / 'absent.yaml'}: task file not found\n"
+
+
+def test_every_option_has_a_meaning():
+    """A new option without a docstring after its field would show up in config show without one."""
+    for cls in (EncoderConfig, TrainingConfig, *(entry.data_options for entry in TASKS.values())):
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in field_docs(cls)]
+        assert missing == [], f"{cls.__name__}: write a docstring after the field(s) {missing}"

@@ -1,0 +1,156 @@
+"""nlu export: the exported folder, served by transformers' pipelines, gives what nlu.load(...).predict gives.
+
+Random-weight models (see test_predict.py): parity of two serving paths holds for any weights.
+"""
+
+import csv
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+import yaml
+
+import nlu
+from nlu import cli
+from nlu.data.ner import label_list, read_ner_file
+from nlu.export import export
+from nlu.model import ForSequenceClassification, ForTokenClassification
+from test_predict import WNUT_TEST, save_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+RT_TEST = ROOT / "data" / "classification" / "rotten_tomatoes" / "test.csv"
+LABELS = ["fresh", "rotten", "plot"]
+
+
+def pipeline(task: str, model: Path, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return transformers.pipeline(task, model=str(model), device="cpu", **options)
+
+
+@pytest.fixture(scope="module")
+def wnut_texts() -> list[str]:
+    return [" ".join(sentence.words) for sentence in read_ner_file(WNUT_TEST)]
+
+
+@pytest.fixture(scope="module")
+def ner_export(tmp_path_factory) -> dict[str, Path]:
+    torch.manual_seed(3)
+    folder = tmp_path_factory.mktemp("ner_export")
+    model = save_tiny_model(ForTokenClassification, folder / "model", label_list(read_ner_file(WNUT_TEST)),
+                            max_length=64, stride=16)
+    return {"model": model, "out": export(model, folder / "hf")}
+
+
+@pytest.fixture(scope="module")
+def classifier_export(tmp_path_factory) -> dict[str, Path]:
+    """A classifier trained with logit_adjustment=predict: its run folder holds settings and scores."""
+    torch.manual_seed(4)
+    run = tmp_path_factory.mktemp("classify_run")
+    model = save_tiny_model(ForSequenceClassification, run / "best", LABELS, 0.5, max_length=48)
+    (model / "logit_adjustment.json").write_text(json.dumps({"subtract": [1.0, 0.0, -1.0]}))
+    (run / "settings.yaml").write_text(yaml.safe_dump({
+        "task": "classify", "init": "runs/pretrain_news/model", "from_scratch": False,
+        "data": {"train": "data/classification/rotten_tomatoes/train.csv", "logit_adjustment": "predict"},
+        "training": {"max_steps": 300, "learning_rate": 5e-4, "batch_size": 32, "seed": 42}}))
+    (run / "summary.json").write_text(json.dumps({"steps": 300, "best_step": 250, "test_macro_f1": 0.6123,
+                                                  "dev_macro_f1": 0.6456}))
+    return {"model": model, "run": run, "out": export(run, run.parent / "hf")}
+
+
+def texts_of(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [row["text"] for row in csv.DictReader(handle)]
+
+
+@pytest.mark.slow
+def test_ner_pipeline_gives_the_entities_nlu_gives_on_the_test_split(ner_export, wnut_texts):
+    tagger, served = nlu.load(ner_export["out"]), pipeline("token-classification", ner_export["out"],
+                                                           aggregation_strategy="first")
+    assert tagger.max_length == 64 and tagger.stride == 16  # read back from the export
+    tokenizer = tagger.tokenizer
+    short = [text for text in wnut_texts if len(tokenizer(text)["input_ids"]) <= 64]
+    assert len(short) == 201
+    compared = 0
+    for text, ours, theirs in zip(short, nlu.load(ner_export["model"]).predict(short), served(short, batch_size=32)):
+        assert [(e.type, e.start, e.end) for e in ours.entities] == [(e["entity_group"], e["start"], e["end"])
+                                                                      for e in theirs], text
+        np.testing.assert_allclose([e.score for e in ours.entities], [e["score"] for e in theirs], atol=1e-5)
+        compared += len(theirs)
+    assert compared > 500
+
+
+def test_ner_pipeline_reads_long_texts_without_crashing(ner_export, wnut_texts):
+    """Texts beyond max_length: truncated without stride, covered to the end with it (both served,
+    neither crashes). Entities near window edges can differ from nlu's, which cuts windows at word
+    boundaries and reads each word where it has the most context; the pipeline cuts sub-tokens."""
+    long_text = " ".join(wnut_texts[:10])
+    tokenizer = transformers.AutoTokenizer.from_pretrained(ner_export["out"])
+    assert tokenizer.model_max_length == 64 and len(tokenizer(long_text)["input_ids"]) > 300
+    truncated = pipeline("token-classification", ner_export["out"], aggregation_strategy="first")(long_text)
+    windowed = pipeline("token-classification", ner_export["out"], aggregation_strategy="first", stride=16)(long_text)
+    ours = nlu.load(ner_export["model"]).predict(long_text).entities
+    cut = max(e["end"] for e in truncated)
+    assert cut < len(long_text) // 3 < max(e["end"] for e in windowed)
+    for entity in windowed:
+        assert entity["start"] < entity["end"] and long_text[entity["start"]:entity["end"]].strip()
+    assert max(e.end for e in ours) > len(long_text) * 0.8
+
+
+@pytest.mark.slow
+def test_classifier_pipeline_gives_nlu_labels_with_the_adjustment_folded_in(classifier_export):
+    texts = texts_of(RT_TEST)
+    classifier = nlu.load(classifier_export["model"])
+    ours = classifier.predict(texts)
+    served = pipeline("text-classification", classifier_export["out"], truncation=True, top_k=None)
+    theirs = [{item["label"]: item["score"] for item in row} for row in served(texts, batch_size=64)]
+    assert [max(row, key=row.get) for row in theirs] == [result.label for result in ours]
+    np.testing.assert_allclose([[row[label] for label in LABELS] for row in theirs],
+                               [[result.probabilities[label] for label in LABELS] for result in ours], atol=1e-5)
+    assert len(set(result.label for result in ours)) == 3
+    # The adjustment matters: without it (log p + a is the unadjusted logit, up to a constant) a share
+    # of the labels would differ.
+    adjustment = json.loads((classifier_export["model"] / "logit_adjustment.json").read_text())["subtract"]
+    unadjusted = [LABELS[int(np.argmax(np.log([r.probabilities[label] for label in LABELS]) + adjustment))] for r in ours]
+    assert sum(a != b.label for a, b in zip(unadjusted, ours)) > len(texts) // 10
+    # Texts beyond max_length (48) are read up to it by both.
+    longest = max(texts, key=len) * 3
+    assert served([longest])[0][0]["label"] == nlu.load(classifier_export["model"]).predict(longest).label
+
+
+def test_exported_tokenizer_knows_its_length(classifier_export):
+    config = json.loads((classifier_export["out"] / "tokenizer_config.json").read_text())
+    assert config["model_max_length"] == 48
+    assert json.loads((classifier_export["out"] / "input_settings.json").read_text()) == {"max_length": 48, "stride": 32}
+
+
+def test_model_cards_say_how_to_serve_and_what_was_trained(ner_export, classifier_export):
+    card = (ner_export["out"] / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: token-classification\n")
+    assert 'aggregation_strategy="first", stride=16)' in card and "`B-company`" in card
+    assert "No run folder was found" in card
+    card = (classifier_export["out"] / "README.md").read_text()
+    assert "pipeline_tag: text-classification" in card and "truncation=True" in card
+    assert "| test_macro_f1 | 0.6123 |" in card and "| dev_macro_f1 | 0.6456 |" in card
+    assert "Started from: `runs/pretrain_news/model`" in card and "max_steps 300" in card
+    assert "train `data/classification/rotten_tomatoes/train.csv`" in card
+    assert "folded into the classifier bias" in card
+
+
+def test_export_command_and_its_errors(classifier_export, tmp_path, capsys):
+    assert cli.main(["export", "--model", str(classifier_export["run"]), "--out", str(tmp_path / "hf")]) == 0
+    assert (tmp_path / "hf" / "README.md").is_file() and "model card" in capsys.readouterr().out
+    assert cli.main(["export", "--model", str(classifier_export["out"]), "--out", str(tmp_path / "again")]) == 2
+    assert "not an nlu model folder" in capsys.readouterr().err
+    # predict and evaluate take the exported (transformers) folder, adjustment included
+    assert cli.main(["predict", "classify", "--model", str(tmp_path / "hf"), "--text", "so so"]) == 0
+    label = json.loads(capsys.readouterr().out)["label"]
+    assert label == nlu.load(classifier_export["model"]).predict("so so").label
+    data = tmp_path / "labelled.csv"
+    data.write_text("text,label\nso so," + label + "\na fine film,fresh\na man goes home,plot\n")
+    assert cli.main(["evaluate", "classify", "--model", str(tmp_path / "hf"), "--data", str(data)]) == 0
+    assert (tmp_path / "hf" / "evaluation" / "metrics.json").is_file()

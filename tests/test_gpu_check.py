@@ -1,0 +1,64 @@
+"""scripts/gpu_check.sh cannot rot: its dry run (the GPU check's every step, on the CPU at tiny
+sizes) runs here, and the GPU-only arithmetic (dense peaks, utilisation) is checked by hand."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name, tflops", [
+    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H200", 989.0),
+    ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L4", 121.0), ("Tesla V100-SXM2-16GB", None),
+])
+def test_gpu_dense_peaks_by_device_name(name, tflops):
+    peak = script("bench").gpu_dense_peak(name)
+    assert peak == (None if tflops is None else tflops * 1e12)
+
+
+def test_gpu_report_measures_utilisation_against_the_dense_peak():
+    """A GPU bench result as bench.py writes it: 100 ms for 48.4 TFLOP of model work on an H200 is
+    484 TFLOP/s, 48.9% of its 989 TFLOP/s bf16 dense peak."""
+    bench = {"precision": "bf16", "gpu": {"name": "NVIDIA H200", "dense_bf16_peak_flops": 989e12},
+             "matmul_peak_flops": {"fp32": 50e12, "bf16": 780e12},
+             "configs": {"base": {"pretraining": {"tokens": 4096, "useful_flops": 48.4e12,
+                                                  "seconds": {"nlu": 0.1, "transformers dense": 0.2}}}}}
+    results = {"command": "scripts/gpu_check.sh", "dry_run": False, "bench": bench,
+               "machine": {"cpu": "x", "cpu_flags": [], "cores": 16, "gpu": "NVIDIA H200", "torch": "2.11",
+                           "torch_threads": 16, "python": "3.12", "load_average": [0.1, 0.1, 0.1]}}
+    text = script("gpu_check").render(results)
+    assert "the NVIDIA H200 bf16 dense peak, 989.0 TFLOP/s; measured bf16 matmul 780.0 TFLOP/s" in text
+    assert "| base | nlu | 40,960 | 48.9% |" in text and "| base | transformers dense | 20,480 | 24.5% |" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_dry_run_runs_every_step_and_writes_the_report(tmp_path):
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu.json").read_text())
+    assert report["dry_run"] and report["tests"]["status"] == 0
+    assert report["parity"]["ok"] and set(report["parity"]["checks"]) == {
+        "EncoderModel", "ForPreTraining", "ForTokenClassification"}
+    assert all(check["fp32_max_abs_difference"] <= 1e-5 for check in report["parity"]["checks"].values())
+    assert set(report["bench"]["configs"]["tiny"]["pretraining"]["seconds"]) == {
+        "transformers dense", "transformers sparse (by hand)", "nlu"}
+    ner = report["ner"]
+    assert ner["nlu"]["steps"] == ner["transformers"]["steps"] == 2  # 64 sentences, batch 32, one epoch
+    assert ner["nlu"]["precision"]["name"] in ("bf16", "no")
+    assert "dry run on the CPU" in (tmp_path / "gpu.md").read_text()
