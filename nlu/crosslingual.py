@@ -11,11 +11,10 @@ matrices) into a folder per language.
 from __future__ import annotations
 
 import random
-
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nlu.data.ner import NerSentence
 from nlu.data.text import read_text_lines
@@ -25,6 +24,8 @@ from nlu.options import fill
 from nlu.predict import load
 from nlu.settings import load_settings
 from nlu.tasks.ner import NerData, evaluate_ner, read_split
+
+T = TypeVar("T")
 
 
 def read_blocks(path: str | PathLike) -> list[list[str]]:
@@ -48,8 +49,8 @@ def write_blocks(path: Path, blocks: Sequence[Sequence[str]]) -> Path:
     return path
 
 
-def sample_blocks(blocks: Sequence[Sequence[str]], sizes: Mapping[str, int], seed: int) -> dict[str, list]:
-    """Disjoint samples of ``sizes[name]`` sentences each: one shuffle with ``random.Random(seed)``
+def sample_blocks(blocks: Sequence[T], sizes: Mapping[str, int], seed: int) -> dict[str, list[T]]:
+    """Disjoint samples of ``sizes[name]`` sentences (blocks, or any records) each: one shuffle with ``random.Random(seed)``
     cut in the order of ``sizes`` (the rule of nlu.data.splits), each sample in file order; the
     rest of the file is left out."""
     if sum(sizes.values()) > len(blocks):

@@ -116,7 +116,8 @@ def run_trainer(spec: dict) -> dict:
         return entity_scores([s.tags for s in splits[split]], tags(logits, split))["averages"]["micro"]["f1"]
 
     model = transformers.AutoModelForTokenClassification.from_pretrained(
-        spec["checkpoint"], num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+        spec["checkpoint"], num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)})
     steps = math.ceil(len(splits["train"]) / recipe["batch_size"]) * recipe["epochs"]
     arguments = transformers.TrainingArguments(
         output_dir=str(Path(spec["output_dir"]) / "trainer"), per_device_train_batch_size=recipe["batch_size"],

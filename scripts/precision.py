@@ -74,6 +74,13 @@ def headline_of(task: str, run: dict) -> float:
     return run["figures"][STUDIES[task][3]]
 
 
+def final_train_loss(run: dict) -> float:
+    """The training loss of the run's last logged steps (its log.jsonl): a learning signal where the
+    headline is flat (an NER F1 of 0 after a short budget)."""
+    lines = (Path(run["output_dir"]) / "log.jsonl").read_text().splitlines()
+    return [entry for entry in map(json.loads, lines) if entry.get("split") == "train"][-1]["loss"]
+
+
 def study(task: str, seeds: list[int], quick: bool, runs_dir: Path) -> dict:
     config, overrides, slices, headline, lower = STUDIES[task]
     overrides = {**COMMON, **overrides, **(QUICK[task] if quick else {})}
@@ -85,6 +92,7 @@ def study(task: str, seeds: list[int], quick: bool, runs_dir: Path) -> dict:
     results = run_sweep(Sweep(name=task, config=str(ROOT / config), rows=ROWS, seeds=seeds, overrides=overrides),
                         task, runs_dir)
     per_row = {row: {"values": [headline_of(task, run) for run in entry["runs"]],
+                     "final_train_loss": [final_train_loss(run) for run in entry["runs"]],
                      "train_seconds": mean_std(run["figures"].get("train_seconds") for run in entry["runs"]),
                      "tokens_per_second": mean_std(run["figures"].get("tokens_per_second") for run in entry["runs"])}
                for row, entry in results["rows"].items()}
@@ -114,13 +122,14 @@ def render(results: dict) -> str:
              f"Machine: {machine_line(results['machine'])}. Load average (1, 5, 15 min) before the study "
              f"{', '.join(map(str, results['load_average_before']))}, after it "
              f"{', '.join(map(str, results['load_average_after']))}.", "",
+             *([results["note"], ""] if results.get("note") else []),
              "Both rows of a seed start from the same weights and see the same data order and masks; bf16 is "
              "autocast (matmuls in bf16; weights, AdamW states, softmax accumulation, LayerNorm and losses in fp32). "
              "*Within noise*: |bf16 − fp32| ≤ 2 standard errors of the difference of the means over seeds.", ""]
     rows = []
     for task, entry in results["studies"].items():
         fp32, bf16, check = entry["rows"]["fp32"], entry["rows"]["bf16"], entry["verdict"]
-        noise = "—" if check["within_noise"] is None else (
+        noise = "identical in every seed" if not any(entry["paired_differences"]) else "—" if check["within_noise"] is None else (
             f"{check['difference']:+.4f} (2 s.e. {check['two_standard_errors']:.4f}): "
             + ("within noise" if check["within_noise"] else "**outside noise**"))
         speed = fp32["train_seconds"]["mean"] / bf16["train_seconds"]["mean"]
@@ -129,10 +138,17 @@ def render(results: dict) -> str:
                      f"{cell(fp32['train_seconds'], 1)} / {cell(bf16['train_seconds'], 1)} ({speed:.2f}×)"])
     lines += table(["task", "figure", "fp32", "bf16", "bf16 − fp32", "train seconds fp32 / bf16 (speed-up)"], rows,
                    "llrrll")
-    lines += ["", "Per seed (fp32 → bf16):", ""]
+    lines += ["", "Train seconds are wall-clock on the shared host: the load of other sessions, not precision, "
+              "dominates them (speed: reports/bench_bf16.md).", "", "Per seed, fp32 → bf16 (headline figure; "
+              "training loss at the last logged step):", ""]
     for task, entry in results["studies"].items():
-        pairs = ", ".join(f"{a:.4f} → {b:.4f}" for a, b in zip(entry["rows"]["fp32"]["values"], entry["rows"]["bf16"]["values"]))
+        fp32, bf16 = entry["rows"]["fp32"], entry["rows"]["bf16"]
+        pairs = ", ".join(f"{a:.4f} → {b:.4f}" for a, b in zip(fp32["values"], bf16["values"]))
+        pairs += "; training loss " + ", ".join(f"{a:.4f} → {b:.4f}" for a, b in
+                                                zip(fp32["final_train_loss"], bf16["final_train_loss"]))
         interval = entry["bootstrap"]
+        paired = mean_std(entry["paired_differences"])
+        pairs += f"; paired difference {cell(paired)}"
         extra = (f"; paired bootstrap of the difference over test examples: {interval['mean_difference']:+.4f} "
                  f"[{interval['low']:+.4f}, {interval['high']:+.4f}]") if interval else ""
         lines.append(f"- **{task}** (`{entry['config']}` with {entry['overrides']}): {pairs}{extra}")

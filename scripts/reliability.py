@@ -258,7 +258,9 @@ def main() -> None:
         cases.append(
             {"group": group, "case": case, "behaviour": behaviour, "outcome": outcome, "tests": tests, "ran": len(matched)}
         )
-    result = {"command": command_line(), "machine": machine(), "cases": cases, "tests": len(outcomes)}
+    passed = sum(case["outcome"] == "passed" for case in cases)
+    result = {"command": command_line(), "machine": machine(), "cases": cases, "tests": len(outcomes),
+              "headline": f"{passed} of {len(cases)} cases of issue #19 pass ({len(outcomes)} tests ran)"}
     write_report(Path(args.out), result, render)
     print(render(result))
 

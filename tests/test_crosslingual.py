@@ -15,7 +15,7 @@ import torch
 
 from nlu.config import EncoderConfig
 from nlu.crosslingual import evaluate_languages, read_blocks, read_test_split, sample_blocks, write_blocks
-from nlu.data.ner import NerSentence, read_ner_file
+from nlu.data.ner import read_ner_file
 from nlu.errors import ConfigError, DataError
 from nlu.model import ForTokenClassification
 from nlu.options import fill
@@ -148,6 +148,7 @@ def test_frozen_embeddings_stay_bit_identical_and_have_no_optimizer_state(tmp_pa
     assert tuple(before.encoder.embeddings.word_embeddings.weight.shape) not in held
 
 
+@pytest.mark.slow
 def test_freezing_needs_a_pretrained_model(tmp_path, pretrained):
     frozen = "training.freeze_embeddings=true"
     settings = load_settings(ROOT / "tasks" / "wnut16_panx.yaml", [f"init={pretrained}", "from_scratch=true", frozen])

@@ -57,7 +57,7 @@ def test_the_dry_run_runs_every_step_and_writes_the_report(tmp_path):
         "EncoderModel", "ForPreTraining", "ForTokenClassification"}
     assert all(check["fp32_max_abs_difference"] <= 1e-5 for check in report["parity"]["checks"].values())
     assert set(report["bench"]["configs"]["tiny"]["pretraining"]["seconds"]) == {
-        "transformers dense", "transformers sparse (by hand)", "nlu"}
+        "transformers dense", "transformers sparse (by hand)", "nlu", "nlu in fp32 (no autocast)"}
     ner = report["ner"]
     assert ner["nlu"]["steps"] == ner["transformers"]["steps"] == 2  # 64 sentences, batch 32, one epoch
     assert ner["nlu"]["precision"]["name"] in ("bf16", "no")

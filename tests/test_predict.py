@@ -352,3 +352,11 @@ def test_evaluate_reads_a_raw_file_the_way_the_training_files_were_read(tmp_path
     assert cli.main(["evaluate", "ner", "--model", str(model), "--data", str(raw), "--out", str(tmp_path / "e2"),
                      "--scheme", "iob2"]) == 2
     assert "data.scheme=iob1" in capsys.readouterr().err
+
+
+def test_evaluate_names_the_file_and_line_of_a_tag_the_model_does_not_know(tmp_path, capsys):
+    model = save_tiny_model(ForTokenClassification, tmp_path / "model", ["O", "B-PER", "I-PER"], max_length=32, stride=8)
+    raw = tmp_path / "raw.conll"
+    raw.write_text("Anna\tB-PER\n\nin\tO\nLondon\tB-XYZ\n", encoding="utf-8")
+    assert cli.main(["evaluate", "ner", "--model", str(model), "--data", str(raw), "--out", str(tmp_path / "eval")]) == 2
+    assert f"{raw}:3: tag(s) ['B-XYZ'] are not among the model's labels" in capsys.readouterr().err

@@ -267,3 +267,8 @@ def test_bad_data_under_torchrun_is_reported_once_and_leaves_no_folder(tmp_path)
     assert result.returncode != 0
     assert len(ours) == 1 and f"{broken}:3" in ours[0]
     assert not output.exists()
+
+
+def test_pretraining_without_held_out_files_says_which_files_it_needs():
+    with pytest.raises(ConfigError, match=r"data.heldout_files is empty: pretraining needs corpus files for training"):
+        resolve(load_settings(str(ROOT / "tasks" / "pretrain_news.yaml"), ["data.heldout_files=[]"], task="pretrain"))

@@ -23,7 +23,7 @@ from nlu.data.ner import (
     read_ner,
 )
 from nlu.data.splits import MadeSplit, check_fractions, save_made_splits, split_figures, split_records
-from nlu.errors import ConfigError
+from nlu.errors import ConfigError, DataError
 from nlu.evaluation.confusion import entity_confusion, entity_counts, save_confusion_reports, write_confusion_csv
 from nlu.evaluation.metrics import entity_scores, prediction_collapse, scores_markdown, token_scores
 from nlu.evaluation.report import (
@@ -176,10 +176,20 @@ class NerTask:
                             tag_column=self.data.tag_column)
 
 
+def check_tags_known(sentences: Sequence[NerSentence], labels: list[str]) -> None:
+    """Gold tags the model was never trained on, named at the file and line of their first sentence."""
+    for sentence in sentences:
+        unknown = sorted(set(sentence.tags) - set(labels))
+        if unknown:
+            raise DataError(f"tag(s) {unknown} are not among the model's labels {labels}; if the file uses other "
+                            f"type names or IOB1, give --scheme or train with data.tag_map", sentence.source, sentence.line)
+
+
 def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSentence], out_dir: Path,
                  data: NerData, title: str = "NER evaluation", split: str = "evaluation") -> dict[str, Any]:
     """Score ``sentences`` and write every table and figure of the NER report into ``out_dir``.
     ``split`` names the sentences ("test") in titles, with their files."""
+    check_tags_known(sentences, list(model.config.labels))
     out_dir.mkdir(parents=True, exist_ok=True)
     max_length = model_input_length(model.config, data.max_length)
     predicted, windowed = predict_tags(model, tokenizer, sentences, max_length, data.stride, data.eval_batch_size)

@@ -49,6 +49,14 @@ class PretrainData:
     eval_batch_size: int = 64
     """Pairs per batch when scoring the held-out files."""
 
+    def __post_init__(self) -> None:
+        # Both are required: the held-out loss is what pretraining reports and selects on.
+        for name in ("train_files", "heldout_files"):
+            if not getattr(self, name):
+                raise ConfigError(f"data.{name} is empty: pretraining needs corpus files for training (data.train_files) "
+                                  f"and held-out files for its evaluation (data.heldout_files), e.g. "
+                                  f"data.{name}=[my_{name.split('_')[0]}.txt]")
+
 
 class PretrainingTask:
     def __init__(self, tokenizer, data: PretrainData, heldout_examples: list[dict], seed: int):
