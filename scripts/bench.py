@@ -68,6 +68,8 @@ GPU_DENSE_PEAKS = (
     ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0),
 )
 
+AUTOCAST_NOTE = " autocast on both sides (weights, optimizer, softmax accumulation, LayerNorm and losses in fp32)"
+
 
 def gpu_dense_peak(name: str) -> float | None:
     """bf16 dense FLOP/s of the GPU called NAME, or None when it is not in the table."""
@@ -447,9 +449,10 @@ def render(results: dict) -> str:
                 "not the time other processes held the shared cores." if results.get("clock") == "cpu" else ""), "",
              f"Machine: {machine_line(results['machine'])}; load average after the runs "
              f"{', '.join(map(str, results['machine'].get('load_average_after', [])))}.", "",
-             f"Precision: {'fp32' if precision == 'fp32' else precision + ' autocast on both sides (weights, optimizer, softmax accumulation, LayerNorm and losses in fp32)'}. "
+             f"Precision: {'fp32' if precision == 'fp32' else precision + AUTOCAST_NOTE}. "
              f"Measured matmul peaks (2048² `torch.mm` on the CPU, 8192² on a GPU; the best of readings before and "
-             f"after each config): {measured}. Utilisation = useful model FLOPs / time / {peak_text} (the fp32 comparison run: against the fp32 peak). "
+             f"after each config): {measured}. Utilisation = useful model FLOPs / time / {peak_text} "
+             f"(the fp32 comparison run: against the fp32 peak). "
              "Peak memory growth: each run's peak over the memory held before its first step (on the CPU, repeated "
              "alone in a child process; 3 steps).", ""]
     for name, entry in results["configs"].items():
@@ -468,7 +471,8 @@ def render(results: dict) -> str:
                       "",
                       "Utilisation counts the model's FLOPs (6·parameters·tokens + attention, vocabulary projection "
                       "at the masked positions). nlu executes fewer: its last layer computes the output projection "
-                      f"and feed-forward only for the {pre['masked']} masked positions and the {pre.get('batch', 32)} [CLS] rows, so of "
+                      f"and feed-forward only for the {pre['masked']} masked positions and the "
+                      f"{pre.get('batch', 32)} [CLS] rows, so of "
                       f"the model's {pre['useful_flops'] / 1e9:.0f} GFLOP per step it runs "
                       f"{pre['nlu_executed_flops'] / 1e9:.0f}: the executed FLOP rate is "
                       f"{pre['nlu_executed_flops'] / pre['seconds']['nlu'] / peak:.1%} of the peak.", ""]

@@ -211,8 +211,8 @@ def render(results: dict) -> str:
     if bench:
         gpu = bench.get("gpu") or {}
         peak = gpu.get("dense_bf16_peak_flops") or bench["matmul_peak_flops"][bench["precision"]]
-        lines += [f"## Pretraining step, {bench['precision']} (scripts/bench.py; utilisation against "
-                  f"{'the ' + gpu['name'] + ' bf16 dense peak' if gpu.get('dense_bf16_peak_flops') else 'the measured matmul peak'},"
+        against = f"the {gpu['name']} bf16 dense peak" if gpu.get("dense_bf16_peak_flops") else "the measured matmul peak"
+        lines += [f"## Pretraining step, {bench['precision']} (scripts/bench.py; utilisation against {against},"
                   f" {peak / 1e12:,.1f} TFLOP/s; measured bf16 matmul "
                   f"{bench['matmul_peak_flops']['bf16'] / 1e12:,.1f} TFLOP/s)", ""]
         rows = []
