@@ -21,17 +21,28 @@ def fill(cls: type[T], values: dict[str, Any], where: str | Callable[[str], str]
     ``where`` names the section in messages: a string such as ``"tasks/x.yaml: data"``, or (from
     ``RunSettings.where``) a function of the key that says whether that key came from the task
     file or from the command line."""
-    name_of = where if callable(where) else (lambda key: f"{where}.{key}")
+    name_of = _namer(where)
+    values = coerce_options(cls, values, where)
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise ConfigError(f"{name_of('')[:-1]}: {error}") from None
+
+
+def coerce_options(cls: type, values: dict[str, Any], where: str | Callable[[str], str]) -> dict[str, Any]:
+    """``values`` checked against ``cls``'s fields (unknown keys named) and coerced to their
+    types, without building ``cls`` — for options that only override a checkpoint's config."""
+    name_of = _namer(where)
     fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         place = name_of(unknown[0]).rpartition(".")[0] if len(unknown) == 1 or not callable(where) else name_of("")[:-1]
         raise ConfigError(f"{place}: unknown option(s) {unknown}; known: {sorted(fields)}")
-    values = {key: coerce(value, fields[key], name_of(key)) for key, value in values.items()}
-    try:
-        return cls(**values)
-    except TypeError as error:
-        raise ConfigError(f"{name_of('')[:-1]}: {error}") from None
+    return {key: coerce(value, fields[key], name_of(key)) for key, value in values.items()}
+
+
+def _namer(where: str | Callable[[str], str]) -> Callable[[str], str]:
+    return where if callable(where) else (lambda key: f"{where}.{key}")
 
 
 _WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}

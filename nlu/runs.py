@@ -38,7 +38,7 @@ from accelerate import PartialState
 from nlu.config import EncoderConfig
 from nlu.errors import ConfigError, NluError
 from nlu.machine import describe_machine
-from nlu.options import coerce, fill
+from nlu.options import coerce_options, fill
 from nlu.reporting import command_line
 from nlu.settings import RunSettings
 from nlu.tasks import classify, ner, pretrain
@@ -109,11 +109,7 @@ def resolve(settings: RunSettings) -> RunSettings:
 
 def check_model_options(settings: RunSettings) -> dict[str, Any]:
     where = settings.where("model")
-    types = {f.name: str(f.type) for f in dataclasses.fields(EncoderConfig)}
-    unknown = sorted(set(settings.model) - set(types))
-    if unknown:
-        raise ConfigError(f"{where(unknown[0]).rpartition('.')[0]}: unknown option(s) {unknown}; known: {sorted(types)}")
-    model = {key: coerce(value, types[key], where(key)) for key, value in settings.model.items()}
+    model = coerce_options(EncoderConfig, settings.model, where)
     if settings.init is None:
         fill(EncoderConfig, model, where)
     return model
