@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from safetensors.torch import load_file
@@ -81,13 +81,15 @@ def normalize_hf_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return normalized
 
 
+def renamed(state: dict[str, torch.Tensor], names: Iterable[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """The weights and biases of modules named ``old`` in STATE under ``new``, for each (old, new) pair present."""
+    return {f"{new}.{parameter}": state[f"{old}.{parameter}"] for old, new in names for parameter in ("weight", "bias")
+            if f"{old}.{parameter}" in state}
+
+
 def hf_state_to_nlu(state: dict[str, torch.Tensor], num_layers: int) -> dict[str, torch.Tensor]:
     state = normalize_hf_keys(state)
-    converted = {}
-    for ours, theirs in module_pairs(num_layers):
-        for parameter in ("weight", "bias"):
-            if f"{theirs}.{parameter}" in state:
-                converted[f"{ours}.{parameter}"] = state[f"{theirs}.{parameter}"]
+    converted = renamed(state, ((theirs, ours) for ours, theirs in module_pairs(num_layers)))
     if "cls.predictions.bias" in state:
         converted["mlm_head.bias"] = state["cls.predictions.bias"]
     for i in range(num_layers):
@@ -100,11 +102,7 @@ def hf_state_to_nlu(state: dict[str, torch.Tensor], num_layers: int) -> dict[str
 
 
 def nlu_state_to_hf(state: dict[str, torch.Tensor], num_layers: int) -> dict[str, torch.Tensor]:
-    converted = {}
-    for ours, theirs in module_pairs(num_layers):
-        for parameter in ("weight", "bias"):
-            if f"{ours}.{parameter}" in state:
-                converted[f"{theirs}.{parameter}"] = state[f"{ours}.{parameter}"]
+    converted = renamed(state, module_pairs(num_layers))
     if "mlm_head.bias" in state:
         converted["cls.predictions.bias"] = state["mlm_head.bias"]
         converted["cls.predictions.decoder.bias"] = state["mlm_head.bias"]

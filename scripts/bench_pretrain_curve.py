@@ -19,7 +19,10 @@ scored), and is scored at ``--points`` evenly spaced moments on the same held-ou
 the same masks, drawn once. The two runs alternate slice by slice (nlu to the first moment,
 then the reference, then nlu to the second, ...), so a busy machine slows both alike. The
 figure of merit is when nlu first reaches the reference's final held-out loss, as a fraction of
-the reference's time (issue #9's target: ≤ 1/3). Writes reports/pretrain_curve.{md,json,png}.
+the reference's time (issue #9's target: ≤ 1/3). ``--precision`` (default ``auto``: the rule
+``nlu pretrain`` uses, bf16 on CPUs with native bf16) applies to both sides' training steps alike
+(``torch.autocast`` around the forward, as Accelerate and ``TrainingArguments(bf16=True)`` do);
+held-out losses are scored in fp32 on both. Writes OUT/pretrain_curve{,_bf16}.{md,json,png}.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from bench import CONFIGS, VOCAB, bert_config, twin
 from nlu.data.corpus import read_documents
 from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
 from nlu.evaluation.plots import plot_curves
+from nlu.hardware import PRECISIONS, Precision, autocast, choose_precision
 from nlu.model import ForPreTraining
 from nlu.reporting import command_line, machine, machine_line, table, write_report
 from nlu.tokenizer import train_tokenizer
@@ -94,8 +98,8 @@ class TimedRun:
 
     def __init__(self, label: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  batches: Iterator[dict], loss_of_batch: Callable[[dict], torch.Tensor],
-                 score: Callable[[], float], warmup_steps: int):
-        self.label, self.model, self.optimizer = label, model, optimizer
+                 score: Callable[[], float], warmup_steps: int, precision: Precision):
+        self.label, self.model, self.optimizer, self.precision = label, model, optimizer, precision
         self.batches, self.loss_of_batch, self.score = batches, loss_of_batch, score
         self.schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_constant(warmup_steps))
         self.elapsed, self.steps, self.tokens = 0.0, 0, 0
@@ -107,7 +111,9 @@ class TimedRun:
         while self.elapsed < seconds:
             started = time.perf_counter()
             batch = next(self.batches)
-            self.loss_of_batch(batch).backward()
+            with autocast(torch.device("cpu"), self.precision):
+                loss = self.loss_of_batch(batch)
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
             self.schedule.step()
@@ -164,6 +170,7 @@ def run(args: argparse.Namespace) -> dict:
     ours = twin(reference, ForPreTraining, options)
     optimizer_options = dict(lr=args.learning_rate, betas=(0.9, 0.999), eps=1e-6)
     warmup = args.warmup_steps
+    precision = choose_precision(args.precision, torch.device("cpu"))
 
     nlu_collator = PretrainingCollator(tokenizer, mlm_probability=MLM_PROBABILITY, seed=args.seed)
     collator = transformers.DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY)
@@ -178,12 +185,12 @@ def run(args: argparse.Namespace) -> dict:
     nlu_run = TimedRun(
         "nlu", ours, torch.optim.AdamW(parameter_groups(ours, 0.01), fused=True, **optimizer_options),
         map(nlu_collator, example_batches(examples, args.batch_size, args.seed)), lambda batch: ours(**batch).loss,
-        lambda: heldout_loss(ours, heldout_batches, nlu_mlm_loss), warmup)
+        lambda: heldout_loss(ours, heldout_batches, nlu_mlm_loss), warmup, precision)
     reference_run = TimedRun(
         "transformers", reference, torch.optim.AdamW(parameter_groups(reference, 0.01), **optimizer_options),
         map(reference_batch, example_batches(examples, args.batch_size, args.seed)),
         lambda batch: reference(**batch).loss,
-        lambda: heldout_loss(reference, heldout_batches, reference_mlm_loss), warmup)
+        lambda: heldout_loss(reference, heldout_batches, reference_mlm_loss), warmup, precision)
     race([nlu_run, reference_run], args.seconds, args.points)
     nlu_result, reference_result = nlu_run.result(), reference_run.result()
 
@@ -196,7 +203,7 @@ def run(args: argparse.Namespace) -> dict:
                   "max_length": args.max_length, "learning_rate": args.learning_rate, "warmup_steps": warmup,
                   "train_pairs": len(examples), "heldout_pairs": len(heldout),
                   "heldout_masked_tokens": sum(int((b["mlm_labels"] != -100).sum()) for b in heldout_batches),
-                  "seconds": args.seconds, "seed": args.seed},
+                  "seconds": args.seconds, "seed": args.seed, "precision": str(precision)},
         "nlu": nlu_result, "transformers": reference_result,
         "reference_final_loss": target, "nlu_seconds_to_reference_final": reached,
         "fraction_of_reference_time": None if reached is None else reached / reference_result["train_seconds"],
@@ -230,12 +237,14 @@ def render(results: dict) -> str:
         f"of data/corpus/news.txt; held-out: {setup['heldout_pairs']} pairs of news_heldout.txt, "
         f"{setup['heldout_masked_tokens']:,} masked tokens, masks drawn once. Same initial weights, batches, "
         f"optimizer settings and seed ({setup['seed']}) for both; {setup['seconds']:.0f} s of training each, the two "
-        "runs alternating slice by slice between scorings so that other load on the machine slows both alike.", "",
+        "runs alternating slice by slice between scorings so that other load on the machine slows both alike. "
+        f"Training precision, both sides: {setup.get('precision', 'fp32 (before --precision existed)')}; held-out "
+        "losses scored in fp32.", "",
         *table(["run", "steps", "tokens/s", "final held-out MLM loss"],
                [[name, run["steps"], f"{run['tokens_per_second']:,.0f}", f"{run['curve'][-1]['heldout_mlm_loss']:.4f}"]
                 for name, run in (("nlu", ours), ("transformers", reference))]), "",
         f"nlu reached the reference's final held-out loss ({results['reference_final_loss']:.4f}) {verdict}.", "",
-        "![held-out MLM loss against seconds](pretrain_curve.png)", "",
+        f"![held-out MLM loss against seconds]({results.get('plot', 'pretrain_curve.png')})", "",
         *table(["seconds", "nlu step", "nlu loss", "transformers step", "transformers loss"],
                [[f"{a['seconds']:.0f} / {b['seconds']:.0f}", a["steps"], f"{a['heldout_mlm_loss']:.4f}", b["steps"],
                  f"{b['heldout_mlm_loss']:.4f}"] for a, b in zip(ours["curve"], reference["curve"])], "rrrrr"), ""])
@@ -253,15 +262,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout-pairs", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="both training loops alike")
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     parser.add_argument("--report-only", action="store_true", help="OUT/pretrain_curve.md and .png again from its JSON")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = (json.loads((args.out / "pretrain_curve.json").read_text()) if args.report_only
+    stem = args.out / ("pretrain_curve" if choose_precision(args.precision, torch.device("cpu")).name == "no"
+                       else "pretrain_curve_bf16")
+    results = (json.loads(stem.with_suffix(".json").read_text()) if args.report_only
                else {"command": command_line(argv and [__file__, *argv], root=ROOT), **run(args)})
-    plot(results, args.out / "pretrain_curve.png")
-    write_report(args.out / "pretrain_curve", results, render)
+    results["plot"] = stem.with_suffix(".png").name
+    plot(results, stem.with_suffix(".png"))
+    write_report(stem, results, render)
     print(json.dumps({key: results[key] for key in ("reference_final_loss", "nlu_seconds_to_reference_final",
                                                     "fraction_of_reference_time")}))
     return 0

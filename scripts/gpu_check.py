@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
 from pathlib import Path
 
 import torch
 import transformers
 
 from nlu.crosslingual import read_blocks, sample_blocks, write_blocks
-from nlu.data.ner import label_list
-from nlu.evaluation.metrics import entity_scores
 from nlu.config import EncoderConfig
 from nlu.interop import hf_state_to_nlu
 from nlu.model import EncoderModel, ForPreTraining, ForTokenClassification
 from nlu.options import fill
 from nlu.parity import max_difference, parity_batch
+from nlu.reference import recipe_of, trainer_finetune
 from nlu.reporting import command_line, machine, machine_line, table, write_report
 from nlu.runs import run
 from nlu.settings import load_settings
@@ -100,77 +97,27 @@ def panx_folder(source: Path, sizes: list[int], folder: Path) -> Path:
     return folder
 
 
-def trainer_ner(checkpoint: str, folder: Path, budget: dict, precision: str, device: torch.device, out: Path) -> dict:
-    """transformers' Trainer on the sentences nlu reads (same tag map), the same hyper-parameters,
-    the word-embedding matrix frozen as in tasks/panx_de.yaml; dev each epoch, best model kept."""
-    transformers.logging.set_verbosity_error()
-    data = fill(NerData, load_settings(NER_TASK, [f"data.local_dir={folder}"], task="ner").data, "data")
-    splits = {split: read_split(data, split).sentences for split in ("train", "dev", "test")}
-    labels = label_list(splits["train"])
-    ids = {tag: i for i, tag in enumerate(labels)}
-    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
-
-    def encode(sentences) -> tuple[list[dict], list[list[int | None]]]:
-        encoded = tokenizer([s.words for s in sentences], is_split_into_words=True, truncation=True,
-                            max_length=budget["max_length"])
-        rows, firsts = [], []
-        for index, sentence in enumerate(sentences):
-            words, previous, first = encoded.word_ids(index), None, [None] * len(sentence.words)
-            targets = []
-            for position, word in enumerate(words):
-                starts = word is not None and word != previous
-                targets.append(ids[sentence.tags[word]] if starts else -100)
-                if starts:
-                    first[word] = position
-                previous = word
-            rows.append({key: encoded[key][index] for key in encoded.keys()} | {"labels": targets})
-            firsts.append(first)
-        return rows, firsts
-
-    encoded = {split: encode(sentences) for split, sentences in splits.items()}
-
-    def tags(logits, split) -> list[list[str]]:
-        best = logits.argmax(-1)
-        return [[labels[best[row, p]] if p is not None else "O" for p in first]
-                for row, first in enumerate(encoded[split][1])]
-
-    model = transformers.AutoModelForTokenClassification.from_pretrained(
-        checkpoint, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=ids)
-    model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
-    steps = math.ceil(len(encoded["train"][0]) / budget["batch_size"]) * budget["epochs"]
-    arguments = transformers.TrainingArguments(
-        output_dir=str(out / "trainer"), per_device_train_batch_size=budget["batch_size"],
-        per_device_eval_batch_size=64, learning_rate=budget["learning_rate"], num_train_epochs=budget["epochs"],
-        lr_scheduler_type="linear", warmup_steps=int(0.1 * steps), weight_decay=0.01, adam_epsilon=1e-6,
-        max_grad_norm=1.0, optim="adamw_torch_fused", seed=42, bf16=precision == "bf16",
-        use_cpu=device.type == "cpu", report_to="none", eval_strategy="epoch", save_strategy="epoch",
-        save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="f1", dataloader_num_workers=0)
-    trainer = transformers.Trainer(
-        model=model, args=arguments, train_dataset=encoded["train"][0], eval_dataset=encoded["dev"][0],
-        data_collator=transformers.DataCollatorForTokenClassification(tokenizer),
-        compute_metrics=lambda p: {"f1": entity_scores([s.tags for s in splits["dev"]], tags(p.predictions, "dev"))
-                                   ["averages"]["micro"]["f1"]})
-    started = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - started
-    trainer.compute_metrics = None
-    test = entity_scores([s.tags for s in splits["test"]], tags(trainer.predict(encoded["test"][0]).predictions, "test"))
-    return {"train_seconds": seconds, "steps": trainer.state.global_step, "test_f1": test["averages"]["micro"]["f1"]}
-
-
 def ner(args) -> dict:
-    """nlu (``nlu finetune ner --config tasks/panx_de.yaml``) and the Trainer on the same folder."""
+    """nlu (``nlu finetune ner --config tasks/panx_de.yaml``) and transformers' Trainer (nlu.reference)
+    on the same folder, recipe (the task file's) and precision, word embeddings frozen on both as the
+    task file has it."""
     folder = panx_folder(Path(args.data), args.sentences, args.out / "panx")
-    budget = {"max_length": 128, "batch_size": 32, "learning_rate": 2e-4, "epochs": args.epochs}
-    record = run(load_settings(NER_TASK, [
+    settings = load_settings(NER_TASK, [
         f"init={args.checkpoint}", f"data.local_dir={folder}", f"training.output_dir={args.out / 'nlu'}",
         f"training.epochs={args.epochs}", "training.mixed_precision=auto", "training.progress=false",
-        f"training.cpu={str(args.device == 'cpu').lower()}", "training.save_every=100000"], task="ner"), force=True)
+        f"training.cpu={str(args.device == 'cpu').lower()}", "training.save_every=100000"], task="ner")
+    data = fill(NerData, settings.data, "data")
+    budget = recipe_of(data, settings.training)
+    record = run(settings, force=True)
     state = json.loads((args.out / "nlu" / "trainer_state.json").read_text())
-    precision = state["precision"]["name"]
     nlu_side = {"train_seconds": record.summary["train_seconds"], "steps": record.summary["steps"],
                 "test_f1": record.summary["test_f1"], "precision": state["precision"]}
-    trainer = trainer_ner(str(args.checkpoint), folder, budget, precision, torch.device(args.device), args.out)
+    splits = {split: read_split(data, split).sentences for split in ("train", "dev", "test")}
+    reference = trainer_finetune("ner", args.checkpoint, splits, budget, args.out, seed=settings.training.seed,
+                                 bf16=state["precision"]["name"] == "bf16", cpu=args.device == "cpu",
+                                 freeze_embeddings=settings.training.freeze_embeddings)
+    trainer = {"train_seconds": reference["train_seconds"], "steps": reference["steps"],
+               "test_f1": reference["test"]["f1"]}
     return {"checkpoint": str(args.checkpoint), "sentences": dict(zip(("train", "dev", "test"), args.sentences)),
             "budget": budget, "nlu": nlu_side, "transformers": trainer,
             "time_ratio": nlu_side["train_seconds"] / trainer["train_seconds"]}

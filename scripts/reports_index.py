@@ -7,13 +7,16 @@
 A report is a Markdown file with a JSON file of the same stem beside it (or a sweep folder's
 sweep.json, or the main job's results.json). Its line in the index is its title, the command that
 made it, and the ``headline`` string its JSON carries — a sentence its own script computed from
-the figures — so no figure here is typed by hand and none can drift from its report.
+the figures — so no figure here is typed by hand and none can drift from its report. A README block
+between ``<!-- table: NAME -->`` and ``<!-- end of table -->`` is the ``readme_table`` (Markdown lines)
+of reports/NAME.json, made the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"
 README = ROOT / "README.md"
 START, END = "<!-- results: made by scripts/reports_index.py -->", "<!-- end of results -->"
+TABLE = re.compile(r"(<!-- table: ([\w-]+) -->\n).*?(<!-- end of table -->)", re.DOTALL)
 
 
 def reports() -> list[tuple[Path, dict]]:
@@ -67,7 +71,17 @@ def render_readme(text: str) -> str:
     before, _, rest = text.partition(START)
     _, _, after = rest.partition(END)
     block = [line.replace("](", "](reports/", 1) for line in index_lines(REPORTS)]
-    return before + START + "\n" + "\n".join(block) + "\n" + END + after
+    return TABLE.sub(readme_table, before + START + "\n" + "\n".join(block) + "\n" + END + after)
+
+
+def readme_table(match: re.Match) -> str:
+    source = REPORTS / f"{match[2]}.json"
+    if not source.is_file():
+        raise SystemExit(f"{README}: the table block names {source.relative_to(ROOT)}, which does not exist")
+    lines = json.loads(source.read_text(encoding="utf-8")).get("readme_table")
+    if not lines:
+        raise SystemExit(f"{source.relative_to(ROOT)} has no readme_table for the README's table block")
+    return match[1] + "\n".join(lines) + "\n" + match[3]
 
 
 def main() -> int:

@@ -48,7 +48,7 @@ import torch  # noqa: E402
 from nlu.data.classification import read_table  # noqa: E402
 from nlu.data.ner import encode_ner, label_list, read_ner_file  # noqa: E402
 from nlu.data.subsets import write_slices  # noqa: E402
-from nlu.evaluation.metrics import classification_scores, entity_scores  # noqa: E402
+from nlu.reference import classification_figures, ner_figures, recipe_overrides, trainer_finetune  # noqa: E402
 from nlu.reporting import cell, command_line, machine, machine_line, mean_std, table, write_report  # noqa: E402
 from nlu.runs import run  # noqa: E402
 from nlu.settings import load_settings  # noqa: E402
@@ -76,21 +76,6 @@ HEADLINE = {"ner": ("test entity F1", "f1", "test_f1"), "classify": ("test macro
 # ---------------------------------------------------------------------------- scoring (both sides)
 
 
-def ner_test(gold: list[list[str]], predicted: list[list[str]]) -> dict:
-    scores = entity_scores(gold, predicted, mode="strict")
-    micro, per_type = scores["averages"]["micro"], scores["per_class"]
-    return {"f1": micro["f1"], "precision": micro["precision"], "recall": micro["recall"],
-            "macro_f1": scores["averages"]["macro"]["f1"],
-            "per_type_f1": {name: row["f1"] for name, row in per_type.items()},
-            "per_type_support": {name: row["support"] for name, row in per_type.items()}}
-
-
-def classify_test(gold: list[str], predicted: list[str], labels: list[str]) -> dict:
-    scores = classification_scores(gold, predicted, labels)
-    return {key: scores[key] for key in ("macro_f1", "balanced_accuracy", "accuracy")} | {
-        "recall": {label: row["recall"] for label, row in scores["per_class"].items()}}
-
-
 # ---------------------------------------------------------------------------- one run (a subprocess)
 
 
@@ -100,10 +85,7 @@ def run_nlu(spec: dict) -> dict:
     steps_per_epoch = math.ceil(spec["train_size"] / budget["batch_size"])
     settings = load_settings(TASK_FILES[task], [
         f"init={spec['checkpoint']}", *[f"data.{split}={path}" for split, path in spec["files"].items()],
-        f"data.max_length={budget['max_length']}", f"data.eval_batch_size={budget['eval_batch_size']}",
-        f"training.output_dir={output_dir}", f"training.seed={spec['seed']}",
-        f"training.learning_rate={budget['learning_rate']}", f"training.batch_size={budget['batch_size']}",
-        f"training.epochs={budget['epochs']}", f"training.warmup_ratio={budget['warmup_ratio']}",
+        *recipe_overrides(budget), f"training.output_dir={output_dir}", f"training.seed={spec['seed']}",
         "training.weight_decay=0.01", "training.max_grad_norm=1.0", "training.mixed_precision='no'",
         "training.early_stopping_patience=0", "training.eval_every=0", "training.cpu=true", "training.progress=false",
         # One resumable checkpoint per epoch, as the Trainer's save_strategy="epoch".
@@ -114,12 +96,12 @@ def run_nlu(spec: dict) -> dict:
     if task == "ner":
         blocks = [[line.split("\t") for line in block.splitlines() if line]
                   for block in (output_dir / "test" / "predictions.conll").read_text(encoding="utf-8").split("\n\n")]
-        test = ner_test([[row[-2] for row in rows] for rows in blocks if rows],
+        test = ner_figures([[row[-2] for row in rows] for rows in blocks if rows],
                         [[row[-1] for row in rows] for rows in blocks if rows])
     else:
         with open(output_dir / "test" / "predictions.csv", newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
-        test = classify_test([row["label"] for row in rows], [row["predicted"] for row in rows], list(summary["labels"]))
+        test = classification_figures([row["label"] for row in rows], [row["predicted"] for row in rows], list(summary["labels"]))
     own = summary[HEADLINE[task][2]]
     if abs(test[HEADLINE[task][1]] - own) > 1e-9:
         raise SystemExit(f"scoring mismatch: this script {test[HEADLINE[task][1]]}, nlu's own report {own}")
@@ -130,101 +112,11 @@ def run_nlu(spec: dict) -> dict:
 
 
 def run_transformers(spec: dict) -> dict:
-    """transformers' Trainer on the same files, tokenizer and hyper-parameters."""
-    import transformers
-    from datasets import Dataset
-
-    transformers.logging.set_verbosity_error()
-    task, budget, files, checkpoint = spec["task"], spec["budget"], spec["files"], spec["checkpoint"]
-    started, cpu_started = time.perf_counter(), time.process_time()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
-    max_length = min(budget["max_length"], transformers.AutoConfig.from_pretrained(checkpoint).max_position_embeddings)
-
-    class CountingTrainer(transformers.Trainer):
-        """Counts the real (non-pad) tokens of every training batch."""
-
-        tokens = 0
-
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            self.tokens += int(inputs["attention_mask"].sum())
-            return super().training_step(model, inputs, num_items_in_batch)
-
-    if task == "ner":
-        splits = {split: read_ner_file(path) for split, path in files.items()}
-        labels = label_list(splits["train"])
-        ids = {tag: index for index, tag in enumerate(labels)}
-
-        def encode(sentences):
-            encoded = tokenizer([s.words for s in sentences], is_split_into_words=True, truncation=True,
-                                max_length=max_length)
-            targets, firsts = [], []
-            for index, sentence in enumerate(sentences):
-                row, first, previous = [], [None] * len(sentence.words), None
-                for position, word in enumerate(encoded.word_ids(index)):
-                    row.append(-100 if word is None or word == previous else ids[sentence.tags[word]])
-                    if word is not None and word != previous:
-                        first[word] = position
-                    previous = word
-                targets.append(row)
-                firsts.append(first)
-            return Dataset.from_dict({**{key: encoded[key] for key in ("input_ids", "token_type_ids", "attention_mask")},
-                                      "labels": targets}), firsts
-
-        encoded = {split: encode(sentences) for split, sentences in splits.items()}
-
-        def decode(logits, split):
-            """The first sub-token's label for each word; a word cut off by truncation gets O."""
-            best = logits.argmax(-1)
-            return [[labels[best[row, position]] if position is not None else "O" for position in firsts]
-                    for row, firsts in enumerate(encoded[split][1])]
-
-        def score(logits, split):
-            return ner_test([s.tags for s in splits[split]], decode(logits, split))
-
-        model_class, collator, select = (transformers.AutoModelForTokenClassification,
-                                         transformers.DataCollatorForTokenClassification(tokenizer), "f1")
-        datasets = {split: encoded[split][0] for split in encoded}
-    else:
-        splits = {split: read_table(path) for split, path in files.items()}
-        labels = sorted({e.label for e in splits["train"]})
-        ids = {label: index for index, label in enumerate(labels)}
-        datasets = {}
-        for split, examples in splits.items():
-            encoded = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
-            datasets[split] = Dataset.from_dict({**{k: encoded[k] for k in ("input_ids", "token_type_ids", "attention_mask")},
-                                                 "labels": [ids[e.label] for e in examples]})
-
-        def score(logits, split):
-            return classify_test([e.label for e in splits[split]], [labels[i] for i in np.argmax(logits, -1)], labels)
-
-        model_class, collator, select = (transformers.AutoModelForSequenceClassification,
-                                         transformers.DataCollatorWithPadding(tokenizer), "macro_f1")
-    model = model_class.from_pretrained(checkpoint, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                                        label2id=ids)
-    steps = math.ceil(len(datasets["train"]) / budget["batch_size"]) * budget["epochs"]
-    arguments = transformers.TrainingArguments(
-        output_dir=str(Path(spec["output_dir"]) / "transformers"),
-        per_device_train_batch_size=budget["batch_size"], per_device_eval_batch_size=budget["eval_batch_size"],
-        learning_rate=budget["learning_rate"], num_train_epochs=budget["epochs"], lr_scheduler_type="linear",
-        warmup_steps=int(budget["warmup_ratio"] * steps),  # nlu: int(warmup_ratio * total_steps)
-        weight_decay=0.01, adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-6, max_grad_norm=1.0,
-        optim="adamw_torch_fused", seed=spec["seed"], use_cpu=True, report_to="none",
-        eval_strategy="epoch", save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,
-        metric_for_best_model=select, greater_is_better=True, logging_steps=10, dataloader_num_workers=0)
-    train_started = time.perf_counter()
-    trainer = CountingTrainer(model=model, args=arguments, data_collator=collator, train_dataset=datasets["train"],
-                              eval_dataset=datasets["dev"], processing_class=tokenizer,
-                              compute_metrics=lambda prediction: score(prediction.predictions, "dev"))
-    trainer.train()
-    train_seconds = time.perf_counter() - train_started
-    evaluations = [entry for entry in trainer.state.log_history if f"eval_{select}" in entry]
-    best = max(evaluations, key=lambda entry: entry[f"eval_{select}"]) if evaluations else {}
-    trainer.compute_metrics = None  # it scores dev; test is scored below
-    test = score(trainer.predict(datasets["test"]).predictions, "test")
-    return {"train_seconds": train_seconds, "steps": trainer.state.global_step, "best_step": best.get("step"),
-            "dev_best": best.get(f"eval_{select}"), "train_tokens": trainer.tokens,
-            "run_seconds": time.perf_counter() - started, "run_cpu_seconds": time.process_time() - cpu_started,
-            "test": test}
+    """transformers' Trainer on the same files, tokenizer and hyper-parameters (nlu.reference)."""
+    read = read_ner_file if spec["task"] == "ner" else read_table
+    splits = {split: read(path) for split, path in spec["files"].items()}
+    return trainer_finetune(spec["task"], spec["checkpoint"], splits, spec["budget"], spec["output_dir"],
+                            seed=spec["seed"])
 
 
 def paired_steps(spec: dict) -> dict:

@@ -10,6 +10,20 @@ def tiny_config() -> EncoderConfig:
                          max_position_embeddings=48, hidden_dropout=0.0, attention_dropout=0.0)
 
 
+@pytest.fixture
+def fails_at():
+    """``fails_at(read, path, line, fragment)``: reading PATH raises a DataError whose message starts
+    with ``PATH:LINE: `` and says FRAGMENT — the file:line form every reader's error has."""
+    from nlu.errors import DataError
+
+    def check(read, path, line: int, fragment: str) -> None:
+        with pytest.raises(DataError) as caught:
+            read(path)
+        assert str(caught.value).startswith(f"{path}:{line}: ") and fragment in str(caught.value), str(caught.value)
+
+    return check
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

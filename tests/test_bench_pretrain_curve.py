@@ -29,7 +29,7 @@ def test_time_to_reach_is_none_when_the_curve_never_gets_there():
 
 @pytest.mark.slow
 def test_short_run_scores_both_models_alike_at_the_start_and_writes_the_report(tmp_path, capsys):
-    assert main(["--seconds", "2", "--points", "1", "--heldout-pairs", "8", "--warmup-steps", "1",
+    assert main(["--seconds", "2", "--points", "1", "--heldout-pairs", "8", "--warmup-steps", "1", "--precision", "no",
                  "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "pretrain_curve.json").read_text())
     ours, reference = result["nlu"]["curve"], result["transformers"]["curve"]

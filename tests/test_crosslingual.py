@@ -172,3 +172,32 @@ def test_one_model_scored_on_several_test_sets_into_one_table(tmp_path, pretrain
     assert sum(table["en"]["support"].values()) == 107 and table["en-first-20"]["sentences"] == 20
     for name in sets:
         assert (tmp_path / "languages" / name / "entities_confusion_true.png").stat().st_size > 0
+
+
+def study_results(de_frozen: float, de_trainer: float, seconds_frozen: float, seconds_trainer: float) -> dict:
+    """A study's JSON as scripts/crosslingual.py saves it, two rows and one seed, with given figures."""
+    languages = {lang: {"f1": f1, "per_type_f1": {"PER": f1}} for lang, f1 in (("de", de_frozen), ("ru", 0.5))}
+    run_of = lambda **values: {"seed": 1, "steps": 750, "peak_rss_mib": 1000.0, "load_before": [1.0],  # noqa: E731
+                               "load_after": [1.0], **values}
+    return {"command": "c", "machine": {}, "seeds": [1], "runs_dir": "runs", "recipe": {"batch_size": 8},
+            "test_sentences": {"de": 10, "ru": 10}, "train_sentences": {"de": 20},
+            "runs": {"de, embeddings frozen": [run_of(train_seconds=seconds_frozen, languages=languages)],
+                     "de, transformers Trainer": [run_of(train_seconds=seconds_trainer, test_f1=de_trainer)]}}
+
+
+def test_the_study_report_decides_its_targets_from_its_own_figures():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import crosslingual as study
+
+    fast, slow = study_results(0.78, 0.70, 240.0, 500.0), study_results(0.68, 0.70, 300.0, 500.0)
+    assert study.targets(study.summarise(fast)) == [
+        "German F1 within 1 point of the Trainer's or above: 0.780 (frozen) vs 0.700 — met",
+        "training wall-clock ≤ ½ the Trainer's: 240 (frozen) vs 500 s (ratio 0.48) — met",
+        "peak RSS ≤ the Trainer's: 1000 (frozen) vs 1000 MiB (ratio 1.00) — met"]
+    assert [line.rsplit("— ", 1)[1] for line in study.targets(study.summarise(slow))] == ["NOT met", "NOT met", "met"]
+    assert study.headline(slow) == ("German test F1 0.680 (nlu, embeddings frozen) vs 0.700 (transformers' Trainer), "
+                                    "0.60× its training time; zero-shot ru 0.500")
+    table = study.readme_table(slow)
+    assert table[2].startswith("| de, embeddings frozen | 1 | 0.680 | 0.500 | 300 |") and "0.868" in table[-1]

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from nlu.errors import ConfigError, DataError
 from nlu.files import write_text_atomic
@@ -134,3 +134,23 @@ def split_figures(parts: Mapping[str, Sequence[Any]], made: Mapping[str, MadeSpl
         elif records:
             figures[f"{name} split"] = f"{len(records):,} {unit} of {', '.join(sorted({r.source for r in records}))}"
     return figures
+
+
+@dataclass
+class Splits:
+    """A task's records per split and how any split was made from data.train: what a run's summary
+    reports about its data (:meth:`summary`) and the split record it saves (:meth:`save`)."""
+
+    train: list
+    dev: list
+    test: list
+    made: dict[str, MadeSplit]
+    unit: ClassVar[str] = "records"
+
+    def summary(self) -> dict[str, Any]:
+        """Flat figures for the run summary: where each split came from."""
+        return split_figures({"train": self.train, "dev": self.dev, "test": self.test}, self.made, self.unit)
+
+    def save(self, directory: Path) -> Path | None:
+        """The split record (:data:`SPLITS_FILE`) when splits were made."""
+        return save_made_splits(directory, self.made, [record.line for record in self.train]) if self.made else None

@@ -44,6 +44,13 @@ def split_composition(split: str, examples: int, class_counts: Mapping[str, int]
             "classes": f"{len(present)} of {len(known)}", "missing_classes": [label for label in known if label not in present]}
 
 
+def confusion_links(stem: str, title: str) -> str:
+    """One line linking the four confusion-matrix PNGs that save_confusion_reports writes for STEM."""
+    return (f"{title}: [raw]({stem}_confusion_raw.png) · [by row = recall]({stem}_confusion_true.png) · "
+            f"[by column = precision]({stem}_confusion_pred.png) · [over all]({stem}_confusion_all.png) "
+            "(CSV beside each PNG).")
+
+
 def composition_markdown(compositions: Sequence[Mapping[str, Any]]) -> str:
     """One table row per split: size, classes present (of the model's), count per class, missing classes."""
     lines = [f"| split | {compositions[0]['unit']} | classes | count per class | missing classes |", "|---|---:|---:|---|---|"]

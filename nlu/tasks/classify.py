@@ -11,11 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,30 +29,18 @@ from nlu.data.classification import (
     sampler_weights,
     stratified_split,
 )
-from nlu.data.splits import MadeSplit, check_fractions, save_made_splits, split_figures
+from nlu.data.splits import Splits, check_fractions
 from nlu.errors import ConfigError
 from nlu.evaluation.confusion import save_confusion_reports
 from nlu.evaluation.metrics import classification_scores, prediction_collapse, scores_markdown
-from nlu.evaluation.report import (
-    collapse_warning,
-    composition_markdown,
-    split_composition,
-    split_label,
-    write_run_report,
-)
+from nlu.evaluation.report import collapse_warning, confusion_links, composition_markdown, split_composition
+from nlu.evaluation.report import split_label, write_run_report
 from nlu.files import write_text_atomic
 from nlu.recipes import Start, resolve_auto
 from nlu.model import ForSequenceClassification
 from nlu.settings import RunSettings, fill
-from nlu.tasks.finetune import (
-    choose_selection,
-    finish_on_main_process,
-    initial_model,
-    model_input_length,
-    pad_batch,
-    predict_logits,
-    save_input_settings,
-)
+from nlu.tasks.finetune import FineTuningTask, choose_selection, finish_on_main_process, initial_model, model_input_length
+from nlu.tasks.finetune import predict_logits, save_input_settings
 from nlu.tokenizer import save_tokenizer
 from nlu.training.losses import build_loss, class_weights, logit_adjustment
 from nlu.training.loop import distributed_state, train
@@ -138,10 +125,11 @@ def predict_probabilities(model: ForSequenceClassification, tokenizer, examples:
     return logits.softmax(-1).numpy(), truncated
 
 
-class ClassifyTask:
+class ClassifyTask(FineTuningTask):
     def __init__(self, tokenizer, data: ClassifyData, dev: list[TextExample], label_map: LabelMap,
                  train_label_ids: list[int], max_length: int):
-        self.tokenizer, self.data, self.dev, self.label_map, self.max_length = tokenizer, data, dev, label_map, max_length
+        super().__init__(tokenizer, dev, max_length)
+        self.data, self.label_map = data, label_map
         counts = np.bincount(train_label_ids, minlength=len(label_map))
         # Given weights always reach build_loss, which refuses them for plain 'ce' rather than drop them.
         weight = None
@@ -158,14 +146,6 @@ class ClassifyTask:
         self.predict_adjustment = adjustment if data.logit_adjustment == "predict" else None
         self.sampling_weights = (sampler_weights(train_label_ids, len(label_map), data.oversample_power)
                                  if data.oversample else None)
-        self.dev_collapse: list[str | None] = []
-        """Per dev evaluation: None, or the warning that every prediction was one class."""
-
-    def collate(self, features: list[dict]) -> dict:
-        return pad_batch(features, self.tokenizer.pad_token_id)
-
-    def set_epoch(self, epoch: int) -> None:
-        pass
 
     def training_step(self, model, batch):
         labels = batch.pop("labels")
@@ -179,9 +159,7 @@ class ClassifyTask:
         probabilities, _ = predict_probabilities(model, self.tokenizer, self.dev, self.max_length,
                                                  self.data.eval_batch_size, self.predict_adjustment)
         predicted = [self.label_map.to_name(i) for i in probabilities.argmax(-1)]
-        self.dev_collapse.append(prediction_collapse(predicted))
-        if self.dev_collapse[-1]:
-            warnings.warn(f"dev: {self.dev_collapse[-1]}", stacklevel=2)
+        self.record_collapse(prediction_collapse(predicted))
         scores = classification_scores([e.label for e in self.dev], predicted, self.label_map.names)
         return {key: scores[key] for key in CLASSIFY_METRICS}
 
@@ -228,9 +206,7 @@ def evaluate_classification(model: ForSequenceClassification, tokenizer, example
         f"predictions, balanced accuracy (= macro recall, over the classes with gold examples) "
         f"{scores['balanced_accuracy']:.4f}, accuracy {scores['accuracy']:.4f}, MCC {scores['mcc']:.4f}.", "",
         scores_markdown(scores, label_header="class"),
-        "Confusion matrices: [raw](labels_confusion_raw.png) · [by row = recall](labels_confusion_true.png) · "
-        "[by column = precision](labels_confusion_pred.png) · [over all](labels_confusion_all.png) "
-        "(CSV beside each PNG).", "",
+        confusion_links("labels", "Confusion matrices"), "",
         "![raw counts](labels_confusion_raw.png) ![row-normalised](labels_confusion_true.png)", "",
     ]
     write_text_atomic(out_dir / "report.md", "\n".join(lines))
@@ -238,22 +214,11 @@ def evaluate_classification(model: ForSequenceClassification, tokenizer, example
 
 
 @dataclass
-class ClassifySplits:
+class ClassifySplits(Splits):
     """Examples per split, the label set, and how splits were made, for the report."""
 
-    train: list[TextExample]
-    dev: list[TextExample]
-    test: list[TextExample]
     label_map: LabelMap
-    made: dict[str, MadeSplit]
-
-    def summary(self) -> dict[str, Any]:
-        """Flat figures for the run summary: where each split came from."""
-        return split_figures({"train": self.train, "dev": self.dev, "test": self.test}, self.made, "examples")
-
-    def save(self, directory: Path) -> Path | None:
-        """The split record (:data:`~nlu.data.splits.SPLITS_FILE`) when splits were made."""
-        return save_made_splits(directory, self.made, [e.line for e in self.train]) if self.made else None
+    unit: ClassVar[str] = "examples"
 
 
 def load_data(data: ClassifyData) -> ClassifySplits:
@@ -273,7 +238,7 @@ def load_data(data: ClassifyData) -> ClassifySplits:
         check_several_classes(parts["train"], label_map)
     check_labels(dev, label_map, "dev")
     check_labels(test, label_map, "test")
-    return ClassifySplits(parts["train"], dev, test, label_map, made)
+    return ClassifySplits(parts["train"], dev, test, made, label_map)
 
 
 def run(settings: RunSettings) -> dict[str, Any]:

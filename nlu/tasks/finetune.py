@@ -142,6 +142,28 @@ def predict_logits(model: NluModel, features: Sequence[dict[str, Any]], pad_toke
     return results  # type: ignore[return-value]
 
 
+class FineTuningTask:
+    """What the NER and classification tasks share of the loop's task protocol: batches padded to
+    their longest example, no per-epoch state, and the record of dev evaluations at which the model
+    predicted one class everywhere (the run's summary warns about them)."""
+
+    def __init__(self, tokenizer, dev: Sequence[Any], max_length: int):
+        self.tokenizer, self.dev, self.max_length = tokenizer, dev, max_length
+        self.dev_collapse: list[str | None] = []
+        """Per dev evaluation: None, or the warning that every prediction was one class."""
+
+    def collate(self, features: list[dict]) -> dict:
+        return pad_batch(features, self.tokenizer.pad_token_id)
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def record_collapse(self, message: str | None) -> None:
+        self.dev_collapse.append(message)
+        if message:
+            warnings.warn(f"dev: {message}", stacklevel=3)
+
+
 def choose_selection(training, default: str, metrics: tuple[str, ...]) -> None:
     """Model selection for fine-tuning: every metric these tasks report is higher-is-better, so the
     direction follows from the name; a name the task does not report fails before training."""

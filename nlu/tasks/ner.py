@@ -6,7 +6,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -22,31 +22,18 @@ from nlu.data.ner import (
     merge_window_predictions,
     read_ner,
 )
-from nlu.data.splits import MadeSplit, check_fractions, save_made_splits, split_figures, split_records
+from nlu.data.splits import Splits, check_fractions, split_records
 from nlu.errors import ConfigError, DataError
 from nlu.evaluation.confusion import entity_confusion, entity_counts, save_confusion_reports, write_confusion_csv
 from nlu.evaluation.metrics import entity_scores, prediction_collapse, scores_markdown, token_scores
-from nlu.evaluation.report import (
-    collapse_warning,
-    composition_markdown,
-    split_composition,
-    split_label,
-    write_run_report,
-)
+from nlu.evaluation.report import collapse_warning, confusion_links, composition_markdown, split_composition
+from nlu.evaluation.report import split_label, write_run_report
 from nlu.files import write_text_atomic
 from nlu.recipes import Start, resolve_auto
 from nlu.model import ForTokenClassification
 from nlu.settings import RunSettings, fill
-from nlu.tasks.finetune import (
-    choose_selection,
-    finish_on_main_process,
-    initial_model,
-    model_input_length,
-    pad_batch,
-    predict_logits,
-    save_input_settings,
-    supervised_step,
-)
+from nlu.tasks.finetune import FineTuningTask, choose_selection, finish_on_main_process, initial_model, model_input_length
+from nlu.tasks.finetune import predict_logits, save_input_settings, supervised_step
 from nlu.tokenizer import save_tokenizer
 from nlu.training.loop import distributed_state, train
 
@@ -143,17 +130,10 @@ def predict_tags(model: ForTokenClassification, tokenizer, sentences: Sequence[N
 NER_METRICS = ("f1", "precision", "recall", "macro_f1")
 
 
-class NerTask:
+class NerTask(FineTuningTask):
     def __init__(self, tokenizer, data: NerData, dev: list[NerSentence], max_length: int):
-        self.tokenizer, self.data, self.dev, self.max_length = tokenizer, data, dev, max_length
-        self.dev_collapse: list[str | None] = []
-        """Per dev evaluation: None, or the warning that the tagger predicted one tag (O) everywhere."""
-
-    def collate(self, features: list[dict]) -> dict:
-        return pad_batch(features, self.tokenizer.pad_token_id)
-
-    def set_epoch(self, epoch: int) -> None:
-        pass
+        super().__init__(tokenizer, dev, max_length)
+        self.data = data
 
     def training_step(self, model, batch):
         return supervised_step(model, batch)
@@ -161,9 +141,7 @@ class NerTask:
     def evaluate(self, model: ForTokenClassification) -> dict[str, float]:
         predicted, _ = predict_tags(model, self.tokenizer, self.dev, self.max_length, self.data.stride,
                                     self.data.eval_batch_size)
-        self.dev_collapse.append(prediction_collapse([tag for row in predicted for tag in row], outside="O"))
-        if self.dev_collapse[-1]:
-            warnings.warn(f"dev: {self.dev_collapse[-1]}", stacklevel=2)
+        self.record_collapse(prediction_collapse([tag for row in predicted for tag in row], outside="O"))
         scores = entity_scores([s.tags for s in self.dev], predicted, mode=self.data.mode)
         micro = scores["averages"]["micro"]
         values = (micro["f1"], micro["precision"], micro["recall"], scores["averages"]["macro"]["f1"])
@@ -244,9 +222,7 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
         "## Tags (token level)",
         "",
         scores_markdown(tokens, label_header="tag"),
-        "Confusion over tags: [raw](tags_confusion_raw.png) · [by row = recall](tags_confusion_true.png) · "
-        "[by column = precision](tags_confusion_pred.png) · [over all](tags_confusion_all.png) "
-        "(CSV beside each PNG).",
+        confusion_links("tags", "Confusion over tags"),
         "",
         "![tags, row-normalised](tags_confusion_true.png)",
         "",
@@ -256,23 +232,19 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
 
 
 @dataclass
-class NerSplits:
+class NerSplits(Splits):
     """Sentences per split, the files they came from and how splits were made, for the report."""
 
-    train: list[NerSentence]
-    dev: list[NerSentence]
-    test: list[NerSentence]
     files: dict[str, NerFile]
     """The file read for each split; a split made from data.train has none of its own."""
-    made: dict[str, MadeSplit]
     tag_map: dict[str, str]
     mapped: dict[str, int]
     """Entities per tag_map type over all files read."""
+    unit: ClassVar[str] = "sentences"
 
     def summary(self) -> dict[str, Any]:
         """Flat figures for the run summary: where each split came from and what reading changed."""
-        figures: dict[str, Any] = split_figures({"train": self.train, "dev": self.dev, "test": self.test},
-                                                self.made, "sentences")
+        figures = super().summary()
         for split, file in self.files.items():
             if file.converted:
                 figures[f"IOB1 entities converted ({split})"] = file.converted
@@ -282,10 +254,6 @@ class NerSplits:
             target = self.tag_map[entity]
             figures[f"tag_map {entity} → {target}" + (" (dropped)" if target == "O" else "")] = count
         return figures
-
-    def save(self, directory: Path) -> Path | None:
-        """The split record (:data:`~nlu.data.splits.SPLITS_FILE`) when splits were made."""
-        return save_made_splits(directory, self.made, [s.line for s in self.train]) if self.made else None
 
 
 def load_data(data: NerData) -> NerSplits:
@@ -322,7 +290,7 @@ def load_data(data: NerData) -> NerSplits:
         check_has_entities(train)
     check_label_sets(train, dev, "dev")
     check_label_sets(train, test, "test")
-    return NerSplits(train, dev, test, files, made, tag_map, mapped)
+    return NerSplits(train, dev, test, made, files, tag_map, mapped)
 
 
 def run(settings: RunSettings) -> dict[str, Any]:
