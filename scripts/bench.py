@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -47,7 +48,7 @@ from nlu.data.ner import encode_ner, label_list, read_ner_file
 from nlu.hardware import choose_device
 from nlu.interop import hf_state_to_nlu
 from nlu.model import ForPreTraining, ForTokenClassification
-from nlu.reporting import command_line, machine, machine_line, rerender, write_report
+from nlu.reporting import command_line, machine, machine_line, write_report
 from nlu.tasks.finetune import pad_batch, predict_logits
 from nlu.tokenizer import train_tokenizer
 
@@ -373,8 +374,10 @@ def main() -> int:
     parser.add_argument("--render", metavar="JSON", help="re-make the Markdown of an earlier run from its JSON")
     parser.add_argument("--memory-of", nargs=3, metavar=("CONFIG", "SECTION", "RUN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.render:
-        print(rerender(Path(args.render).with_suffix(""), render))
+    if args.render:  # the Markdown and the index sentence again from the JSON: nothing re-measured
+        stem = Path(args.render).with_suffix("")
+        results = json.loads(stem.with_suffix(".json").read_text())
+        print(write_report(stem, results | {"headline": headline(results)}, render).read_text())
         return 0
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu counts one thread's CPU time: give --threads 1")
@@ -407,8 +410,27 @@ def main() -> int:
     results["machine"]["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
     stem = Path(args.out) / ("bench" + ("" if args.precision == "fp32" else f"_{args.precision}")
                              + ("" if setting.device.type == "cpu" else f"_{setting.device.type}"))
-    print(write_report(stem, results, render).read_text())
+    print(write_report(stem, results | {"headline": headline(results)}, render).read_text())
     return 0
+
+
+def headline(results: dict) -> str | None:
+    """One sentence for the results index: the pretraining step's speed-ups, first config, with the
+    host's matmul peaks that bound the bf16 gain."""
+    name, sections = next(iter(results["configs"].items()))
+    seconds = sections.get("pretraining", {}).get("seconds")
+    if not seconds or "nlu" not in seconds:
+        return None
+    speed = {run: seconds["transformers dense"] / value for run, value in seconds.items()}
+    parts = [f"{name} pretraining step: nlu {speed['nlu']:.2f}× transformers dense"]
+    if "transformers sparse (by hand)" in seconds:
+        parts.append(f"{seconds['transformers sparse (by hand)'] / seconds['nlu']:.2f}× its hand-made sparse variant")
+    if "nlu in fp32 (no autocast)" in seconds:
+        peaks = results["matmul_peak_flops"]
+        parts.append(f"{results['precision']} {seconds['nlu in fp32 (no autocast)'] / seconds['nlu']:.2f}× nlu in fp32 "
+                     f"(the host's matmul peaks: {peaks[results['precision']] / 1e9:.0f} vs {peaks['fp32'] / 1e9:.0f} "
+                     f"GFLOP/s, {peaks[results['precision']] / peaks['fp32']:.2f}×)")
+    return ", ".join(parts)
 
 
 def utilisation_peak(results: dict) -> tuple[float, str]:
