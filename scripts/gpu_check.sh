@@ -45,7 +45,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
 
 if [ "$dry_run" = 1 ]; then
-  device=cpu config=tiny steps=2 sentences="64 16 32" epochs=1
+  device=cpu config=tiny steps=2 sentences="16 16 32" epochs=1
   tests=(tests/test_hardware.py)
   data=${data:-data/ner/wnut16/train.conll}
   checkpoint=${checkpoint:-$("$python" scripts/gpu_check.py tiny-checkpoint --out "$work/tiny-bert" --data "$data")}

@@ -3,12 +3,15 @@ sizes) runs here, and the GPU-only arithmetic (dense peaks, utilisation) is chec
 
 import importlib.util
 import json
+import math
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from nlu.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +62,8 @@ def test_the_dry_run_runs_every_step_and_writes_the_report(tmp_path):
     assert set(report["bench"]["configs"]["tiny"]["pretraining"]["seconds"]) == {
         "transformers dense", "transformers sparse (by hand)", "nlu", "nlu in fp32 (no autocast)"}
     ner = report["ner"]
-    assert ner["nlu"]["steps"] == ner["transformers"]["steps"] == 2  # 64 sentences, batch 32, one epoch
+    batch = load_settings(ROOT / "tasks" / "panx_de.yaml", [], task="ner").training.batch_size
+    assert ner["budget"]["batch_size"] == batch  # the Trainer side runs the task file's recipe
+    assert ner["nlu"]["steps"] == ner["transformers"]["steps"] == math.ceil(16 / batch)  # 16 sentences, one epoch
     assert ner["nlu"]["precision"]["name"] in ("bf16", "no")
     assert "dry run on the CPU" in (tmp_path / "gpu.md").read_text()
