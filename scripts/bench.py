@@ -421,8 +421,7 @@ def headline(results: dict) -> str | None:
     seconds = sections.get("pretraining", {}).get("seconds")
     if not seconds or "nlu" not in seconds:
         return None
-    speed = {run: seconds["transformers dense"] / value for run, value in seconds.items()}
-    parts = [f"{name} pretraining step: nlu {speed['nlu']:.2f}× transformers dense"]
+    parts = [f"{name} pretraining step: nlu {seconds['transformers dense'] / seconds['nlu']:.2f}× transformers dense"]
     if "transformers sparse (by hand)" in seconds:
         parts.append(f"{seconds['transformers sparse (by hand)'] / seconds['nlu']:.2f}× its hand-made sparse variant")
     if "nlu in fp32 (no autocast)" in seconds:

@@ -150,7 +150,7 @@ def time_to_reach(curve: list[dict], target: float) -> float | None:
     return None
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, precision: Precision) -> dict:
     torch.manual_seed(args.seed)
     options = CONFIGS[args.config]
     files = [ROOT / "data" / "corpus" / "news.txt"]
@@ -170,7 +170,6 @@ def run(args: argparse.Namespace) -> dict:
     ours = twin(reference, ForPreTraining, options)
     optimizer_options = dict(lr=args.learning_rate, betas=(0.9, 0.999), eps=1e-6)
     warmup = args.warmup_steps
-    precision = choose_precision(args.precision, torch.device("cpu"))
 
     nlu_collator = PretrainingCollator(tokenizer, mlm_probability=MLM_PROBABILITY, seed=args.seed)
     collator = transformers.DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY)
@@ -268,10 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    stem = args.out / ("pretrain_curve" if choose_precision(args.precision, torch.device("cpu")).name == "no"
-                       else "pretrain_curve_bf16")
+    precision = choose_precision(args.precision, torch.device("cpu"))
+    stem = args.out / ("pretrain_curve" if precision.name == "no" else f"pretrain_curve_{precision.name}")
     results = (json.loads(stem.with_suffix(".json").read_text()) if args.report_only
-               else {"command": command_line(argv and [__file__, *argv], root=ROOT), **run(args)})
+               else {"command": command_line(argv and [__file__, *argv], root=ROOT), **run(args, precision)})
     results["plot"] = stem.with_suffix(".png").name
     plot(results, stem.with_suffix(".png"))
     write_report(stem, results, render)

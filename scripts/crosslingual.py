@@ -49,7 +49,7 @@ RECIPE = {"max_length": 128, "batch_size": 8, "learning_rate": 2e-4, "warmup_rat
           "eval_batch_size": 64}
 EVALUATING = threading.Lock()
 COLLAPSED = 0.05
-"""A German test F1 below this is a run that learned nothing (it tags every word O)."""
+"""A German test F1 below this is a run that learned next to nothing (tagging every word O scores 0)."""
 ISSUE_TRAINER = {"de": 0.736, "ru": 0.624, "train_seconds": 218}  # issue #17: Trainer, this recipe, an unloaded run
 BOOK = {"de": 0.868, "fr": 0.714, "it": 0.692, "en": 0.589}  # NLP with Transformers ch. 4, XLM-R base, PAN-X
 ROWS = {"de, embeddings frozen": ("de", ["training.freeze_embeddings=true"]),
@@ -254,6 +254,17 @@ def profile_steps(checkpoint: Path, train_file: Path, steps: int, batch_size: in
             "parameters": sum(p.numel() for p in model.parameters()), **result}
 
 
+def test_f1(run: dict, lang: str) -> float:
+    """A run's test F1 on LANG: an nlu run is scored on every language, the Trainer on German only."""
+    return run["languages"][lang]["f1"] if "languages" in run else run["test_f1"]
+
+
+def f1_rows(results: dict, langs: list[str]) -> list[list[str]]:
+    """Per row of the study: its name, its seeds and its mean ± std test F1 per language."""
+    return [[name, ", ".join(str(r["seed"]) for r in results["runs"][name]), *(cell(row["f1"].get(lang), 3) for lang in langs)]
+            for name, row in summarise(results).items()]
+
+
 def summarise(results: dict) -> dict:
     rows = {}
     for name, runs in results["runs"].items():
@@ -261,8 +272,7 @@ def summarise(results: dict) -> dict:
             rows[name] = {"f1": {}, "train_seconds": mean_std([]), "peak_rss_mib": mean_std([])}
             continue
         langs = runs[0].get("languages") or {"de": {"f1": None}}
-        rows[name] = {"f1": {lang: mean_std(r["languages"][lang]["f1"] if "languages" in r else r["test_f1"]
-                                            for r in runs) for lang in langs},
+        rows[name] = {"f1": {lang: mean_std(test_f1(r, lang) for r in runs) for lang in langs},
                       **{key: mean_std(r[key] for r in runs) for key in ("train_seconds", "peak_rss_mib")}}
     return rows
 
@@ -280,8 +290,7 @@ def comparison(results: dict) -> list[str]:
 
 
 def render(results: dict) -> str:
-    rows, langs = summarise(results), list(results["test_sentences"])
-    runs = results["runs"]
+    runs, langs = results["runs"], list(results["test_sentences"])
     lines = ["# Cross-lingual NER with multilingual-e5-small (PAN-X-style)", "",
              f"Command: `{results['command']}`  ", f"Machine: {machine_line(results['machine'])}.", "",
              f"Seeds: {', '.join(map(str, results['seeds']))} (per row in the table). Recipe for every row: "
@@ -290,9 +299,7 @@ def render(results: dict) -> str:
              "once per epoch and the best epoch kept. Test F1: seqeval entity micro F1, strict IOB2, word level.", "",
              "Test sentences: " + ", ".join(f"{lang} {n:,}" for lang, n in results["test_sentences"].items()) +
              ". " + samples_line(results), "", "## Test F1 per language (trained on the row's data)", "",
-             *table(["row", "seeds", *langs], [[name, ", ".join(str(r["seed"]) for r in runs[name]),
-                                                *(cell(row["f1"].get(lang), 3) for lang in langs)]
-                                               for name, row in rows.items()]),
+             *table(["row", "seeds", *langs], f1_rows(results, langs)),
              "", "The book (NLP with Transformers, ch. 4; XLM-R base, 270M parameters, real PAN-X, trained on "
              "PAN-X.de's 12,580 sentences): " + ", ".join(f"{k} {v}" for k, v in BOOK.items()) +
              ". Different data, model and training size; the same shape of experiment (fine-tune on German, "
@@ -308,9 +315,7 @@ def render(results: dict) -> str:
     companion = results.get("companion")
     if companion:
         lines += [f"### The same with {differences(results, companion)}", "", f"Command: `{companion['command']}`.", "",
-                  *table(["row", "seeds", *langs], [[name, ", ".join(str(r["seed"]) for r in companion["runs"][name]),
-                                                     *(cell(row["f1"].get(lang), 3) for lang in langs)]
-                                                    for name, row in summarise(companion).items()]), ""]
+                  *table(["row", "seeds", *langs], f1_rows(companion, langs)), ""]
     lines += ["## Where a step goes (250k vocabulary)", ""]
     profile = results.get("profile")
     if profile:
@@ -357,18 +362,14 @@ def means(results: dict) -> dict[str, dict[str, float]]:
         for name, row in summarise(results).items() if row["f1"]}
 
 
-def german_f1(run: dict) -> float:
-    return run["languages"]["de"]["f1"] if "languages" in run else run["test_f1"]
-
-
 def collapsed(results: dict) -> dict[str, tuple[list[int], float | None]]:
-    """Rows with runs that learned nothing (German test F1 below COLLAPSED: every word tagged O):
+    """Rows with runs that learned nothing (German test F1 below COLLAPSED):
     their seeds, and the row's mean German F1 over the other runs (None: all collapsed)."""
     found = {}
     for name, runs in results["runs"].items():
-        seeds = [run["seed"] for run in runs if german_f1(run) < COLLAPSED]
+        seeds = [run["seed"] for run in runs if test_f1(run, "de") < COLLAPSED]
         if seeds:
-            rest = [german_f1(run) for run in runs if german_f1(run) >= COLLAPSED]
+            rest = [test_f1(run, "de") for run in runs if test_f1(run, "de") >= COLLAPSED]
             found[name] = (seeds, sum(rest) / len(rest) if rest else None)
     return found
 
@@ -411,9 +412,9 @@ def findings(results: dict) -> list[str]:
 
 def readme_table(results: dict) -> list[str]:
     """The README's PAN-X table: test F1 per language and training time per row, the book beside."""
-    langs, runs = list(results["test_sentences"]), results["runs"]
-    rows = [[name, ", ".join(str(r["seed"]) for r in runs[name]), *(cell(row["f1"].get(lang), 3) for lang in langs),
-             cell(row["train_seconds"], 0)] for name, row in summarise(results).items() if runs[name]]
+    langs, summary = list(results["test_sentences"]), summarise(results)
+    rows = [[*line, cell(summary[line[0]]["train_seconds"], 0)] for line in f1_rows(results, langs)
+            if results["runs"][line[0]]]
     book = ["NLP with Transformers ch. 4: XLM-R base, PAN-X.de (12,580 sentences)", "—",
             *(f"{BOOK[lang]}" if lang in BOOK else "—" for lang in langs), "—"]
     notes = [f"{name}: seed {', '.join(map(str, seeds))} learned nothing (German F1 < {COLLAPSED})" +

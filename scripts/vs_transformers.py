@@ -97,7 +97,7 @@ def run_nlu(spec: dict) -> dict:
         blocks = [[line.split("\t") for line in block.splitlines() if line]
                   for block in (output_dir / "test" / "predictions.conll").read_text(encoding="utf-8").split("\n\n")]
         test = ner_figures([[row[-2] for row in rows] for rows in blocks if rows],
-                        [[row[-1] for row in rows] for rows in blocks if rows])
+                           [[row[-1] for row in rows] for rows in blocks if rows])
     else:
         with open(output_dir / "test" / "predictions.csv", newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
