@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from huggingface_hub import snapshot_download
 from safetensors.torch import load_file, save_file
 
 from nlu.config import EncoderConfig
@@ -31,11 +29,6 @@ CLASSIFIER_PREFIX = "classifier."
 
 logger = logging.getLogger(__name__)
 
-RUN_MODEL_FOLDERS = ("best", "model")
-"""A run folder's model: the selected one if the run kept it, else the last."""
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
-HUB_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model.bin*", "tokenizer*",
-             "vocab.txt", "special_tokens_map.json", "input_settings.json"]
 
 
 def save(model: "NluModel", directory: str | Path) -> None:
@@ -149,24 +142,3 @@ def build_model(
     if fresh:
         logger.info("%s: freshly initialised (not in %s): %s", model_class.__name__, source, ", ".join(fresh))
     return model
-
-
-def model_directory(path: str | Path) -> Path:
-    """The folder holding the model: ``path`` itself, a run folder's best/ (else model/), or a
-    hub model downloaded into the local cache (only a name that is not a local path)."""
-    local = Path(path)
-    if local.is_dir():
-        for name in RUN_MODEL_FOLDERS:
-            if (local / name / "config.json").is_file():
-                return local / name
-        return local
-    if local.exists():
-        raise CheckpointError(f"{path}: is a file; give a model folder, a run folder or a hub model id")
-    if not HUB_ID.fullmatch(str(path)):
-        raise CheckpointError(f"{path}: no such model folder or run folder")
-    try:
-        return Path(snapshot_download(str(path), allow_patterns=HUB_FILES))
-    except Exception as error:  # offline, unknown repo, gated, HTTP errors: no common base class
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: no such local folder, and the Hugging Face hub cannot provide it "
-                              f"({type(error).__name__}: {reason})") from None

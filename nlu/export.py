@@ -27,7 +27,7 @@ from nlu.errors import CheckpointError
 from nlu.files import write_text_atomic
 from nlu.interop import EXPORT_ARCHITECTURES, to_transformers
 from nlu.model import ForSequenceClassification, ForTokenClassification, NluModel, load_model
-from nlu.checkpoint import model_directory
+from nlu.sources import model_directory
 from nlu.predict import input_lengths
 from nlu.runs import SETTINGS_FILE, TASKS
 from nlu.tasks.classify import prediction_adjustment

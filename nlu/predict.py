@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
-from nlu.checkpoint import model_directory
+from nlu.sources import model_directory
 from nlu.data.classification import TextExample
 from nlu.data.ner import NerSentence
 from nlu.errors import CheckpointError, DataError

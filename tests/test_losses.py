@@ -21,6 +21,11 @@ def test_class_weights_are_balanced():
     torch.testing.assert_close(weights, torch.tensor([2 / 3, 2.0, 1.0]))
     assert weights.dtype == torch.float32
     torch.testing.assert_close(class_weights(np.array([[0, 1], [1, 1]]), 2), torch.tensor([2.0, 2 / 3]))
+    from sklearn.utils.class_weight import compute_class_weight
+
+    many = np.random.default_rng(0).integers(0, 7, size=1000)
+    expected = compute_class_weight("balanced", classes=np.arange(7), y=many).astype(np.float32)
+    assert class_weights(many, 7).numpy().tobytes() == expected.tobytes()  # scikit-learn's to the bit
 
 
 def test_class_weights_reject_absent_and_out_of_range_classes():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.image
+from matplotlib.axes import Axes
 import numpy as np
 import pytest
 
@@ -32,6 +33,18 @@ def test_heatmap_counts_and_normalized(tmp_path):
     assert small.ndim == 3 and small.shape[0] > 400
     assert big.shape[0] > small.shape[0] and big.shape[1] > small.shape[1]  # figure grows with the labels
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counts.png", "rates.png"]  # no temp files left
+
+
+def test_heatmap_prints_every_nonzero_cell_and_leaves_zeros_blank(tmp_path, monkeypatch):
+    printed = []
+    draw_text = Axes.text
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, **kw: printed.append((y, x, s)) or draw_text(self, x, y, s, **kw))
+    counts = np.array([[5, 0, 1], [0, 0, 0], [2, 0, 9]])
+    plot_heatmap(counts, ["B-A", "I-A", "O"], tmp_path / "counts.png", "counts", normalized=False)
+    assert sorted(printed) == [(0, 0, "5"), (0, 2, "1"), (2, 0, "2"), (2, 2, "9")]
+    printed.clear()
+    plot_heatmap(counts / 10, ["B-A", "I-A", "O"], tmp_path / "rates.png", "rates", normalized=True)
+    assert sorted(printed) == [(0, 0, "0.50"), (0, 2, "0.10"), (2, 0, "0.20"), (2, 2, "0.90")]
 
 
 def test_heatmap_shape_mismatch_is_an_error(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import nlu
-from nlu import checkpoint, cli, predict
+from nlu import cli, predict, sources
 from nlu.config import EncoderConfig
 from nlu.data.ner import NerSentence, label_list, read_ner_file
 from nlu.errors import CheckpointError
@@ -212,7 +212,7 @@ def test_hub_ids_go_through_the_hub_and_fail_in_one_line(tagger_dir, tmp_path, m
 
     exported = export(tagger_dir, tmp_path / "exported")
     asked = []
-    monkeypatch.setattr(checkpoint, "snapshot_download", lambda repo, **_: asked.append(repo) or str(exported))
+    monkeypatch.setattr(sources, "snapshot_download", lambda repo, **_: asked.append(repo) or str(exported))
     text = "Obama visited London"
     assert_same_predictions([nlu.load("someone/tiny-ner").predict(text)], [nlu.load(tagger_dir).predict(text)])
     assert asked == ["someone/tiny-ner"]
@@ -220,7 +220,7 @@ def test_hub_ids_go_through_the_hub_and_fail_in_one_line(tagger_dir, tmp_path, m
     def offline(repo, **_):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
 
-    monkeypatch.setattr(checkpoint, "snapshot_download", offline)
+    monkeypatch.setattr(sources, "snapshot_download", offline)
     with pytest.raises(CheckpointError, match=r"^someone/absent: no such local folder, and the Hugging Face hub "
                                               r"cannot provide it \(OSError: We couldn't connect"):
         nlu.load("someone/absent")
@@ -328,8 +328,12 @@ def test_cli_evaluate_takes_a_max_length_without_a_stride(tagger_dir, tmp_path, 
     status, out, err = run_cli(capsys, "evaluate", "ner", "--model", str(model_dir), "--data", str(data),
                                "--max-length", "24", "--out", str(tmp_path / "evaluation"))
     assert status == 0, err
-    assert json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["words"] == sum(len(s.words) for s in sentences)
-    assert 0 <= json.loads(out[: out.rindex("}") + 1])["entity_f1_strict"] <= 1
+    metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert metrics["words"] == sum(len(s.words) for s in sentences)
+    assert metrics["entity_strict"]["averages"]["micro"]["support"] == sum(
+        tag.startswith("B-") for s in sentences for tag in s.tags)  # every gold entity scored
+    printed = json.loads(out[: out.rindex("}") + 1])["entity_f1_strict"]
+    assert printed == metrics["entity_strict"]["averages"]["micro"]["f1"]  # the headline is the file's figure
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")

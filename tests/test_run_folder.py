@@ -223,7 +223,7 @@ def test_init_takes_a_hub_id_when_the_hub_can_provide_it(tmp_path, monkeypatch):
     """The hub is out of reach here: a stand-in for snapshot_download serves a saved BERT folder."""
     import transformers
 
-    from nlu import checkpoint
+    from nlu import sources
     from nlu.model import ForTokenClassification
     from nlu.parity import PARITY_CONFIGS
     from nlu.tasks.finetune import initial_model
@@ -234,7 +234,7 @@ def test_init_takes_a_hub_id_when_the_hub_can_provide_it(tmp_path, monkeypatch):
     (folder / "tokenizer.json").write_text((TOKENIZER_DIR / "tokenizer.json").read_text())
     (folder / "tokenizer_config.json").write_text((TOKENIZER_DIR / "tokenizer_config.json").read_text())
     asked = []
-    monkeypatch.setattr(checkpoint, "snapshot_download", lambda repo_id, **_: asked.append(repo_id) or str(folder))
+    monkeypatch.setattr(sources, "snapshot_download", lambda repo_id, **_: asked.append(repo_id) or str(folder))
     settings = resolve(load_settings(NER_TASK, ["init=someone/tiny-bert"], task="ner"))
     model, tokenizer = initial_model(settings, ForTokenClassification, ["O", "B-X"], None)
     assert asked == ["someone/tiny-bert"] and len(tokenizer) == 1000
@@ -242,12 +242,12 @@ def test_init_takes_a_hub_id_when_the_hub_can_provide_it(tmp_path, monkeypatch):
 
 
 def test_an_unreachable_hub_id_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch):
-    from nlu import checkpoint
+    from nlu import sources
 
     def offline(repo_id, **_):
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(checkpoint, "snapshot_download", offline)
+    monkeypatch.setattr(sources, "snapshot_download", offline)
     output = tmp_path / "run"
     with pytest.raises(NluError, match=r"someone/bert: no such local folder, and the Hugging Face hub cannot provide it"):
         run(load_settings(NER_TASK, ["init=someone/bert", f"training.output_dir={output}"], task="ner"))

@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from seqeval.metrics.sequence_labeling import get_entities
-from seqeval.scheme import IOB2, Entities
-from sklearn.metrics import confusion_matrix
 
 from nlu.evaluation.metrics import EntityMode, check_labels, check_tag_sequences, evaluated_labels
 from nlu.evaluation.plots import plot_heatmap
@@ -39,6 +36,8 @@ def confusion_matrices(y_true: list[str], y_pred: list[str], labels: list[str]) 
     Computed by scikit-learn so the numbers match what anyone re-checking with it gets; a row
     or column with no examples is 0 (scikit-learn's choice), not NaN.
     """
+    from sklearn.metrics import confusion_matrix  # imported on use: see nlu.evaluation.metrics
+
     check_labels(y_true, y_pred, labels)
     if not y_true:  # scikit-learn refuses empty input; an empty matrix is the honest answer
         zeros = np.zeros((len(labels), len(labels)))
@@ -57,6 +56,9 @@ class Span(NamedTuple):
 
 def entity_spans(tags: list[str], mode: EntityMode = "strict") -> list[Span]:
     """The entities of one sentence, read the same way as :func:`~nlu.evaluation.metrics.entity_scores`."""
+    from seqeval.metrics.sequence_labeling import get_entities  # imported on use: see nlu.evaluation.metrics
+    from seqeval.scheme import IOB2, Entities
+
     if mode == "strict":
         return [Span(e.tag, e.start, e.end) for e in Entities([tags], IOB2).entities[0]]
     return [Span(kind, start, end + 1) for kind, start, end in get_entities(tags)]

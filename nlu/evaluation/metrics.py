@@ -20,6 +20,10 @@ printing 0 would read as "every example missed" — and its F1 counts as 0 in ma
 predictions are all wrong). Macro recall averages the classes that have gold examples, so it
 equals balanced accuracy; both equal scikit-learn's ``recall_score(average="macro",
 zero_division=np.nan)`` and macro-F1 equals ``f1_score(average="macro", zero_division=0)``.
+
+seqeval and scikit-learn are imported by the functions that score, not by this module: importing
+them (scipy, pandas) takes 1.4 s, which every ``nlu`` command paid before it could check its first
+option, and every torchrun worker again.
 """
 
 from __future__ import annotations
@@ -31,14 +35,6 @@ from collections import Counter
 from typing import Literal
 
 import numpy as np
-from seqeval.metrics import classification_report as seqeval_report
-from seqeval.scheme import IOB2
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    matthews_corrcoef,
-    precision_recall_fscore_support,
-)
 
 from nlu.errors import ConfigError, DataError
 
@@ -95,6 +91,9 @@ def entity_scores(true_tags: list[list[str]], pred_tags: list[list[str]], mode: 
     """
     if mode not in ("strict", "default"):
         raise ConfigError(f"entity mode must be 'strict' or 'default', got {mode!r}")
+    from seqeval.metrics import classification_report as seqeval_report  # see the module docstring
+    from seqeval.scheme import IOB2
+
     check_tag_sequences(true_tags, pred_tags)
     options = {"mode": "strict", "scheme": IOB2} if mode == "strict" else {}
     with warnings.catch_warnings():
@@ -130,6 +129,13 @@ def classification_scores(y_true: list[str], y_pred: list[str], labels: list[str
     of them, and they fix the row order. Rows and macro averages cover the classes present in
     this split's gold labels or predictions; the others are listed under ``not_in_split``.
     """
+    from sklearn.metrics import (  # see the module docstring
+        accuracy_score,
+        balanced_accuracy_score,
+        matthews_corrcoef,
+        precision_recall_fscore_support,
+    )
+
     check_labels(y_true, y_pred, labels)
     if not y_true:
         raise DataError("no examples to score")

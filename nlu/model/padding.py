@@ -196,9 +196,10 @@ def padding_of(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> 
         return Padding.none(batch, length, input_ids.device)
     if attention_mask.shape != input_ids.shape:
         raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}")
-    if attention_mask.device.type not in PACKED_DEVICE_TYPES:
+    # Packing reads the mask's values, which a compiled graph cannot branch on without breaking
+    # into pieces (each compiled on its own): compiled models take the masked layout too.
+    if attention_mask.device.type not in PACKED_DEVICE_TYPES or torch.compiler.is_compiling():
         return Padding.masked(attention_mask)
     if bool(attention_mask.bool().all()):
         return Padding.none(batch, length, input_ids.device)
-    # Cutting depends on the mask's values, which a compiled graph cannot branch on.
-    return Padding.packed(attention_mask, None if torch.compiler.is_compiling() else SEGMENT_COST_IN_PAIRS)
+    return Padding.packed(attention_mask, SEGMENT_COST_IN_PAIRS)

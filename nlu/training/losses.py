@@ -11,7 +11,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.nn import functional as F
 
@@ -37,7 +36,8 @@ def class_weights(labels: list[int] | np.ndarray, num_classes: int, ignore_index
     absent = np.setdiff1d(classes, values)
     if absent.size:
         raise DataError(f"cannot weight classes that never occur in the training labels: {absent.tolist()}")
-    weights = compute_class_weight("balanced", classes=classes, y=values)
+    # scikit-learn's compute_class_weight("balanced") to the last bit, without importing it (1.4 s)
+    weights = len(values) / (num_classes * np.bincount(values, minlength=num_classes).astype(np.float64))
     return torch.tensor(weights, dtype=torch.float32)
 
 
