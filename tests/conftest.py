@@ -24,6 +24,18 @@ def fails_at():
     return check
 
 
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """The Hugging Face hub out of reach, as on this project's machines: every download fails as
+    huggingface_hub fails without a network."""
+    from nlu import sources
+
+    def offline(repo_id, **_):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    monkeypatch.setattr(sources, "snapshot_download", offline)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

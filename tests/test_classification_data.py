@@ -85,16 +85,25 @@ def test_read_unlabeled_data(tmp_path: Path) -> None:
         ("a.csv", "text,label\ngood,pos\nbad,\n", 3, "missing label 'label'"),
         ("a.csv", "text,label\ngood,pos,extra\n", 2, "3 fields, but the header has 2"),
         ("a.tsv", "text\tlabel\ngood\n", 2, "1 fields, but the header has 2"),
-        ("a.jsonl", '{"text": "good", "label": "pos"}\n{"text": "bad"\n', 2, "invalid JSON"),
-        ("a.jsonl", '{"label": "pos"}\n', 1, "missing key 'text'; found 'label'"),
-        ("a.jsonl", '{"text": 3, "label": "pos"}\n', 1, "'text' must be a string, got int"),
-        ("a.jsonl", '{"text": "ok", "label": null}\n', 1, "missing label"),
-        ("a.jsonl", '{"text": "ok", "label": 0.5}\n', 1, "must be a string or integer, got float"),
     ],
 )
-def test_read_table_errors_name_file_and_line(tmp_path: Path, name: str, text: str, line: int, fragment: str,
-                                              fails_at) -> None:
+def test_delimited_table_errors_name_file_and_line(tmp_path: Path, name: str, text: str, line: int, fragment: str,
+                                                   fails_at) -> None:
     fails_at(read_table, write(tmp_path, name, text), line, fragment)
+
+
+@pytest.mark.parametrize(
+    ("lines", "line", "fragment"),
+    [
+        ('{"text": "good", "label": "pos"}\n{"text": "bad"\n', 2, "invalid JSON"),
+        ('{"label": "pos"}\n', 1, "missing key 'text'; found 'label'"),
+        ('{"text": 3, "label": "pos"}\n', 1, "'text' must be a string, got int"),
+        ('{"text": "ok", "label": null}\n', 1, "missing label"),
+        ('{"text": "ok", "label": 0.5}\n', 1, "must be a string or integer, got float"),
+    ],
+)
+def test_jsonl_table_errors_name_file_and_line(tmp_path: Path, lines: str, line: int, fragment: str, fails_at) -> None:
+    fails_at(read_table, write(tmp_path, "a.jsonl", lines), line, fragment)
 
 
 def test_read_table_pair_column_must_be_filled(tmp_path: Path) -> None:

@@ -177,8 +177,8 @@ def test_one_model_scored_on_several_test_sets_into_one_table(tmp_path, pretrain
 def study_results(de_frozen: float, de_trainer: float, seconds_frozen: float, seconds_trainer: float) -> dict:
     """A study's JSON as scripts/crosslingual.py saves it, two rows and one seed, with given figures."""
     languages = {lang: {"f1": f1, "per_type_f1": {"PER": f1}} for lang, f1 in (("de", de_frozen), ("ru", 0.5))}
-    run_of = lambda **values: {"seed": 1, "steps": 750, "peak_rss_mib": 1000.0, "load_before": [1.0],  # noqa: E731
-                               "load_after": [1.0], **values}
+    run_of = lambda **values: {"seed": 1, "steps": 750, "peak_rss_mib": 1000.0, "load_before": 1.3,  # noqa: E731
+                               "load_after": 1.5, **values}
     return {"command": "c", "machine": {}, "seeds": [1], "runs_dir": "runs", "recipe": {"batch_size": 8},
             "test_sentences": {"de": 10, "ru": 10}, "train_sentences": {"de": 20},
             "runs": {"de, embeddings frozen": [run_of(train_seconds=seconds_frozen, languages=languages)],
@@ -199,5 +199,7 @@ def test_the_study_report_decides_its_targets_from_its_own_figures():
     assert [line.rsplit("— ", 1)[1] for line in study.targets(study.summarise(slow))] == ["NOT met", "NOT met", "met"]
     assert study.headline(slow) == ("German test F1 0.680 (nlu, embeddings frozen) vs 0.700 (transformers' Trainer), "
                                     "0.60× its training time; zero-shot ru 0.500")
+    assert "Load average (1 min) before / after each training run: de, embeddings frozen seed 1: 1.3 / 1.5; " \
+           "de, transformers Trainer seed 1: 1.3 / 1.5." in study.comparison(slow)
     table = study.readme_table(slow)
     assert table[2].startswith("| de, embeddings frozen | 1 | 0.680 | 0.500 | 300 |") and "0.868" in table[-1]

@@ -63,6 +63,19 @@ def test_a_failing_step_is_reported_and_the_next_still_runs():
     assert "**Failed:**\n\n- bench: RuntimeError: CUDA error: out of memory" in gpu_check.render(results)
 
 
+def test_panx_splits_come_from_germeval_dev_and_test_like_the_study(tmp_path):
+    """A folder with dev.txt and test.txt (the shared GermEval layout): train and dev are drawn from
+    dev.txt, test from test.txt, so 2,000 + 200 + 1,000 fits its 2,200 + 5,100 sentences."""
+    source = tmp_path / "de"
+    source.mkdir()
+    for name, count, word in (("dev.txt", 12, "d"), ("test.txt", 7, "t")):
+        (source / name).write_text("".join(f"{word}{i}\tB-PER\nx\tO\n\n" for i in range(count)))
+    folder = script("gpu_check").panx_folder(source, [10, 2, 5], tmp_path / "panx")
+    first_words = {split: [block.split("\t")[0][0] for block in (folder / f"{split}.conll").read_text().split("\n\n")
+                           if block.strip()] for split in ("train", "dev", "test")}
+    assert first_words == {"train": ["d"] * 10, "dev": ["d"] * 2, "test": ["t"] * 5}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_the_dry_run_runs_every_step_and_writes_the_report(tmp_path):

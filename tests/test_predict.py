@@ -207,7 +207,7 @@ def test_a_run_folder_loads_its_best_model_else_its_last(tagger_dir, tmp_path):
     assert nlu.load(tmp_path / "run").directory == tmp_path / "run" / "best"
 
 
-def test_hub_ids_go_through_the_hub_and_fail_in_one_line(tagger_dir, tmp_path, monkeypatch):
+def test_hub_ids_go_through_the_hub_and_fail_in_one_line(tagger_dir, tmp_path, monkeypatch, request):
     from nlu.export import export
 
     exported = export(tagger_dir, tmp_path / "exported")
@@ -217,10 +217,7 @@ def test_hub_ids_go_through_the_hub_and_fail_in_one_line(tagger_dir, tmp_path, m
     assert_same_predictions([nlu.load("someone/tiny-ner").predict(text)], [nlu.load(tagger_dir).predict(text)])
     assert asked == ["someone/tiny-ner"]
 
-    def offline(repo, **_):
-        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
-
-    monkeypatch.setattr(sources, "snapshot_download", offline)
+    request.getfixturevalue("offline_hub")
     with pytest.raises(CheckpointError, match=r"^someone/absent: no such local folder, and the Hugging Face hub "
                                               r"cannot provide it \(OSError: We couldn't connect"):
         nlu.load("someone/absent")

@@ -241,13 +241,7 @@ def test_init_takes_a_hub_id_when_the_hub_can_provide_it(tmp_path, monkeypatch):
     assert torch.equal(model.encoder.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
 
 
-def test_an_unreachable_hub_id_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch):
-    from nlu import sources
-
-    def offline(repo_id, **_):
-        raise OSError("Name or service not known")
-
-    monkeypatch.setattr(sources, "snapshot_download", offline)
+def test_an_unreachable_hub_id_is_one_line_and_leaves_no_folder(tmp_path, offline_hub):
     output = tmp_path / "run"
     with pytest.raises(NluError, match=r"someone/bert: no such local folder, and the Hugging Face hub cannot provide it"):
         run(load_settings(NER_TASK, ["init=someone/bert", f"training.output_dir={output}"], task="ner"))

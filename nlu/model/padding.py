@@ -32,11 +32,13 @@ import torch
 
 from nlu.hardware import reads_values
 
-SEGMENT_COST_IN_PAIRS = 1024
-"""What one more segment costs (one more round of small attention kernels, forward and backward),
-in query-key pairs scored. On the 2-core CPU (MiniLM, NER batches of 32 tweets) any value from 0
-to 4,096 gave the same step time within noise, and one segment per batch was 12% slower; 1,024
-keeps segments few."""
+SEGMENT_COST_IN_PAIRS = 16384
+"""What one more segment costs (one more round of small attention kernels per layer, forward and
+backward), in query-key pairs scored. Measured on the 2-core bf16 host, median training step, the
+values interleaved on the same batches: multilingual-e5-small NER at batch 8 (German, bf16) 213 ms
+at 1,024, 204 at 4,096, 190 at 16,384, 189 with one segment a batch; MiniLM on WNUT-16 tweets at
+batch 32, 290 / 271 / 273 / 281 ms in bf16 and 506 / 497 / 502 / 531 ms in fp32. Cutting pays only
+where lengths differ a lot within a batch: small batches and bf16 (cheaper pairs) want few cuts."""
 
 PACKED_DEVICE_TYPES = frozenset({"cpu"})
 """Devices where padded batches are packed; elsewhere they take the sync-free masked layout."""
