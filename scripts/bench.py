@@ -35,7 +35,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +44,8 @@ import transformers
 
 from nlu.config import EncoderConfig
 from nlu.data.ner import encode_ner, label_list, read_ner_file
+from nlu.benchmark import (Clock, Step, alternate, gpu_dense_peak, matmul_peak, operator_shares, operator_times,
+                           peak_memory_growth, training_step)
 from nlu.hardware import choose_device
 from nlu.interop import hf_state_to_nlu
 from nlu.model import ForPreTraining, ForTokenClassification
@@ -62,46 +63,7 @@ PRETRAINING_BATCH = {"tiny": (4, 32)}
 """(sequences, length) of the pretraining step where it is not 32 × 128."""
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
-# Dense (no sparsity) tensor-core peaks in TFLOP/s, bf16 with fp32 accumulation, from the vendors'
-# datasheets; matched in order against torch.cuda.get_device_name().
-GPU_DENSE_PEAKS = (
-    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("GH200", 989.0), ("H200", 989.0), ("H100", 989.0),
-    ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0),
-)
-
 AUTOCAST_NOTE = " autocast on both sides (weights, optimizer, softmax accumulation, LayerNorm and losses in fp32)"
-
-
-def gpu_dense_peak(name: str) -> float | None:
-    """bf16 dense FLOP/s of the GPU called NAME, or None when it is not in the table."""
-    return next((tflops * 1e12 for key, tflops in GPU_DENSE_PEAKS if key in name), None)
-
-
-class Clock:
-    """Seconds of a step: wall-clock (waiting for the device's queue on CUDA), or with ``cpu_time``
-    the CPU seconds of this thread, which on a shared host counts the step's own work and not the
-    time other processes held the cores (valid with one torch thread: the work is all on this one)."""
-
-    def __init__(self, device: torch.device, cpu_time: bool = False):
-        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        self.now = time.thread_time if cpu_time else time.perf_counter
-
-    def __call__(self, step: Callable[[], None]) -> float:
-        self.sync()
-        started = self.now()
-        step()
-        self.sync()
-        return self.now() - started
-
-
-def matmul_peak(dtype: torch.dtype, clock: Clock, device: torch.device, size: int = 2048, repeats: int = 10) -> float:
-    """Matmul FLOP/s in DTYPE: the fastest of REPEATS products. The fastest, not the median: on this
-    shared host the rate drifts by ±10% over minutes, and a low reading would push utilisation
-    past 100%; main() also takes the best of readings before and after every config."""
-    size = size * 4 if device.type == "cuda" else size
-    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    clock(lambda: torch.mm(a, b))
-    return 2 * size**3 / min(clock(lambda: torch.mm(a, b)) for _ in range(repeats))
 
 
 def bert_config(options: dict, labels: list[str] | None = None) -> transformers.BertConfig:
@@ -139,22 +101,11 @@ class Setting:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=DTYPES[precision or self.precision])
 
-    def trainer(self, model, loss_of: Callable, batches: list | None = None,
-                precision: str | None = None) -> Callable[[], None]:
-        """A training step over BATCHES in turn (or no argument): forward under autocast (in PRECISION,
-        default the setting's), fp32 AdamW."""
+    def trainer(self, model, loss: Callable, batches: list = (None,), precision: str | None = None) -> Step:
+        """A training step over BATCHES in turn: forward under autocast (in PRECISION, default the
+        setting's), fp32 AdamW."""
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-        model.train()
-        position = {"i": 0}
-
-        def step():
-            with self.autocast(precision):
-                loss = loss_of(model) if batches is None else loss_of(model, batches[position["i"] % len(batches)])
-            position["i"] += 1
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return step
+        return training_step(model, optimizer, loss, batches, lambda: self.autocast(precision))
 
 
 def pretraining_runs(config: str, compile_nlu: bool, setting: Setting) -> tuple[dict[str, Callable], dict]:
@@ -171,17 +122,17 @@ def pretraining_runs(config: str, compile_nlu: bool, setting: Setting) -> tuple[
     ours = twin(hf, ForPreTraining, options)
     masked = int(chosen.sum())
 
-    def hf_dense(model):
+    def hf_dense(model, _batch):
         return model(input_ids=input_ids, labels=mlm_labels, next_sentence_label=nsp_labels).loss
 
-    def hf_sparse(model):
+    def hf_sparse(model, _batch):
         sequence, pooled = model.bert(input_ids=input_ids)[:2]
         where = mlm_labels != -100
         logits = model.cls.predictions(sequence[where])
         return F.cross_entropy(logits.float(), mlm_labels[where]) + F.cross_entropy(
             model.cls.seq_relationship(pooled).float(), nsp_labels)
 
-    def nlu(model):
+    def nlu(model, _batch):
         return model(input_ids, mlm_labels=mlm_labels, nsp_labels=nsp_labels).loss
 
     runs = {"transformers dense": lambda: setting.trainer(hf, hf_dense),
@@ -212,7 +163,7 @@ def ner_runs(config: str, compile_nlu: bool, setting: Setting) -> tuple[dict[str
     texts = iter([" ".join(s.words) for s in sentences])
     tokenizer = train_tokenizer(texts, vocab_size=8000)
     windows = encode_ner(sentences, tokenizer, {label: i for i, label in enumerate(labels)}, 128, 32)
-    features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "labels": w.labels} for w in windows]
+    features = [w.features() for w in windows]
     hf = transformers.BertForTokenClassification(bert_config(options, labels)).to(device)
     ours = twin(hf, ForTokenClassification, options, labels)
     collator = transformers.DataCollatorForTokenClassification(tokenizer)
@@ -236,14 +187,14 @@ def ner_runs(config: str, compile_nlu: bool, setting: Setting) -> tuple[dict[str
     inference_tokens = sum(len(f["input_ids"]) for f in inference_features)
 
     @torch.no_grad()
-    def hf_inference():
+    def hf_inference(_round: int):
         hf.eval()
         with setting.autocast():
             for i in range(0, len(inference_features), 64):
                 hf(**on_device(collator([{k: f[k] for k in ("input_ids", "token_type_ids")}
                                          for f in inference_features[i:i + 64]])))
 
-    def nlu_inference():
+    def nlu_inference(_round: int):
         with setting.autocast():
             predict_logits(ours, inference_features, tokenizer.pad_token_id, 64)
 
@@ -262,49 +213,17 @@ SECTIONS = {"pretraining": pretraining_runs, "ner": ner_runs}
 
 
 def time_runs(runs: dict[str, Callable], steps: int, warmup: int, clock: Clock) -> dict[str, float]:
-    """Median seconds per step of each run, the runs alternating step by step (in turn forwards,
-    then backwards, so none always follows the same one). Inference passes are long (1,024
-    sentences), so they take fewer repeats."""
+    """Median seconds per step of each run, alternated (nlu.benchmark). Inference passes are long
+    (1,024 sentences), so they take fewer readings."""
     made = {name: make() for name, make in runs.items()}
-    for step in made.values():
-        for _ in range(warmup):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in made}
-    order = list(made)
-    for round_ in range(steps):
-        for name in order if round_ % 2 == 0 else order[::-1]:
-            if not (name.startswith("inference/") and round_ >= 3):
-                times[name].append(clock(made[name]))
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
-def memory_status(field: str) -> int:
-    """VmRSS / VmHWM (peak) of this process in bytes, from /proc (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
+    seconds = alternate(made, steps, clock, warmup, {name: 3 for name in made if name.startswith("inference/")})
+    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 def memory_of_run(config: str, section: str, run: str, compile_nlu: bool, steps: int, setting: Setting) -> int:
-    """Peak memory growth of one run. On the CPU (called in a child process, the run alone) the
-    peak resident size is reset after models and inputs are built (Linux clear_refs), so building
-    them does not mask the training step's own peak; on CUDA the allocator's peak is reset instead."""
+    """Peak memory growth of one run (on the CPU called in a child process: the run alone)."""
     runs, _ = SECTIONS[section](config, compile_nlu, setting)
-    step = runs[run]()
-    if setting.device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before
-    Path("/proc/self/clear_refs").write_text("5")
-    before = memory_status("VmRSS")
-    for _ in range(steps):
-        step()
-    return memory_status("VmHWM") - before
+    return peak_memory_growth(runs[run](), steps, setting.device)
 
 
 def measure_memory(config: str, section: str, runs: list[str], compile_nlu: bool, setting: Setting) -> dict[str, int]:
@@ -320,36 +239,28 @@ def measure_memory(config: str, section: str, runs: list[str], compile_nlu: bool
     return memory
 
 
-PROFILE_GROUPS = (
-    ("matmul (linear layers, vocabulary projection)", ("addmm", "mm", "bmm", "matmul", "linear")),
-    ("attention kernel", ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax")),
-    ("dropout", ("dropout", "bernoulli", "uniform", "random_")),
-    ("layer norm", ("layer_norm",)),
-    ("activation (GELU)", ("gelu",)),
-    ("optimizer (fused AdamW)", ("adam",)),
-    ("embedding lookup / gradient", ("embedding",)),
-    ("loss", ("cross_entropy", "nll_loss", "log_softmax")),
-    ("casts (to / copy_)", ("_to_copy", "copy_")),
-    ("index / gather / scatter (sparse MLM, padding)", ("index", "gather", "scatter", "nonzero", "masked")),
-    ("elementwise add / mul / compare / copies", ("add", "mul", "fill", "zero", "clone", "cat", "div", "ge")),
-)
+PROFILE_GROUPS = {
+    "matmul (linear layers, vocabulary projection)": ("addmm", "mm", "bmm", "matmul", "linear"),
+    "attention kernel": ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax"),
+    "dropout": ("dropout", "bernoulli", "uniform", "random_"),
+    "layer norm": ("layer_norm",),
+    "activation (GELU)": ("gelu",),
+    "optimizer (fused AdamW)": ("adam",),
+    "embedding lookup / gradient": ("embedding",),
+    "loss": ("cross_entropy", "nll_loss", "log_softmax"),
+    "casts (to / copy_)": ("_to_copy", "copy_"),
+    "index / gather / scatter (sparse MLM, padding)": ("index", "gather", "scatter", "nonzero", "masked"),
+    "elementwise add / mul / compare / copies": ("add", "mul", "fill", "zero", "clone", "cat", "div", "ge"),
+}
 
 
 def profile_pretraining(config: str, setting: Setting) -> list[tuple[str, float]]:
     """Share of self CPU time per group of ops over three nlu pretraining steps."""
     runs, _ = pretraining_runs(config, False, setting)
     step = runs["nlu"]()
-    step()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
-        for _ in range(3):
-            step()
-    totals: dict[str, float] = {}
-    for event in profiler.key_averages():
-        name = event.key.lower()
-        group = next((label for label, keys in PROFILE_GROUPS if any(k in name for k in keys)), "other")
-        totals[group] = totals.get(group, 0.0) + event.self_cpu_time_total
-    everything = sum(totals.values())
-    return sorted(((group, value / everything) for group, value in totals.items()), key=lambda kv: -kv[1])
+    step(0)
+    shares = operator_shares(operator_times(lambda: [step(round_) for round_ in range(3)]), PROFILE_GROUPS)
+    return sorted(((group, share) for group, share in shares.items() if share), key=lambda kv: -kv[1])
 
 
 def peaks(clock: Clock, device: torch.device) -> dict[str, float]:

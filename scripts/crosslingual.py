@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -171,9 +170,7 @@ def profile_steps(checkpoint: Path, train_file: Path, steps: int, batch_size: in
     """Where a bf16 fine-tuning step's CPU time goes (torch.profiler, self time per operator
     family), embeddings trained vs frozen, on the same German batches; wall time per step
     timed without the profiler, the two variants alternating step by step."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
+    from nlu.benchmark import Clock, alternate, operator_shares, operator_times, training_step
     from nlu.data.ner import encode_ner, label_list, read_ner_file
     from nlu.interop import from_transformers
     from nlu.model import ForTokenClassification
@@ -184,7 +181,7 @@ def profile_steps(checkpoint: Path, train_file: Path, steps: int, batch_size: in
     sentences = read_ner_file(train_file)
     labels, tokenizer = label_list(sentences), load_tokenizer(checkpoint)
     windows = encode_ner(sentences, tokenizer, {label: i for i, label in enumerate(labels)}, RECIPE["max_length"], 32)
-    features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "labels": w.labels} for w in windows]
+    features = [w.features() for w in windows]
     batches = [pad_batch(features[start:start + batch_size], tokenizer.pad_token_id)
                for start in range(0, batch_size * (steps + 2), batch_size)]
     families = {"matmuls": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"),
@@ -199,35 +196,15 @@ def profile_steps(checkpoint: Path, train_file: Path, steps: int, batch_size: in
         model = from_transformers(checkpoint, ForTokenClassification, labels=labels).train()
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(variant == "trained")
         optimizer = torch.optim.AdamW(parameter_groups(model, 0.01), lr=2e-4, eps=1e-6, fused=True)
-
-        def step(batch, model=model, optimizer=optimizer) -> float:
-            started = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            return time.perf_counter() - started
-
-        steppers[variant] = step
-        result[variant] = {"trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                           "seconds": []}
-    for index, batch in enumerate(batches):
-        for variant in (("trained", "frozen") if index % 2 else ("frozen", "trained")):
-            seconds = steppers[variant](batch)
-            if index >= 2:
-                result[variant]["seconds"].append(seconds)
+        steppers[variant] = training_step(model, optimizer, lambda model, batch: model(**batch).loss, batches,
+                                          lambda: torch.autocast("cpu", dtype=torch.bfloat16), max_grad_norm=1.0)
+        result[variant] = {"trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    seconds = alternate(steppers, steps, Clock(), warmup=2)
     for variant, step in steppers.items():
-        with profile(activities=[ProfilerActivity.CPU]) as profiled:
-            for batch in batches[2:]:
-                step(batch)
-        events = {event.key: event.self_cpu_time_total for event in profiled.key_averages()}
-        total = sum(events.values())
-        shares = {family: sum(events.get(name, 0) for name in names) / total for family, names in families.items()}
-        result[variant] |= {"share": {**shares, "other": 1 - sum(shares.values())},
-                            "seconds_per_step": sum(result[variant]["seconds"]) / steps,
-                            "seconds_profiled": total / 1e6, "events": events}
+        events = operator_times(lambda step=step: [step(index) for index in range(2, steps + 2)])
+        result[variant] |= {"seconds": seconds[variant], "share": operator_shares(events, families, exact=True),
+                            "seconds_per_step": sum(seconds[variant]) / steps,
+                            "seconds_profiled": sum(events.values()), "events": events}
     embedding = model.encoder.embeddings.word_embeddings.weight
     return {"steps": steps, "batch_size": batch_size, "embedding_parameters": embedding.numel(),
             "parameters": sum(p.numel() for p in model.parameters()), **result}

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from nlu.benchmark import Clock, alternate, operator_shares, operator_times, training_step  # noqa: E402
 from nlu.data.classification import read_table  # noqa: E402
 from nlu.data.ner import encode_ner, label_list, read_ner_file  # noqa: E402
 from nlu.data.subsets import write_slices  # noqa: E402
@@ -122,8 +123,6 @@ def paired_steps(spec: dict) -> dict:
     process: a contention-robust ratio of the model step alone (forward, backward, clipping, fused
     AdamW). Also nlu on length-grouped batches of the same sentences, to show what padding costs."""
     import transformers
-    from torch.profiler import ProfilerActivity, profile
-
     from nlu.interop import from_transformers
     from nlu.model import ForTokenClassification
     from nlu.tasks.finetune import pad_batch
@@ -136,7 +135,7 @@ def paired_steps(spec: dict) -> dict:
     max_length = min(spec["budget"]["max_length"],
                      transformers.AutoConfig.from_pretrained(checkpoint).max_position_embeddings)
     windows = encode_ner(sentences, tokenizer, {label: i for i, label in enumerate(labels)}, max_length, 32)
-    features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "labels": w.labels} for w in windows]
+    features = [w.features() for w in windows]
     order = np.random.default_rng(spec["seed"]).permutation(len(features))[: batch_size * (count + 2)]
     by_length = sorted(order, key=lambda i: len(features[i]["input_ids"]))
     batch_of = lambda chosen: [pad_batch([features[i] for i in chosen[s:s + batch_size]], tokenizer.pad_token_id)  # noqa: E731
@@ -148,42 +147,22 @@ def paired_steps(spec: dict) -> dict:
                                                                                           num_labels=len(labels))}
     optimizers = {side: torch.optim.AdamW(model.parameters(), lr=spec["budget"]["learning_rate"], eps=1e-6, fused=True)
                   for side, model in models.items()}
-
-    def step(side: str, batch: dict) -> float:
-        model, optimizer = models[side], optimizers[side]
-        model.train()
-        started = time.perf_counter()
-        model(**batch).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return time.perf_counter() - started
-
-    sides = {"nlu": ("nlu", "random"), "transformers": ("transformers", "random"), "nlu_grouped": ("nlu", "grouped")}
-    times: dict[str, list[float]] = {side: [] for side in sides}
-    names = list(sides)
-    for index in range(count + 2):
-        for side in names[index % 3:] + names[:index % 3]:
-            seconds = step(sides[side][0], batches[sides[side][1]][index])
-            if index >= 2:  # two warm-up steps
-                times[side].append(seconds)
+    steps = {"nlu": ("nlu", "random"), "transformers": ("transformers", "random"), "nlu_grouped": ("nlu", "grouped")}
+    trainers = {name: training_step(models[side], optimizers[side], lambda model, batch: model(**batch).loss,
+                                    batches[kind], max_grad_norm=1.0) for name, (side, kind) in steps.items()}
+    times = alternate(trainers, count, Clock(), warmup=2)
     real = {kind: [int(b["attention_mask"].sum()) for b in chosen[2:]] for kind, chosen in batches.items()}
-
-    def matmul_share(side: str) -> float:
-        """The share of the step's operator time in matrix products (torch.profiler, the same batches)."""
-        with profile(activities=[ProfilerActivity.CPU]) as profiled:
-            for batch in batches["random"][2:]:
-                step(side, batch)
-        events = profiled.key_averages()
-        return sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS) / sum(e.self_cpu_time_total for e in events)
-
+    # The share of each model's operator time in matrix products, on the same batches.
+    profiled = {side: operator_times(lambda side=side: [trainers[side](i) for i in range(2, count + 2)]) for side in models}
+    matmul_share = {side: operator_shares(operators, {"matmul": MATMUL_OPS}, exact=True)["matmul"]
+                    for side, operators in profiled.items()}
     return {"steps": count, "batch_size": batch_size, "threads": torch.get_num_threads(), "seconds": times,
             "padded_fraction": {kind: 1 - sum(real[kind]) / sum(b["attention_mask"].numel() for b in chosen[2:])
                                 for kind, chosen in batches.items()},
-            **{f"{side}_tokens_per_second": sum(real[kind]) / sum(times[side]) for side, (_, kind) in sides.items()},
+            **{f"{name}_tokens_per_second": sum(real[kind]) / sum(times[name]) for name, (_, kind) in steps.items()},
             "nlu_over_transformers_step_time": statistics.median(
                 [a / b for a, b in zip(times["nlu"], times["transformers"])]),
-            "matmul_share": {side: matmul_share(side) for side in models}}
+            "matmul_share": matmul_share}
 
 
 def work(spec: dict) -> dict:

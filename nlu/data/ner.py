@@ -75,6 +75,11 @@ class NerWindow:
     sentence_index: int
     responsible_words: list[int]
 
+    def features(self, labelled: bool = True) -> dict[str, list[int]]:
+        """What a collator (``pad_batch``, transformers' ``DataCollatorForTokenClassification``) reads."""
+        inputs = {"input_ids": self.input_ids, "token_type_ids": self.token_type_ids}
+        return inputs | {"labels": self.labels} if labelled else inputs
+
 
 class IobRepairWarning(UserWarning):
     """Issued once per input when ``repair=True`` rewrote tags; ``count`` says how many."""

@@ -108,7 +108,7 @@ def predict_word_logits(model: ForTokenClassification, tokenizer, sentences: Seq
     max_length = model_input_length(model.config, max_length)
     unlabeled = [NerSentence(s.words, ["O"] * len(s.words), s.source, s.line) for s in sentences]
     windows = encode_ner(unlabeled, tokenizer, {label: i for i, label in enumerate(labels)}, max_length, stride)
-    features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids} for w in windows]
+    features = [w.features(labelled=False) for w in windows]
     logits = predict_logits(model, features, tokenizer.pad_token_id, batch_size)
     # Merge row numbers of the stacked logits rather than labels, so the merge picks whole rows.
     starts = np.cumsum([0] + [len(row) for row in logits])
@@ -302,7 +302,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
     max_length = model_input_length(model.config, data.max_length)
     windows = encode_ner(train_sentences, tokenizer, {label: i for i, label in enumerate(labels)}, max_length,
                          data.stride, data.label_all_subtokens)
-    features = [{"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "labels": w.labels} for w in windows]
+    features = [w.features() for w in windows]
     choose_selection(settings.training, "f1", NER_METRICS)
     pretrained = settings.init is not None and not settings.from_scratch
     recipe = resolve_auto(settings.training, Start.of(model.config, pretrained), len(features))

@@ -1,0 +1,152 @@
+"""What every speed measurement shares: a clock that waits for the device, the training step being
+timed, runs alternated step by step, where the operator time goes, peak memory, and the matmul
+peak that utilisation is measured against.
+
+Alternation is the rule because the hosts are shared: a run timed after another sees different
+load, while runs interleaved step by step see the same drift. The studies in scripts/ (bench,
+vs_transformers, crosslingual, bench_pretrain_curve) build their comparisons from these pieces, so
+a figure in one report is measured the way the same figure in another is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Dense (no sparsity) tensor-core peaks in TFLOP/s, bf16 with fp32 accumulation, from the vendors'
+# datasheets; matched in order against torch.cuda.get_device_name().
+GPU_DENSE_PEAKS = (
+    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("GH200", 989.0), ("H200", 989.0), ("H100", 989.0),
+    ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0),
+)
+
+Step = Callable[[int], Any]
+"""A unit of timed work, given the round it runs in (to pick its batch)."""
+
+
+def gpu_dense_peak(name: str) -> float | None:
+    """bf16 dense FLOP/s of the GPU called NAME, or None when it is not in the table."""
+    return next((tflops * 1e12 for key, tflops in GPU_DENSE_PEAKS if key in name), None)
+
+
+class Clock:
+    """Seconds of a step: wall-clock (waiting for the device's queue on CUDA), or with ``cpu_time``
+    the CPU seconds of this thread, which on a shared host counts the step's own work and not the
+    time other processes held the cores (valid with one torch thread: the work is all on this one)."""
+
+    def __init__(self, device: torch.device | str = "cpu", cpu_time: bool = False):
+        self.sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+        self.now = time.thread_time if cpu_time else time.perf_counter
+
+    def __call__(self, work: Callable[[], Any]) -> float:
+        self.sync()
+        started = self.now()
+        work()
+        self.sync()
+        return self.now() - started
+
+
+def matmul_peak(dtype: torch.dtype, clock: Clock, device: torch.device | str, size: int = 2048,
+                repeats: int = 10) -> float:
+    """Matmul FLOP/s in DTYPE: the fastest of REPEATS products (4 × SIZE square on a GPU). The
+    fastest, not the median: on a shared host the rate drifts by ±10% over minutes, and a low
+    reading would push a utilisation measured against it past 100%."""
+    device = torch.device(device)
+    size = size * 4 if device.type == "cuda" else size
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    clock(lambda: torch.mm(a, b))
+    return 2 * size**3 / min(clock(lambda: torch.mm(a, b)) for _ in range(repeats))
+
+
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  loss: Callable[[torch.nn.Module, Any], torch.Tensor], batches: Sequence[Any] = (None,),
+                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                  max_grad_norm: float | None = None, scheduler: Any = None) -> Step:
+    """One optimizer step on ``batches[round % len(batches)]``: forward under a fresh AUTOCAST()
+    (weights and optimizer stay fp32, as Accelerate's mixed precision keeps them), backward,
+    optional clipping and schedule. The step every side of a comparison runs, so no side is timed
+    doing less."""
+    model.train()
+
+    def step(round_: int = 0) -> None:
+        with autocast():
+            value = loss(model, batches[round_ % len(batches)])
+        value.backward()
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def alternate(steps: Mapping[str, Step], rounds: int, clock: Clock, warmup: int = 0,
+              readings: Mapping[str, int] | None = None) -> dict[str, list[float]]:
+    """Seconds of every step in each of ROUNDS rounds after WARMUP untimed ones. Within a round
+    the steps run one after another in an order rotated every round, so none always follows the
+    same one; READINGS caps how many rounds a long step (a whole inference pass) takes part in."""
+    names, limits = list(steps), readings or {}
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(warmup + rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            if round_ >= warmup and len(seconds[name]) >= limits.get(name, rounds):
+                continue
+            elapsed = clock(lambda: steps[name](round_))
+            if round_ >= warmup:
+                seconds[name].append(elapsed)
+    return seconds
+
+
+def operator_times(work: Callable[[], Any]) -> dict[str, float]:
+    """Self CPU seconds per operator (torch.profiler's key) over one call of WORK."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiled:
+        work()
+    return {event.key: event.self_cpu_time_total / 1e6 for event in profiled.key_averages()}
+
+
+def operator_shares(times: Mapping[str, float], groups: Mapping[str, Sequence[str]],
+                    exact: bool = False) -> dict[str, float]:
+    """Each group's share of the total, an operator counted in the first group that names it
+    (exactly, or as a part of its lower-cased key); the rest is "other"."""
+    total = sum(times.values()) or 1.0
+    shares = dict.fromkeys([*groups, "other"], 0.0)
+    for key, value in times.items():
+        named = (lambda part: part == key) if exact else (lambda part: part in key.lower())
+        group = next((label for label, parts in groups.items() if any(map(named, parts))), "other")
+        shares[group] += value / total
+    return shares
+
+
+def memory_status(field: str) -> int:
+    """VmRSS / VmHWM (peak) of this process in bytes, from /proc (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def peak_memory_growth(step: Step, rounds: int, device: torch.device | str) -> int:
+    """Bytes by which ROUNDS of STEP raise the peak over what is held before them. On CUDA the
+    allocator's peak; on the CPU the process's resident peak, reset first (Linux clear_refs) so
+    that building models and inputs does not mask the step's own — which makes it a measure of
+    one run only in a process of its own."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        for round_ in range(rounds):
+            step(round_)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    Path("/proc/self/clear_refs").write_text("5")
+    before = memory_status("VmRSS")
+    for round_ in range(rounds):
+        step(round_)
+    return memory_status("VmHWM") - before
