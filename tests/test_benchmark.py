@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
 import torch
 
 from nlu.benchmark import (Clock, alternate, gpu_dense_peak, matmul_peak, operator_shares, operator_times,
-                           peak_memory_growth, training_step)
+                           training_step)
 
 
 class CountingClock(Clock):
@@ -87,15 +88,20 @@ def test_training_step_runs_the_forward_under_a_fresh_autocast_each_time():
     assert model.weight.dtype == torch.float32
 
 
+GROWTH_OF_64_MIB = """
+import torch
+from nlu.benchmark import peak_memory_growth
+held = []
+print(peak_memory_growth(lambda _round: held.append(torch.ones(16 * 2**20 // 4)), rounds=4, device="cpu"))
+"""
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
 def test_peak_memory_growth_counts_what_the_step_allocates():
-    held: list[torch.Tensor] = []
-
-    def allocate(_round: int) -> None:
-        held.append(torch.ones(16 * 2**20 // 4))  # 16 MiB, touched
-
-    grown = peak_memory_growth(allocate, rounds=4, device="cpu")
-    assert 56 * 2**20 <= grown <= 96 * 2**20
+    # In a process of its own, as bench.py measures it: in a long-lived one the allocator hands
+    # back pages that are already resident, and the peak does not move.
+    done = subprocess.run([sys.executable, "-c", GROWTH_OF_64_MIB], capture_output=True, text=True, check=True)
+    assert 56 * 2**20 <= int(done.stdout.split()[-1]) <= 96 * 2**20
 
 
 def test_matmul_peak_is_a_positive_rate_and_gpu_peaks_match_the_most_specific_name():
