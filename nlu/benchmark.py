@@ -3,9 +3,9 @@ timed, runs alternated step by step, where the operator time goes, peak memory, 
 peak that utilisation is measured against.
 
 Alternation is the rule because the hosts are shared: a run timed after another sees different
-load, while runs interleaved step by step see the same drift. The studies in scripts/ (bench,
-vs_transformers, crosslingual, bench_pretrain_curve) build their comparisons from these pieces, so
-a figure in one report is measured the way the same figure in another is.
+load, while runs interleaved step by step see the same drift. scripts/bench.py, vs_transformers.py
+and crosslingual.py build their comparisons from these pieces, so a figure in one report is
+measured the way the same figure in another is.
 """
 
 from __future__ import annotations
@@ -70,10 +70,11 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     """One optimizer step on ``batches[round % len(batches)]``: forward under a fresh AUTOCAST()
     (weights and optimizer stay fp32, as Accelerate's mixed precision keeps them), backward,
     optional clipping and schedule. The step every side of a comparison runs, so no side is timed
-    doing less."""
-    model.train()
+    doing less. Train mode is set on every step: a comparison may run an inference pass of the same
+    model (eval mode) between two of its steps."""
 
     def step(round_: int = 0) -> None:
+        model.train()
         with autocast():
             value = loss(model, batches[round_ % len(batches)])
         value.backward()

@@ -35,17 +35,17 @@ import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import transformers
 
-from nlu.config import EncoderConfig
-from nlu.data.ner import encode_ner, label_list, read_ner_file
 from nlu.benchmark import (Clock, Step, alternate, gpu_dense_peak, matmul_peak, operator_shares, operator_times,
                            peak_memory_growth, training_step)
+from nlu.config import EncoderConfig
+from nlu.data.ner import encode_ner, label_list, read_ner_file
 from nlu.hardware import choose_device
 from nlu.interop import hf_state_to_nlu
 from nlu.model import ForPreTraining, ForTokenClassification
@@ -101,7 +101,7 @@ class Setting:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=DTYPES[precision or self.precision])
 
-    def trainer(self, model, loss: Callable, batches: list = (None,), precision: str | None = None) -> Step:
+    def trainer(self, model, loss: Callable, batches: Sequence = (None,), precision: str | None = None) -> Step:
         """A training step over BATCHES in turn: forward under autocast (in PRECISION, default the
         setting's), fp32 AdamW."""
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)

@@ -71,7 +71,7 @@ def test_training_step_clips_steps_the_schedule_and_cycles_batches():
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_training_step_runs_the_forward_under_a_fresh_autocast_each_time():
+def test_training_step_runs_each_forward_in_train_mode_under_a_fresh_autocast():
     model = torch.nn.Linear(8, 8)
     dtypes: list[torch.dtype] = []
 
@@ -83,8 +83,10 @@ def test_training_step_runs_the_forward_under_a_fresh_autocast_each_time():
     step = training_step(model, torch.optim.SGD(model.parameters(), lr=0.1), loss,
                          autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     step(0)
+    model.eval()  # an inference pass of the same model between two steps
     step(1)
     assert dtypes == [torch.bfloat16, torch.bfloat16]
+    assert model.training
     assert model.weight.dtype == torch.float32
 
 
