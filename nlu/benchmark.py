@@ -52,12 +52,22 @@ class Clock:
 
 
 def matmul_peak(dtype: torch.dtype, clock: Clock, device: torch.device | str, size: int = 2048,
-                repeats: int = 10) -> float:
+                repeats: int = 10, enough_seconds: float = 0.05) -> float:
     """Matmul FLOP/s in DTYPE: the fastest of REPEATS products (4 × SIZE square on a GPU). The
     fastest, not the median: on a shared host the rate drifts by ±10% over minutes, and a low
-    reading would push a utilisation measured against it past 100%."""
+    reading would push a utilisation measured against it past 100%. On a CPU the side doubles from
+    256 until one product takes ENOUGH_SECONDS (at most SIZE): a dtype the CPU only emulates (bf16
+    without AVX512-BF16 or AMX) runs at about 1 GFLOP/s, where eleven 2048-sided products take
+    minutes for a rate that is already flat at 512."""
     device = torch.device(device)
-    size = size * 4 if device.type == "cuda" else size
+    if device.type == "cuda":
+        size *= 4
+    else:
+        side = 256
+        while side < size and clock(lambda side=side: torch.mm(*(torch.ones(side, side, dtype=dtype)
+                                                                  for _ in range(2)))) < enough_seconds:
+            side *= 2
+        size = side
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     clock(lambda: torch.mm(a, b))
     return 2 * size**3 / min(clock(lambda: torch.mm(a, b)) for _ in range(repeats))

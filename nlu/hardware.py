@@ -135,7 +135,8 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
         if requested == "auto":
             return Precision("bf16", evidence) if native else Precision("no", f"fp32: {evidence}")
         if requested == "bf16" and not native:
-            return Precision("bf16", f"requested; expect it slower than fp32: {evidence}")
+            return Precision("bf16", f"requested; expect it many times slower than fp32 (25x for a 384-wide "
+                                     f"layer on an AVX2-only host): {evidence}")
         return Precision(requested, "requested")
     if requested == "auto":
         return Precision("no", f"fp32: no precision rule for device type {device.type!r}")

@@ -62,14 +62,19 @@ class TaskEntry:
     """Written last by a finished run: its presence means the run can be reused."""
     headline: tuple[str, ...]
     """Summary figures printed at the end of a command."""
+    load_data: Callable[[Any], Any] | None = None
+    """The task's reader (its data options → train, dev and test records), for what works on a
+    task's data outside a run: a sweep's subsets, vocabulary and baselines."""
 
 
 TASKS: dict[str, TaskEntry] = {
     "pretrain": TaskEntry("pretrain", pretrain.PretrainData, pretrain.run, "pretraining.json",
                           ("steps", "tokens_per_second", "final_eval", "unigram_mlm_loss")),
-    "ner": TaskEntry("ner", ner.NerData, ner.run, "summary.json", ("test_f1", "test_macro_f1", "dev_f1", "steps")),
+    "ner": TaskEntry("ner", ner.NerData, ner.run, "summary.json", ("test_f1", "test_macro_f1", "dev_f1", "steps"),
+                     ner.load_data),
     "classify": TaskEntry("classify", classify.ClassifyData, classify.run, "summary.json",
-                          ("test_macro_f1", "test_balanced_accuracy", "test_accuracy", "dev_macro_f1", "steps")),
+                          ("test_macro_f1", "test_balanced_accuracy", "test_accuracy", "dev_macro_f1", "steps"),
+                          classify.load_data),
 }
 
 

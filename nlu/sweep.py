@@ -5,15 +5,23 @@ is reused and an interrupted one resumes. The table gives mean ± std over seeds
 the runs report, per-class recall of the minority classes (classification) or F1 per entity type
 (NER), and for every row after the first a paired bootstrap interval of its difference to the
 first row: test examples are resampled together for both rows, so the interval reflects the test
-set's size as well as the seeds. The report is rendered from its JSON by ``render_sweep``, so the
-figures in Markdown and JSON cannot drift apart.
+set's size as well as the seeds. Beside it, the difference of the seeds' paired means with two
+standard errors over seeds: the judgement for figures without test predictions (a held-out loss).
+
+A study on a budget says so in its sweep file rather than in a script: ``subsets`` draws every
+split once (written under the sweep's folder, read by every run), ``vocabulary`` trains the one
+WordPiece vocabulary every from-scratch row shares, and ``baselines`` scores
+nlu.evaluation.baselines on the same test split as rows of the table. The report is rendered from
+its JSON by ``render_sweep``, so the figures in Markdown and JSON cannot drift apart.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +29,29 @@ from typing import Any
 
 import numpy as np
 
+from nlu.data.subsets import draw_subsets, write_records
 from nlu.errors import ConfigError
+from nlu.evaluation.baselines import baseline_figures
 from nlu.evaluation.confusion import entity_spans
 from nlu.evaluation.plots import plot_bars
 from nlu.files import write_text_atomic
-from nlu.reporting import cell, command_line, mean_std
-from nlu.runs import run
+from nlu.options import fill
+from nlu.reporting import cell, command_line, machine_line, mean_std
+from nlu.runs import resolve, run, task_entry
 from nlu.settings import load_settings, read_yaml_file
+from nlu.tokenizer import save_tokenizer, train_tokenizer
+from nlu.training.checkpoints import replace_directory
 
 BOOTSTRAP_SAMPLES = 1000
-HEADLINE = {"ner": "test_f1", "classify": "test_macro_f1"}
+HEADLINE = {"ner": "test_f1", "classify": "test_macro_f1", "pretrain": "final_eval.mlm_loss"}
+"""The figure a table leads with, per task; the paired bootstrap is computed for the first two."""
+SWEEP_KEYS = ("task", "config", "rows", "grid", "seeds", "overrides", "name", "headline", "subsets", "vocabulary",
+              "baselines")
+SAME_FILES = {"ner": {"panx_lang": None, "local_dir": None, "scheme": "iob2", "repair": False, "tag_map": None,
+                      "token_column": 0, "tag_column": -1, "test_fraction": None},
+              "classify": {"text_column": "text", "label_column": "label", "test_fraction": None}}
+"""Data options that make a run read drawn subsets as written (IOB2 CoNLL; text,label CSV), whatever
+columns, tag map or scheme the task file's own files needed."""
 
 
 @dataclass
@@ -43,6 +64,15 @@ class Sweep:
     seeds: list[int] = field(default_factory=lambda: [42])
     overrides: dict[str, Any] = field(default_factory=dict)
     """Applied to every row (e.g. a shorter budget)."""
+    headline: str | None = None
+    """The figure the table leads with and the per-seed differences compare (default: HEADLINE)."""
+    subsets: dict[str, int] = field(default_factory=dict)
+    """Split → records kept, drawn once with data.split_seed (nlu.data.subsets.draw_subsets)."""
+    vocabulary: int | None = None
+    """From scratch: one WordPiece vocabulary of this size, trained on the training split and shared by
+    every row and seed (retraining can break ties differently); unused when the runs start from init."""
+    baselines: bool = False
+    """Score nlu.evaluation.baselines on the same test split, as rows under the runs."""
 
 
 def grid_rows(grid: list[str]) -> dict[str, dict[str, Any]]:
@@ -63,41 +93,111 @@ def grid_rows(grid: list[str]) -> dict[str, dict[str, Any]]:
 
 def load_sweep(path: str | Path) -> Sweep:
     """A sweep file: ``task: sweep``, ``config`` (a task file), ``rows`` (name → overrides) or
-    ``grid`` (key → list of values), optional ``seeds``, ``overrides`` and ``name``."""
+    ``grid`` (key → list of values), optional ``seeds``, ``overrides``, ``name``, ``headline``,
+    ``subsets`` (split → count), ``vocabulary`` (a size) and ``baselines`` (true / false)."""
     path = Path(path)
     values = read_yaml_file(path, "sweep file")
     if values.get("task") != "sweep" or "config" not in values:
         raise ConfigError(f"{path}: a sweep file has 'task: sweep' and 'config: <task file>'")
+    unknown = sorted(set(values) - set(SWEEP_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; a sweep file has {', '.join(SWEEP_KEYS)}")
     rows = values.get("rows") or grid_rows([f"{key}={','.join(map(str, options))}"
                                             for key, options in (values.get("grid") or {}).items()])
     if not rows:
         raise ConfigError(f"{path}: give rows (name: {{key: value}}) or grid (key: [values])")
-    unknown = sorted(set(values) - {"task", "config", "rows", "grid", "seeds", "overrides", "name"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}")
+    subsets = values.get("subsets") or {}
+    if not isinstance(subsets, dict) or set(subsets) - {"train", "dev", "test"} or not all(
+            counting(size) for size in subsets.values()):
+        raise ConfigError(f"{path}: subsets maps train, dev or test to a number of records, e.g. {{train: 300}}")
+    vocabulary = values.get("vocabulary")
+    if vocabulary is not None and not counting(vocabulary):
+        raise ConfigError(f"{path}: vocabulary is a vocabulary size (a whole number), got {vocabulary!r}")
+    if not isinstance(values.get("baselines", False), bool):
+        raise ConfigError(f"{path}: baselines is true or false, got {values['baselines']!r}")
     return Sweep(name=values.get("name", path.stem), config=values["config"], rows=rows,
-                 seeds=[int(seed) for seed in values.get("seeds", [42])], overrides=values.get("overrides") or {})
+                 seeds=[int(seed) for seed in values.get("seeds", [42])], overrides=values.get("overrides") or {},
+                 headline=values.get("headline"), subsets=subsets, vocabulary=vocabulary,
+                 baselines=values.get("baselines", False))
+
+
+def counting(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def as_overrides(values: dict[str, Any]) -> list[str]:
+    """``section.key=value`` words for load_settings; a non-string value in YAML/JSON form."""
+    return [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in values.items()]
+
+
+def prepare_data(sweep: Sweep, task: str, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The sweep's own data steps, before any run: the overrides they add to every run, and what
+    the report says of them (records per split, sentences left out, baseline figures). The
+    subsets and vocabulary live in a folder named by a digest of the data settings, so a changed
+    task file gets new files rather than overwriting those a finished run read."""
+    if not (sweep.subsets or sweep.vocabulary or sweep.baselines):
+        return {}, {}
+    entry = task_entry(task)
+    if entry.load_data is None:
+        raise ConfigError(f"{sweep.config}: subsets, vocabulary and baselines are for fine-tuning sweeps, not {task}")
+    settings = resolve(load_settings(sweep.config, as_overrides(sweep.overrides), task=task))
+    splits = entry.load_data(fill(entry.data_options, settings.data, settings.where("data")))
+    records = {"train": splits.train, "dev": splits.dev, "test": splits.test}
+    key = json.dumps([settings.data, sweep.subsets, sweep.vocabulary], sort_keys=True, default=str)
+    folder = folder / "data" / hashlib.sha256(key.encode()).hexdigest()[:12]
+    overrides: dict[str, Any] = {}
+    notes: dict[str, Any] = {}
+    if sweep.subsets:
+        records, notes["left_out_for_unseen_tags"] = draw_subsets(records, sweep.subsets, settings.data["split_seed"])
+        overrides |= {f"data.{split}": str(write_records(folder / split, part)) for split, part in records.items()}
+        pairs = task == "classify" and any(example.text_pair is not None for example in records["train"])
+        overrides |= {f"data.{key}": value for key, value in SAME_FILES[task].items()} | (
+            {"data.text_pair_column": "text_pair" if pairs else None} if task == "classify" else {})
+    notes["records"] = {split: len(part) for split, part in records.items()}
+    if sweep.vocabulary and settings.init is None:
+        overrides["data.tokenizer"] = str(shared_vocabulary(records["train"], sweep.vocabulary, folder))
+    if sweep.baselines:
+        labels = sorted({example.label for example in records["train"]}) if task == "classify" else []
+        notes["baselines"] = baseline_figures(task, records["train"], records["test"], labels)
+    return overrides, notes
+
+
+def shared_vocabulary(train: list, size: int, folder: Path) -> Path:
+    """A WordPiece vocabulary of ``size`` trained once on the training records' texts, then reused."""
+    target = folder / f"tokenizer-{size}"
+    if not (target / "tokenizer.json").is_file():
+        texts = [text for record in train
+                 for text in ((" ".join(record.words),) if hasattr(record, "words") else (record.text, record.text_pair))
+                 if text]
+        partial = folder / f".tokenizer-{size}.partial"
+        save_tokenizer(train_tokenizer(iter(texts), vocab_size=size), partial)
+        replace_directory(partial, target)
+    return target
 
 
 def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> dict[str, Any]:
     """Run (or reuse) every row × seed and gather the figures the report is rendered from."""
     root = Path(runs_dir) / sweep.name
+    prepared, data = prepare_data(sweep, task, root)
     results: dict[str, Any] = {"name": sweep.name, "task": task, "config": sweep.config, "seeds": sweep.seeds,
-                               "overrides": sweep.overrides, "command": command_line(), "rows": {}}
+                               "overrides": sweep.overrides, "command": command_line(), "rows": {},
+                               "headline_figure": sweep.headline or HEADLINE.get(task), "subsets": sweep.subsets,
+                               "vocabulary": sweep.vocabulary, "data": data}
     for row, overrides in sweep.rows.items():
         runs = []
         for seed in sweep.seeds:
-            given = {**sweep.overrides, **overrides, "training.seed": seed,
+            given = {**sweep.overrides, **prepared, **overrides, "training.seed": seed,
                      "training.output_dir": str(root / slug(row) / f"seed-{seed}")}
-            settings = load_settings(sweep.config, [f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
-                                                    for key, value in given.items()], task=task)
-            record = run(settings, force=force)
+            record = run(load_settings(sweep.config, as_overrides(given), task=task), force=force)
             runs.append({"seed": seed, "output_dir": str(record.output_dir), "reused": record.reused,
-                         "wall_seconds": record.wall_seconds, "figures": run_figures(record.summary, record.output_dir, task)})
+                         "wall_seconds": record.wall_seconds, "figures": run_figures(record.summary, record.output_dir, task),
+                         "notes": {key: record.summary[key] for key in ("warning", "recipe") if record.summary.get(key)}})
         results["rows"][row] = {"overrides": overrides, "runs": runs}
         results["machine"] = record.machine
     results["statistics"] = statistics(results)
+    results["seed_differences"] = seed_differences(results)
     results["bootstrap"] = bootstrap_against_first(results, task)
+    results["headline"] = headline_sentence(results)
     return results
 
 
@@ -106,13 +206,27 @@ def slug(name: str) -> str:
 
 
 def run_figures(summary: dict[str, Any], output_dir: Path, task: str) -> dict[str, float]:
-    """The run's scalar figures, plus per-type F1 for NER (from its test metrics)."""
-    figures = {key: float(value) for key, value in summary.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    """The run's numbers: its summary's, nested ones named by their path (``final_eval.mlm_loss``),
+    per-type F1 for NER (from its test metrics) and the loss of its last logged training step."""
+    def numbers(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
+        found = {}
+        for key, value in values.items():
+            if isinstance(value, dict):
+                found |= numbers(value, f"{prefix}{key}.")
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                found[prefix + key] = float(value)
+        return found
+
+    figures = numbers(summary)
     metrics = Path(output_dir) / "test" / "metrics.json"
     if task == "ner" and metrics.exists():
         per_class = json.loads(metrics.read_text())["entity_strict"]["per_class"]
         figures.update({f"test_f1[{name}]": row["f1"] for name, row in per_class.items()})
+    log = Path(output_dir) / "log.jsonl"
+    if log.exists():
+        train = [entry for entry in map(json.loads, log.read_text().splitlines()) if entry.get("split") == "train"]
+        if train:
+            figures["final_train_loss"] = train[-1]["loss"]
     return figures
 
 
@@ -121,6 +235,23 @@ def statistics(results: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     return {row: {key: mean_std(run_["figures"].get(key) for run_ in entry["runs"])
                   for key in sorted({key for run_ in entry["runs"] for key in run_["figures"]})}
             for row, entry in results["rows"].items()}
+
+
+def seed_differences(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Row → its headline figure minus the first row's, seed by seed (both rows of a seed share the
+    initial weights, data order and masks), with the mean and two standard errors of the mean
+    (None with one seed): "within noise" when the mean is no larger than that."""
+    figure, rows = results["headline_figure"], list(results["rows"])
+    reference = {run_["seed"]: run_["figures"].get(figure) for run_ in results["rows"][rows[0]]["runs"]}
+    differences = {}
+    for row in rows[1:]:
+        values = [run_["figures"][figure] - reference[run_["seed"]] for run_ in results["rows"][row]["runs"]
+                  if run_["figures"].get(figure) is not None and reference.get(run_["seed"]) is not None]
+        if values:
+            spread = mean_std(values)["std"]
+            differences[row] = {"figure": figure, "values": values, "mean_difference": sum(values) / len(values),
+                                "two_standard_errors": None if spread is None else 2 * spread / math.sqrt(len(values))}
+    return differences
 
 
 def test_outcomes(output_dir: Path, task: str) -> tuple[np.ndarray, list[str]] | None:
@@ -170,7 +301,7 @@ def bootstrap_against_first(results: dict[str, Any], task: str, samples: int = B
     """95% interval of (row − first row) on the headline metric, averaged over the seeds both rows
     ran, with the same resampled test examples for both rows and every seed."""
     rows = list(results["rows"])
-    if task not in HEADLINE or len(rows) < 2:
+    if task not in ("ner", "classify") or len(rows) < 2:
         return {}
     outcomes = {row: {run_["seed"]: test_outcomes(Path(run_["output_dir"]), task)
                       for run_ in results["rows"][row]["runs"]} for row in rows}
@@ -218,31 +349,75 @@ def minority_keys(results: dict[str, Any]) -> list[str]:
     return [key for key in recalls if supports[key] is None or supports[key] < np.mean(known)]
 
 
+def within(low: float, high: float) -> str:
+    return "within noise" if low <= 0 <= high else "outside noise"
+
+
+def headline_sentence(results: dict[str, Any]) -> str:
+    """The report's result in one line (the results index quotes it): every row's headline figure,
+    and for each later row whether its difference to the first is outside the noise."""
+    figure, stats = results["headline_figure"], results["statistics"]
+    parts = []
+    for row, entry in stats.items():
+        text = f"{row} {cell(entry.get(figure))}"
+        interval, by_seed = results["bootstrap"].get(row), results["seed_differences"].get(row)
+        if interval:
+            text += f" ({within(interval['low'], interval['high'])}, paired bootstrap)"
+        elif by_seed and by_seed["two_standard_errors"] is not None:
+            bound = by_seed["two_standard_errors"]
+            text += f" ({within(by_seed['mean_difference'] - bound, by_seed['mean_difference'] + bound)}, seeds)"
+        parts.append(text)
+    return f"{figure}: " + "; ".join(parts)
+
+
 def render_sweep(results: dict[str, Any]) -> str:
     """The sweep report in Markdown, from the JSON alone."""
-    stats = results["statistics"]
-    headline = HEADLINE.get(results["task"], next(iter(next(iter(stats.values())))))
+    stats, data = results["statistics"], results.get("data") or {}
+    headline = results["headline_figure"]
     columns = [headline, *minority_keys(results), "train_seconds"]
     rows = list(stats)
     seeds = ", ".join(map(str, results["seeds"]))
     lines = [f"# Sweep: {results['name']}", "",
-             f"Made by `{results['command']}` from `{results['config']}`; seeds {seeds}; "
-             f"mean ± std over seeds.", "",
-             "| row | " + " | ".join(columns) + " | Δ vs first row (95% paired bootstrap) |",
-             "|---|" + "---|" * (len(columns) + 1)]
+             f"Made by `{results['command']}` from `{results['config']}`; seeds {seeds}; mean ± std over seeds. "
+             f"Δ columns: the row minus the first row on {headline}, by seed (mean ± 2 standard errors over seeds) "
+             "and by a 95% paired bootstrap over test examples; \"within noise\" when the interval holds 0.", "",
+             "| row | " + " | ".join(columns) + " | Δ by seed | Δ, paired bootstrap |",
+             "|---|" + "---|" * (len(columns) + 2)]
     for row in rows:
-        cells = [cell(stats[row].get(key)) for key in columns]
-        interval = results["bootstrap"].get(row)
-        versus = "reference" if row == rows[0] else (
+        by_seed, interval = results["seed_differences"].get(row), results["bootstrap"].get(row)
+        seed_cell = "reference" if row == rows[0] else "n/a" if not by_seed else (
+            f"{by_seed['mean_difference']:+.4f}" if by_seed["two_standard_errors"] is None else
+            f"{by_seed['mean_difference']:+.4f} ± {by_seed['two_standard_errors']:.4f} ("
+            + within(by_seed["mean_difference"] - by_seed["two_standard_errors"],
+                     by_seed["mean_difference"] + by_seed["two_standard_errors"]) + ")")
+        boot_cell = "reference" if row == rows[0] else "n/a" if not interval else (
             f"{interval['mean_difference']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}] "
-            f"({'outside' if interval['low'] > 0 or interval['high'] < 0 else 'within'} noise)" if interval else "n/a")
-        lines.append(f"| {row} | " + " | ".join(cells) + f" | {versus} |")
+            f"({within(interval['low'], interval['high'])})")
+        lines.append(f"| {row} | " + " | ".join(cell(stats[row].get(key)) for key in columns) + f" | {seed_cell} | {boot_cell} |")
+    for name, figures in (data.get("baselines") or {}).items():
+        lines.append(f"| baseline: {name} | " + " | ".join(
+            "—" if figures.get(key) is None else f"{figures[key]:.4f}" if key != "train_seconds" else f"{figures[key]:.1f}"
+            for key in columns) + " | | |")
     lines += ["", "Rows (overrides on top of the task file"
               + (f" and {json.dumps(results['overrides'])}" if results["overrides"] else "") + "):", ""]
     lines += [f"- **{row}**: `{json.dumps(results['rows'][row]['overrides'])}`" for row in rows]
-    machine = results.get("machine", {})
-    lines += ["", f"Host: {machine.get('cpu')} ({', '.join(machine.get('cpu_flags', []))}), "
-              f"{machine.get('torch_threads')} torch threads, load {machine.get('load_average')}, torch {machine.get('torch')}.",
+    if "records" in data:
+        left_out = {split: count for split, count in (data.get("left_out_for_unseen_tags") or {}).items() if count}
+        lines += ["", "Data: " + ", ".join(f"{split} {count:,}" for split, count in data["records"].items())
+                  + (f" records, subsets drawn with data.split_seed ({json.dumps(results['subsets'])})"
+                     if results.get("subsets") else " records")
+                  + ("; left out of the subsets for a tag the train draw lacks: "
+                     + ", ".join(f"{split} {count}" for split, count in left_out.items()) if left_out else "")
+                  + (f"; one WordPiece vocabulary of {results['vocabulary']:,} trained on the train split for every "
+                     "from-scratch run" if results.get("vocabulary") else "") + "."]
+    warned: dict[str, list[str]] = {}
+    for row in rows:
+        for run_ in results["rows"][row]["runs"]:
+            if run_.get("notes", {}).get("warning"):
+                warned.setdefault(run_["notes"]["warning"], []).append(f"{row} seed {run_['seed']}")
+    if warned:
+        lines += ["", "Warnings the runs gave:", "", *[f"- {', '.join(where)}: {text}" for text, where in warned.items()]]
+    lines += ["", f"Host: {machine_line(results['machine'])}." if results.get("machine") else "Host: not recorded.",
               "", f"![{headline}](sweep.png)", ""]
     return "\n".join(lines)
 
@@ -250,12 +425,10 @@ def render_sweep(results: dict[str, Any]) -> str:
 def write_sweep(results: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "sweep.json", json.dumps(results, indent=2))
-    headline = HEADLINE.get(results["task"])
-    if headline:
-        stats = results["statistics"]
-        plot_bars({row: (stats[row][headline]["mean"], stats[row][headline]["std"] or 0.0) for row in stats
-                   if headline in stats[row]}, out_dir / "sweep.png",
-                  ylabel=headline, title=f"{results['name']}: {headline} (mean ± std over seeds)")
+    headline, stats = results["headline_figure"], results["statistics"]
+    plot_bars({row: (stats[row][headline]["mean"], stats[row][headline]["std"] or 0.0) for row in stats
+               if stats[row].get(headline, {}).get("mean") is not None}, out_dir / "sweep.png",
+              ylabel=headline, title=f"{results['name']}: {headline} (mean ± std over seeds)")
     report = out_dir / "sweep.md"
     write_text_atomic(report, render_sweep(results))
     return report

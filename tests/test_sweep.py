@@ -2,19 +2,21 @@
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from seqeval.metrics import f1_score as seqeval_f1
 from sklearn.metrics import f1_score
 
 from nlu import cli
+from nlu.data.classification import read_table
 from nlu.errors import ConfigError
-from nlu.sweep import grid_rows, load_sweep, render_sweep, resampled_metric, statistics
+from nlu.sweep import grid_rows, load_sweep, render_sweep, resampled_metric, run_figures, seed_differences, statistics
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKENIZER = ROOT / "tests" / "data" / "news120_wordpiece1000"
 
 
 def test_grid_rows_are_the_product_named_by_their_values():
@@ -69,6 +71,42 @@ def test_resampled_entity_f1_equals_seqeval_micro_f1():
                                                  zero_division=0) if any(entity_spans(gold[i]) for i in row) else 0.0)
 
 
+def test_a_sweep_file_checks_its_data_steps(tmp_path):
+    for text, problem in (("subsets: {train: 0}", "subsets maps train, dev or test"),
+                          ("subsets: {validation: 10}", "subsets maps train, dev or test"),
+                          ("vocabulary: lots", "vocabulary is a vocabulary size"),
+                          ("baselines: maybe", "baselines is true or false")):
+        path = tmp_path / "s.yaml"
+        path.write_text(f"task: sweep\nconfig: tasks/rotten_tomatoes.yaml\nrows: {{a: {{}}}}\n{text}\n")
+        with pytest.raises(ConfigError, match=problem):
+            load_sweep(path)
+
+
+def test_seed_differences_are_paired_by_seed_with_two_standard_errors():
+    def runs(values: dict[int, float]) -> dict:
+        return {"runs": [{"seed": seed, "figures": {"loss": value}} for seed, value in values.items()]}
+
+    results = {"headline_figure": "loss", "rows": {"fp32": runs({1: 2.0, 2: 3.0, 3: 4.0}),
+                                                   "bf16": runs({3: 4.5, 1: 2.1, 2: 3.4})}}
+    entry = seed_differences(results)["bf16"]
+    assert entry["values"] == pytest.approx([0.5, 0.1, 0.4])  # seed 3's pair is matched by seed, not position
+    assert entry["mean_difference"] == pytest.approx(1.0 / 3)
+    assert entry["two_standard_errors"] == pytest.approx(2 * np.std([0.5, 0.1, 0.4], ddof=1) / np.sqrt(3))
+    one_seed = {"headline_figure": "loss", "rows": {"a": runs({1: 1.0}), "b": runs({1: 1.5})}}
+    assert seed_differences(one_seed)["b"]["two_standard_errors"] is None
+
+
+def test_run_figures_name_nested_numbers_by_their_path_and_read_the_last_training_loss(tmp_path):
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(entry) for entry in (
+        {"step": 10, "split": "train", "loss": 3.5}, {"step": 10, "split": "eval", "mlm_loss": 3.0},
+        {"step": 20, "split": "train", "loss": 2.25})) + "\n")
+    summary = {"steps": 20, "final_eval": {"mlm_loss": 3.0, "nsp_accuracy": 0.5}, "corpus": {"train": {"examples": 7}},
+               "labels": ["a", "b"], "reused": True, "warning": None}
+    assert run_figures(summary, tmp_path, "pretrain") == {
+        "steps": 20.0, "final_eval.mlm_loss": 3.0, "final_eval.nsp_accuracy": 0.5, "corpus.train.examples": 7.0,
+        "final_train_loss": 2.25}
+
+
 def _first_rows(source: Path, target: Path, count: int) -> Path:
     with open(source, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))[: count + 1]
@@ -79,28 +117,44 @@ def _first_rows(source: Path, target: Path, count: int) -> Path:
 
 @pytest.mark.slow
 def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, capsys):
+    """Subsets drawn once and read by every run, one vocabulary for every from-scratch run, the
+    baselines scored on the same test subset, and every record accounted for."""
     monkeypatch.chdir(ROOT)
     shipped = ROOT / "data" / "classification" / "rotten_tomatoes"
-    train = _first_rows(shipped / "train.csv", tmp_path / "train.csv", 300)
-    held_out = _first_rows(shipped / "test.csv", tmp_path / "test.csv", 120)
-    command = ["sweep", "--config", "tasks/rotten_tomatoes.yaml", "--grid", "data.loss=ce,focal", "--seeds", "1", "2",
-               "--name", "tiny", "--runs-dir", str(tmp_path), f"data.train={train}", f"data.dev={held_out}",
-               f"data.test={held_out}", f"data.tokenizer={TOKENIZER}",
-               "data.max_length=32", "training.max_steps=4", "training.eval_every=4", "training.batch_size=16",
-               "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64"]
+    train = _first_rows(shipped / "train.csv", tmp_path / "train.csv", 400)
+    held_out = _first_rows(shipped / "test.csv", tmp_path / "test.csv", 200)
+    sweep_file = tmp_path / "tiny.yaml"
+    sweep_file.write_text("task: sweep\nconfig: tasks/rotten_tomatoes.yaml\nseeds: [1, 2]\nvocabulary: 1000\n"
+                          "baselines: true\nsubsets: {train: 300, test: 120}\n"
+                          "grid: {data.loss: [ce, focal]}\n")
+    command = ["sweep", str(sweep_file), "--runs-dir", str(tmp_path), f"data.train={train}", f"data.dev={held_out}",
+               f"data.test={held_out}", "data.max_length=32", "training.max_steps=4", "training.eval_every=4",
+               "training.batch_size=16", "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+               "model.intermediate_size=64"]
     assert cli.main(command) == 0
     out = tmp_path / "sweeps" / "tiny"
     results = json.loads((out / "sweep.json").read_text())
     assert list(results["rows"]) == ["loss=ce", "loss=focal"]
+    assert results["data"]["records"] == {"train": 300, "dev": 200, "test": 120}
     runs = results["rows"]["loss=focal"]["runs"]
     assert [run["seed"] for run in runs] == [1, 2] and not any(run["reused"] for run in runs)
+    settings = [yaml.safe_load((Path(run["output_dir"]) / "settings.yaml").read_text())["data"]
+                for row in results["rows"].values() for run in row["runs"]]
+    assert len({entry["train"] for entry in settings}) == len({entry["tokenizer"] for entry in settings}) == 1
+    assert all(run["figures"]["train_examples"] == 300 for row in results["rows"].values() for run in row["runs"])
     values = [run["figures"]["test_macro_f1"] for run in runs]
     assert results["statistics"]["loss=focal"]["test_macro_f1"]["mean"] == pytest.approx(np.mean(values))
     interval = results["bootstrap"]["loss=focal"]
     assert interval["low"] <= interval["mean_difference"] <= interval["high"]
-    assert interval["test_examples"] == 120  # every test example, resampled
+    assert interval["test_examples"] == 120  # every example of the test subset, resampled
+    drawn = read_table(settings[0]["test"])
+    gold = [example.label for example in drawn]
+    majority = Counter(example.label for example in read_table(settings[0]["train"])).most_common(1)[0][0]
+    assert results["data"]["baselines"]["majority class"]["test_macro_f1"] == pytest.approx(
+        f1_score(gold, [majority] * len(gold), average="macro", labels=sorted(set(gold)), zero_division=0))
     assert (out / "sweep.png").stat().st_size > 0
-    assert (out / "sweep.md").read_text() == render_sweep(results)
+    report = (out / "sweep.md").read_text()
+    assert report == render_sweep(results) and "| baseline: majority class |" in report
     capsys.readouterr()
     assert cli.main(command) == 0
     again = json.loads((out / "sweep.json").read_text())

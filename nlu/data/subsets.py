@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 
 from nlu.data.classification import TextExample, read_table
 from nlu.data.ner import NerSentence, read_ner_file
+from nlu.errors import DataError
 
 
 def write_conll(path: str | PathLike, sentences: Sequence[NerSentence]) -> Path:
@@ -53,24 +54,50 @@ def stratified_subset(examples: Sequence[TextExample], size: int, seed: int) -> 
     return [examples[index] for index in sorted(chosen)]
 
 
+def draw_subsets(splits: Mapping[str, Sequence], sizes: Mapping[str, int | None], seed: int
+                 ) -> tuple[dict[str, list], dict[str, int]]:
+    """Train, dev and test records (in that order) cut to ``sizes``, each draw seeded and in file
+    order: examples stratified by label (:func:`stratified_subset`), sentences at random. When train
+    is cut, dev and test keep only sentences whose tags the train draw has, since nlu refuses tags it
+    never trained on; how many each split lost that way is returned beside the draws, so a caller
+    can report it. A size larger than its split is an error, not a silent "all of it"."""
+    drawn: dict[str, list] = {}
+    unseen_tags: dict[str, int] = {}
+    known: set[str] | None = None
+    for split in ("train", "dev", "test"):
+        records = list(splits.get(split) or [])
+        if known is not None and records and isinstance(records[0], NerSentence):
+            kept = [sentence for sentence in records if set(sentence.tags) <= known]
+            unseen_tags[split] = len(records) - len(kept)
+            records = kept
+        size = sizes.get(split)
+        if size:
+            if size > len(records):
+                raise DataError(f"a subset of {size:,} {split} records was asked for, but the split has "
+                                f"{len(records):,}", records[0].source if records else None)
+            if isinstance(records[0], TextExample):
+                records = stratified_subset(records, size, seed)
+            else:
+                records = [records[index] for index in sorted(random.Random(seed).sample(range(len(records)), size))]
+        drawn[split] = records
+        if split == "train" and size:
+            known = {tag for record in records for tag in getattr(record, "tags", ())}
+    return drawn, unseen_tags
+
+
+def write_records(stem: Path, records: Sequence[NerSentence | TextExample]) -> Path:
+    """``stem``.conll for sentences, ``stem``.csv for examples: files nlu's readers read back as they were."""
+    if records and isinstance(records[0], NerSentence):
+        return write_conll(stem.with_suffix(".conll"), records)
+    return write_table(stem.with_suffix(".csv"), records)
+
+
 def write_slices(files: dict[str, str | PathLike], limits: dict[str, int | None], folder: Path,
                  seed: int) -> dict[str, str]:
-    """Train, dev and test (in that order) cut to ``limits``, written under ``folder``; a split
-    without a limit keeps its file. NER (.conll): the first sentences, dev and test only those
-    whose tags the train slice has (nlu refuses tags it never trained on); tables: a stratified
-    subset. Returns the files to train on."""
-    written: dict[str, str] = {}
-    known: set[str] = set()
-    for split, source in files.items():
-        limit = limits.get(split)
-        if str(source).endswith(".conll"):
-            sentences = read_ner_file(source)
-            if limit and split != "train":
-                sentences = [s for s in sentences if set(s.tags) <= known]
-            sentences = sentences[:limit] if limit else sentences
-            known |= {tag for s in sentences for tag in s.tags}
-            written[split] = str(write_conll(folder / f"{split}.conll", sentences) if limit else source)
-        else:
-            written[split] = str(write_table(folder / f"{split}.csv", stratified_subset(read_table(source), limit, seed))
-                                 if limit else source)
-    return written
+    """The files of train, dev and test cut to ``limits`` (:func:`draw_subsets`), written under
+    ``folder``; a split that kept every record keeps its file. Returns the files to train on."""
+    records = {split: read_ner_file(path) if str(path).endswith(".conll") else read_table(path)
+               for split, path in files.items()}
+    drawn, unseen_tags = draw_subsets(records, limits, seed)
+    return {split: str(write_records(folder / split, drawn[split]) if limits.get(split) or unseen_tags.get(split)
+                       else files[split]) for split in files}
