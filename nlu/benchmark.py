@@ -63,10 +63,10 @@ def matmul_peak(dtype: torch.dtype, clock: Clock, device: torch.device | str, si
     if device.type == "cuda":
         size *= 4
     else:
-        side = 256
+        side = min(256, size)
         while side < size and clock(lambda side=side: torch.mm(*(torch.ones(side, side, dtype=dtype)
                                                                   for _ in range(2)))) < enough_seconds:
-            side *= 2
+            side = min(2 * side, size)
         size = side
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     clock(lambda: torch.mm(a, b))

@@ -18,11 +18,15 @@ its JSON by ``render_sweep``, so the figures in Markdown and JSON cannot drift a
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import itertools
 import json
 import math
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +56,9 @@ SAME_FILES = {"ner": {"panx_lang": None, "local_dir": None, "scheme": "iob2", "r
               "classify": {"text_column": "text", "label_column": "label", "test_fraction": None}}
 """Data options that make a run read drawn subsets as written (IOB2 CoNLL; text,label CSV), whatever
 columns, tag map or scheme the task file's own files needed."""
+DATA_SOURCES = {f"data.{key}" for options in SAME_FILES.values() for key in options} | {
+    f"data.{key}" for key in ("train", "dev", "test", "dev_fraction", "split_seed", "text_pair_column", "tsv_quotes")}
+"""Options that decide which records a run reads: a row may not change them when the sweep draws its data."""
 
 
 @dataclass
@@ -113,6 +120,8 @@ def load_sweep(path: str | Path) -> Sweep:
     vocabulary = values.get("vocabulary")
     if vocabulary is not None and not counting(vocabulary):
         raise ConfigError(f"{path}: vocabulary is a vocabulary size (a whole number), got {vocabulary!r}")
+    if not isinstance(values.get("headline", ""), str):
+        raise ConfigError(f"{path}: headline names one figure of the runs' summaries, e.g. test_macro_f1")
     if not isinstance(values.get("baselines", False), bool):
         raise ConfigError(f"{path}: baselines is true or false, got {values['baselines']!r}")
     return Sweep(name=values.get("name", path.stem), config=values["config"], rows=rows,
@@ -130,71 +139,120 @@ def as_overrides(values: dict[str, Any]) -> list[str]:
     return [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in values.items()]
 
 
-def prepare_data(sweep: Sweep, task: str, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The sweep's own data steps, before any run: the overrides they add to every run, and what
-    the report says of them (records per split, sentences left out, baseline figures). The
-    subsets and vocabulary live in a folder named by a digest of the data settings, so a changed
-    task file gets new files rather than overwriting those a finished run read."""
+@dataclass
+class SweepData:
+    """What a sweep's own data steps made, before any run."""
+
+    overrides: dict[str, Any]
+    """Data options every run gets: the drawn files, and the options that read them as written."""
+    notes: dict[str, Any]
+    """What the report says of them: records per split, sentences left out, baseline figures."""
+    train: list
+    folder: Path
+    """Named by a digest of the records, so changed data gets new files (and a finished run with
+    the old ones is refused as "other settings" rather than reused)."""
+
+
+def prepare_data(sweep: Sweep, task: str, root: Path) -> SweepData | None:
+    """Read the task file's data once (the task's own reader), draw the subsets and score the
+    baselines; None when the sweep has none of subsets, vocabulary and baselines."""
     if not (sweep.subsets or sweep.vocabulary or sweep.baselines):
-        return {}, {}
+        return None
     entry = task_entry(task)
     if entry.load_data is None:
         raise ConfigError(f"{sweep.config}: subsets, vocabulary and baselines are for fine-tuning sweeps, not {task}")
+    changing = {f"{row}: {key}" for row, overrides in sweep.rows.items() for key in overrides if key in DATA_SOURCES}
+    if changing:
+        raise ConfigError(f"{sweep.name}: rows change where the data comes from ({', '.join(sorted(changing))}), but "
+                          "subsets, vocabulary and baselines are made once for every row; set it in overrides")
     settings = resolve(load_settings(sweep.config, as_overrides(sweep.overrides), task=task))
     splits = entry.load_data(fill(entry.data_options, settings.data, settings.where("data")))
     records = {"train": splits.train, "dev": splits.dev, "test": splits.test}
-    key = json.dumps([settings.data, sweep.subsets, sweep.vocabulary], sort_keys=True, default=str)
-    folder = folder / "data" / hashlib.sha256(key.encode()).hexdigest()[:12]
-    overrides: dict[str, Any] = {}
     notes: dict[str, Any] = {}
     if sweep.subsets:
-        records, notes["left_out_for_unseen_tags"] = draw_subsets(records, sweep.subsets, settings.data["split_seed"])
-        overrides |= {f"data.{split}": str(write_records(folder / split, part)) for split, part in records.items()}
+        records, notes["left_out_for_unseen_types"] = draw_subsets(records, sweep.subsets, settings.data["split_seed"])
+    notes["records"] = {split: len(part) for split, part in records.items()}
+    folder = root / "data" / hashlib.sha256(repr(records).encode()).hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {}
+    if sweep.subsets:
+        with folder_lock(folder):
+            overrides = {f"data.{split}": str(write_once(folder, split, part)) if part else None
+                         for split, part in records.items()}
         pairs = task == "classify" and any(example.text_pair is not None for example in records["train"])
         overrides |= {f"data.{key}": value for key, value in SAME_FILES[task].items()} | (
             {"data.text_pair_column": "text_pair" if pairs else None} if task == "classify" else {})
-    notes["records"] = {split: len(part) for split, part in records.items()}
-    if sweep.vocabulary and settings.init is None:
-        overrides["data.tokenizer"] = str(shared_vocabulary(records["train"], sweep.vocabulary, folder))
     if sweep.baselines:
+        if not records["test"]:
+            raise ConfigError(f"{sweep.config}: baselines are scored on the test split, and it has none "
+                              "(set data.test, or data.test_fraction)")
         labels = sorted({example.label for example in records["train"]}) if task == "classify" else []
         notes["baselines"] = baseline_figures(task, records["train"], records["test"], labels)
-    return overrides, notes
+    return SweepData(overrides, notes, records["train"], folder)
 
 
-def shared_vocabulary(train: list, size: int, folder: Path) -> Path:
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Two sweeps on the same data (one per seed, say) write its files one at a time."""
+    with open(folder / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def write_once(folder: Path, split: str, records: list) -> Path:
+    """The split's records as the file a run reads; an existing file is the same records (the
+    folder is named by their digest), so it is kept, never rewritten under a reader."""
+    partial = write_records(folder / f"{split}-{os.getpid()}.partial", records)
+    target = partial.with_name(f"{split}{partial.suffix}")
+    if target.exists():
+        partial.unlink()
+    else:
+        os.replace(partial, target)
+    return target
+
+
+def shared_vocabulary(data: SweepData, size: int) -> Path:
     """A WordPiece vocabulary of ``size`` trained once on the training records' texts, then reused."""
-    target = folder / f"tokenizer-{size}"
-    if not (target / "tokenizer.json").is_file():
-        texts = [text for record in train
-                 for text in ((" ".join(record.words),) if hasattr(record, "words") else (record.text, record.text_pair))
-                 if text]
-        partial = folder / f".tokenizer-{size}.partial"
-        save_tokenizer(train_tokenizer(iter(texts), vocab_size=size), partial)
-        replace_directory(partial, target)
+    target = data.folder / f"tokenizer-{size}"
+    with folder_lock(data.folder):
+        if not (target / "tokenizer.json").is_file():
+            texts = [text for record in data.train for text in
+                     ((" ".join(record.words),) if hasattr(record, "words") else (record.text, record.text_pair)) if text]
+            partial = data.folder / f".tokenizer-{size}.partial"
+            save_tokenizer(train_tokenizer(iter(texts), vocab_size=size), partial)
+            replace_directory(partial, target)
     return target
 
 
 def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> dict[str, Any]:
     """Run (or reuse) every row × seed and gather the figures the report is rendered from."""
     root = Path(runs_dir) / sweep.name
-    prepared, data = prepare_data(sweep, task, root)
+    data = prepare_data(sweep, task, root)
     results: dict[str, Any] = {"name": sweep.name, "task": task, "config": sweep.config, "seeds": sweep.seeds,
                                "overrides": sweep.overrides, "command": command_line(), "rows": {},
                                "headline_figure": sweep.headline or HEADLINE.get(task), "subsets": sweep.subsets,
-                               "vocabulary": sweep.vocabulary, "data": data}
+                               "data": data.notes if data else {}}
     for row, overrides in sweep.rows.items():
         runs = []
         for seed in sweep.seeds:
-            given = {**sweep.overrides, **prepared, **overrides, "training.seed": seed,
+            given = {**sweep.overrides, **(data.overrides if data else {}), **overrides, "training.seed": seed,
                      "training.output_dir": str(root / slug(row) / f"seed-{seed}")}
-            record = run(load_settings(sweep.config, as_overrides(given), task=task), force=force)
+            settings = load_settings(sweep.config, as_overrides(given), task=task)
+            if data and sweep.vocabulary and settings.init is None and settings.data.get("tokenizer") is None:
+                results["data"]["vocabulary"] = str(shared_vocabulary(data, sweep.vocabulary))
+                settings = load_settings(sweep.config, as_overrides({**given, "data.tokenizer": results["data"]["vocabulary"]}),
+                                         task=task)
+            record = run(settings, force=force)
             runs.append({"seed": seed, "output_dir": str(record.output_dir), "reused": record.reused,
                          "wall_seconds": record.wall_seconds, "figures": run_figures(record.summary, record.output_dir, task),
                          "notes": {key: record.summary[key] for key in ("warning", "recipe") if record.summary.get(key)}})
         results["rows"][row] = {"overrides": overrides, "runs": runs}
         results["machine"] = record.machine
     results["statistics"] = statistics(results)
+    reported = sorted({key for row in results["statistics"].values() for key in row})
+    if results["headline_figure"] not in reported:
+        raise ConfigError(f"{sweep.name}: no run reports the headline figure {results['headline_figure']!r}; "
+                          f"they report {', '.join(reported)}")
     results["seed_differences"] = seed_differences(results)
     results["bootstrap"] = bootstrap_against_first(results, task)
     results["headline"] = headline_sentence(results)
@@ -301,7 +359,7 @@ def bootstrap_against_first(results: dict[str, Any], task: str, samples: int = B
     """95% interval of (row − first row) on the headline metric, averaged over the seeds both rows
     ran, with the same resampled test examples for both rows and every seed."""
     rows = list(results["rows"])
-    if task not in ("ner", "classify") or len(rows) < 2:
+    if task not in ("ner", "classify") or results["headline_figure"] != HEADLINE[task] or len(rows) < 2:
         return {}
     outcomes = {row: {run_["seed"]: test_outcomes(Path(run_["output_dir"]), task)
                       for run_ in results["rows"][row]["runs"]} for row in rows}
@@ -402,14 +460,14 @@ def render_sweep(results: dict[str, Any]) -> str:
               + (f" and {json.dumps(results['overrides'])}" if results["overrides"] else "") + "):", ""]
     lines += [f"- **{row}**: `{json.dumps(results['rows'][row]['overrides'])}`" for row in rows]
     if "records" in data:
-        left_out = {split: count for split, count in (data.get("left_out_for_unseen_tags") or {}).items() if count}
+        left_out = {split: count for split, count in (data.get("left_out_for_unseen_types") or {}).items() if count}
         lines += ["", "Data: " + ", ".join(f"{split} {count:,}" for split, count in data["records"].items())
                   + (f" records, subsets drawn with data.split_seed ({json.dumps(results['subsets'])})"
                      if results.get("subsets") else " records")
-                  + ("; left out of the subsets for a tag the train draw lacks: "
+                  + ("; left out of the subsets for an entity type the train draw lacks: "
                      + ", ".join(f"{split} {count}" for split, count in left_out.items()) if left_out else "")
-                  + (f"; one WordPiece vocabulary of {results['vocabulary']:,} trained on the train split for every "
-                     "from-scratch run" if results.get("vocabulary") else "") + "."]
+                  + (f"; one WordPiece vocabulary (`{data['vocabulary']}`) trained on the train split for every "
+                     "from-scratch run" if data.get("vocabulary") else "") + "."]
     warned: dict[str, list[str]] = {}
     for row in rows:
         for run_ in results["rows"][row]["runs"]:
@@ -417,7 +475,8 @@ def render_sweep(results: dict[str, Any]) -> str:
                 warned.setdefault(run_["notes"]["warning"], []).append(f"{row} seed {run_['seed']}")
     if warned:
         lines += ["", "Warnings the runs gave:", "", *[f"- {', '.join(where)}: {text}" for text, where in warned.items()]]
-    lines += ["", f"Host: {machine_line(results['machine'])}." if results.get("machine") else "Host: not recorded.",
+    lines += ["", f"Host when the report was made (a reused run keeps its own seconds): {machine_line(results['machine'])}."
+              if results.get("machine") else "Host: not recorded.",
               "", f"![{headline}](sweep.png)", ""]
     return "\n".join(lines)
 

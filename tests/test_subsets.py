@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from nlu.data.classification import TextExample, read_table
-from nlu.data.ner import NerSentence, read_ner_file
+from nlu.data.ner import NerSentence, check_label_sets, read_ner_file
 from nlu.data.subsets import draw_subsets, write_records, write_slices
 from nlu.errors import DataError
 
@@ -28,15 +28,19 @@ def test_examples_are_drawn_stratified_seeded_and_in_file_order():
     assert len(drawn["dev"]) == 2 and unseen == {}
 
 
-def test_dev_and_test_sentences_with_a_tag_the_train_draw_lacks_are_left_out_and_counted():
+def test_dev_and_test_sentences_with_a_type_the_train_draw_lacks_are_left_out_and_counted():
     train = [sentence(1, "B-PER", "O"), sentence(4, "O", "O")]
     dev = [sentence(10, "B-PER"), sentence(12, "B-LOC", "I-LOC"), sentence(15, "O")]
     test = [sentence(20, "B-ORG"), sentence(22, "O", "B-PER"), sentence(25, "B-PER", "I-PER")]
     drawn, unseen = draw_subsets({"train": train, "dev": dev, "test": test}, {"train": 2}, seed=0)
-    assert [s.line for s in drawn["dev"]] == [10, 15] and [s.line for s in drawn["test"]] == [22]
-    assert unseen == {"dev": 1, "test": 2}  # I-PER too: nlu refuses any tag, not only a type, it never trained on
+    # I-PER is kept: the train draw has PER, and nlu trains B- and I- for every type it sees (label_list)
+    assert [s.line for s in drawn["dev"]] == [10, 15] and [s.line for s in drawn["test"]] == [22, 25]
+    assert unseen == {"dev": 1, "test": 1}
+    check_label_sets(drawn["train"], drawn["dev"] + drawn["test"], "dev and test")  # what a run checks: no error
     with pytest.raises(DataError, match=r"n.conll: a subset of 5 train records was asked for, but the split has 2"):
         draw_subsets({"train": train, "dev": dev, "test": test}, {"train": 5}, seed=0)
+    with pytest.raises(DataError, match=r"n.conll: a subset of 3 test records .* has 2 \(1 left out for entity types"):
+        draw_subsets({"train": train, "dev": dev, "test": test}, {"train": 2, "test": 3}, seed=0)
 
 
 def test_written_subsets_read_back_as_they_were(tmp_path):

@@ -14,7 +14,8 @@ from sklearn.metrics import f1_score
 from nlu import cli
 from nlu.data.classification import read_table
 from nlu.errors import ConfigError
-from nlu.sweep import grid_rows, load_sweep, render_sweep, resampled_metric, run_figures, seed_differences, statistics
+from nlu.sweep import (Sweep, grid_rows, load_sweep, prepare_data, render_sweep, resampled_metric, run_figures,
+                       seed_differences, statistics)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,11 +76,20 @@ def test_a_sweep_file_checks_its_data_steps(tmp_path):
     for text, problem in (("subsets: {train: 0}", "subsets maps train, dev or test"),
                           ("subsets: {validation: 10}", "subsets maps train, dev or test"),
                           ("vocabulary: lots", "vocabulary is a vocabulary size"),
-                          ("baselines: maybe", "baselines is true or false")):
+                          ("baselines: maybe", "baselines is true or false"),
+                          ("headline: [a, b]", "headline names one figure")):
         path = tmp_path / "s.yaml"
         path.write_text(f"task: sweep\nconfig: tasks/rotten_tomatoes.yaml\nrows: {{a: {{}}}}\n{text}\n")
         with pytest.raises(ConfigError, match=problem):
             load_sweep(path)
+
+
+def test_rows_may_not_change_the_data_a_sweep_draws_once(tmp_path):
+    sweep = Sweep(name="s", config="tasks/rotten_tomatoes.yaml", rows={"a": {}, "b": {"data.train": "other.csv"}},
+                  baselines=True)
+    with pytest.raises(ConfigError, match=r"rows change where the data comes from \(b: data.train\)"):
+        prepare_data(sweep, "classify", tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_seed_differences_are_paired_by_seed_with_two_standard_errors():

@@ -11,7 +11,7 @@ from os import PathLike
 from pathlib import Path
 
 from nlu.data.classification import TextExample, read_table
-from nlu.data.ner import NerSentence, read_ner_file
+from nlu.data.ner import NerSentence, label_list, read_ner_file
 from nlu.errors import DataError
 
 
@@ -58,31 +58,32 @@ def draw_subsets(splits: Mapping[str, Sequence], sizes: Mapping[str, int | None]
                  ) -> tuple[dict[str, list], dict[str, int]]:
     """Train, dev and test records (in that order) cut to ``sizes``, each draw seeded and in file
     order: examples stratified by label (:func:`stratified_subset`), sentences at random. When train
-    is cut, dev and test keep only sentences whose tags the train draw has, since nlu refuses tags it
-    never trained on; how many each split lost that way is returned beside the draws, so a caller
-    can report it. A size larger than its split is an error, not a silent "all of it"."""
+    is cut, dev and test keep only sentences whose entity types the train draw has (nlu refuses to
+    score a type it never trained on); how many each split lost that way is returned beside the
+    draws, so a caller can report it. A size larger than its split is an error, not "all of it"."""
     drawn: dict[str, list] = {}
-    unseen_tags: dict[str, int] = {}
+    unseen_types: dict[str, int] = {}
     known: set[str] | None = None
     for split in ("train", "dev", "test"):
-        records = list(splits.get(split) or [])
+        records = given = list(splits.get(split) or [])
         if known is not None and records and isinstance(records[0], NerSentence):
-            kept = [sentence for sentence in records if set(sentence.tags) <= known]
-            unseen_tags[split] = len(records) - len(kept)
-            records = kept
+            records = [sentence for sentence in records if set(sentence.tags) <= known]
+            unseen_types[split] = len(given) - len(records)
         size = sizes.get(split)
         if size:
             if size > len(records):
+                left_out = f" ({unseen_types[split]:,} left out for entity types the train draw lacks)" if (
+                    unseen_types.get(split)) else ""
                 raise DataError(f"a subset of {size:,} {split} records was asked for, but the split has "
-                                f"{len(records):,}", records[0].source if records else None)
+                                f"{len(records):,}{left_out}", given[0].source if given else None)
             if isinstance(records[0], TextExample):
                 records = stratified_subset(records, size, seed)
             else:
                 records = [records[index] for index in sorted(random.Random(seed).sample(range(len(records)), size))]
         drawn[split] = records
-        if split == "train" and size:
-            known = {tag for record in records for tag in getattr(record, "tags", ())}
-    return drawn, unseen_tags
+        if split == "train" and size and isinstance(records[0], NerSentence):
+            known = set(label_list(records))
+    return drawn, unseen_types
 
 
 def write_records(stem: Path, records: Sequence[NerSentence | TextExample]) -> Path:
@@ -98,6 +99,6 @@ def write_slices(files: dict[str, str | PathLike], limits: dict[str, int | None]
     ``folder``; a split that kept every record keeps its file. Returns the files to train on."""
     records = {split: read_ner_file(path) if str(path).endswith(".conll") else read_table(path)
                for split, path in files.items()}
-    drawn, unseen_tags = draw_subsets(records, limits, seed)
-    return {split: str(write_records(folder / split, drawn[split]) if limits.get(split) or unseen_tags.get(split)
+    drawn, unseen_types = draw_subsets(records, limits, seed)
+    return {split: str(write_records(folder / split, drawn[split]) if limits.get(split) or unseen_types.get(split)
                        else files[split]) for split in files}
