@@ -49,8 +49,8 @@ from nlu.training.checkpoints import replace_directory
 BOOTSTRAP_SAMPLES = 1000
 HEADLINE = {"ner": "test_f1", "classify": "test_macro_f1", "pretrain": "final_eval.mlm_loss"}
 """The figure a table leads with, per task; the paired bootstrap is computed for the first two."""
-SWEEP_KEYS = ("task", "config", "rows", "grid", "seeds", "overrides", "name", "headline", "subsets", "vocabulary",
-              "baselines")
+SWEEP_KEYS = ("task", "config", "rows", "grid", "seeds", "overrides", "name", "title", "headline", "subsets",
+              "vocabulary", "baselines")
 SAME_FILES = {"ner": {"panx_lang": None, "local_dir": None, "scheme": "iob2", "repair": False, "tag_map": None,
                       "token_column": 0, "tag_column": -1, "test_fraction": None},
               "classify": {"text_column": "text", "label_column": "label", "test_fraction": None}}
@@ -71,6 +71,8 @@ class Sweep:
     seeds: list[int] = field(default_factory=lambda: [42])
     overrides: dict[str, Any] = field(default_factory=dict)
     """Applied to every row (e.g. a shorter budget)."""
+    title: str | None = None
+    """The report's heading (default: "Sweep: NAME")."""
     headline: str | None = None
     """The figure the table leads with and the per-seed differences compare (default: HEADLINE)."""
     subsets: dict[str, int] = field(default_factory=dict)
@@ -100,7 +102,7 @@ def grid_rows(grid: list[str]) -> dict[str, dict[str, Any]]:
 
 def load_sweep(path: str | Path) -> Sweep:
     """A sweep file: ``task: sweep``, ``config`` (a task file), ``rows`` (name → overrides) or
-    ``grid`` (key → list of values), optional ``seeds``, ``overrides``, ``name``, ``headline``,
+    ``grid`` (key → list of values), optional ``seeds``, ``overrides``, ``name``, ``title``, ``headline``,
     ``subsets`` (split → count), ``vocabulary`` (a size) and ``baselines`` (true / false)."""
     path = Path(path)
     values = read_yaml_file(path, "sweep file")
@@ -120,13 +122,15 @@ def load_sweep(path: str | Path) -> Sweep:
     vocabulary = values.get("vocabulary")
     if vocabulary is not None and not counting(vocabulary):
         raise ConfigError(f"{path}: vocabulary is a vocabulary size (a whole number), got {vocabulary!r}")
+    if not all(isinstance(values.get(key, ""), str) for key in ("name", "title")):
+        raise ConfigError(f"{path}: name and title are text")
     if not isinstance(values.get("headline", ""), str):
         raise ConfigError(f"{path}: headline names one figure of the runs' summaries, e.g. test_macro_f1")
     if not isinstance(values.get("baselines", False), bool):
         raise ConfigError(f"{path}: baselines is true or false, got {values['baselines']!r}")
     return Sweep(name=values.get("name", path.stem), config=values["config"], rows=rows,
                  seeds=[int(seed) for seed in values.get("seeds", [42])], overrides=values.get("overrides") or {},
-                 headline=values.get("headline"), subsets=subsets, vocabulary=vocabulary,
+                 title=values.get("title"), headline=values.get("headline"), subsets=subsets, vocabulary=vocabulary,
                  baselines=values.get("baselines", False))
 
 
@@ -228,7 +232,8 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
     """Run (or reuse) every row × seed and gather the figures the report is rendered from."""
     root = Path(runs_dir) / sweep.name
     data = prepare_data(sweep, task, root)
-    results: dict[str, Any] = {"name": sweep.name, "task": task, "config": sweep.config, "seeds": sweep.seeds,
+    results: dict[str, Any] = {"name": sweep.name, "title": sweep.title or f"Sweep: {sweep.name}", "task": task,
+                               "config": sweep.config, "seeds": sweep.seeds,
                                "overrides": sweep.overrides, "command": command_line(), "rows": {},
                                "headline_figure": sweep.headline or HEADLINE.get(task), "subsets": sweep.subsets,
                                "data": data.notes if data else {}}
@@ -435,7 +440,7 @@ def render_sweep(results: dict[str, Any]) -> str:
     columns = [headline, *minority_keys(results), "train_seconds"]
     rows = list(stats)
     seeds = ", ".join(map(str, results["seeds"]))
-    lines = [f"# Sweep: {results['name']}", "",
+    lines = [f"# {results.get('title') or 'Sweep: ' + results['name']}", "",
              f"Made by `{results['command']}` from `{results['config']}`; seeds {seeds}; mean ± std over seeds. "
              f"Δ columns: the row minus the first row on {headline}, by seed (mean ± 2 standard errors over seeds) "
              "and by a 95% paired bootstrap over test examples; \"within noise\" when the interval holds 0.", "",

@@ -134,8 +134,8 @@ def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, c
     train = _first_rows(shipped / "train.csv", tmp_path / "train.csv", 400)
     held_out = _first_rows(shipped / "test.csv", tmp_path / "test.csv", 200)
     sweep_file = tmp_path / "tiny.yaml"
-    sweep_file.write_text("task: sweep\nconfig: tasks/rotten_tomatoes.yaml\nseeds: [1, 2]\nvocabulary: 1000\n"
-                          "baselines: true\nsubsets: {train: 300, test: 120}\n"
+    sweep_file.write_text("task: sweep\ntitle: A tiny study\nconfig: tasks/rotten_tomatoes.yaml\nseeds: [1, 2]\n"
+                          "vocabulary: 1000\nbaselines: true\nsubsets: {train: 300, test: 120}\n"
                           "grid: {data.loss: [ce, focal]}\n")
     command = ["sweep", str(sweep_file), "--runs-dir", str(tmp_path), f"data.train={train}", f"data.dev={held_out}",
                f"data.test={held_out}", "data.max_length=32", "training.max_steps=4", "training.eval_every=4",
@@ -165,6 +165,7 @@ def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, c
     assert (out / "sweep.png").stat().st_size > 0
     report = (out / "sweep.md").read_text()
     assert report == render_sweep(results) and "| baseline: majority class |" in report
+    assert report.startswith("# A tiny study\n") and results["headline"].startswith("test_macro_f1: loss=ce ")
     capsys.readouterr()
     assert cli.main(command) == 0
     again = json.loads((out / "sweep.json").read_text())
