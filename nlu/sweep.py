@@ -424,11 +424,13 @@ def headline_sentence(results: dict[str, Any]) -> str:
     for row, entry in stats.items():
         text = f"{row} {cell(entry.get(figure))}"
         interval, by_seed = results["bootstrap"].get(row), results["seed_differences"].get(row)
-        if interval:
-            text += f" ({within(interval['low'], interval['high'])}, paired bootstrap)"
-        elif by_seed and by_seed["two_standard_errors"] is not None:
+        verdicts = []
+        if by_seed and by_seed["two_standard_errors"] is not None:
             bound = by_seed["two_standard_errors"]
-            text += f" ({within(by_seed['mean_difference'] - bound, by_seed['mean_difference'] + bound)}, seeds)"
+            verdicts.append(within(by_seed["mean_difference"] - bound, by_seed["mean_difference"] + bound) + " over seeds")
+        if interval:
+            verdicts.append(within(interval["low"], interval["high"]) + " of the test set")
+        text += f" ({', '.join(verdicts)})" if verdicts else ""
         parts.append(text)
     return f"{figure}: " + "; ".join(parts)
 
@@ -442,8 +444,9 @@ def render_sweep(results: dict[str, Any]) -> str:
     seeds = ", ".join(map(str, results["seeds"]))
     lines = [f"# {results.get('title') or 'Sweep: ' + results['name']}", "",
              f"Made by `{results['command']}` from `{results['config']}`; seeds {seeds}; mean ± std over seeds. "
-             f"Δ columns: the row minus the first row on {headline}, by seed (mean ± 2 standard errors over seeds) "
-             "and by a 95% paired bootstrap over test examples; \"within noise\" when the interval holds 0.", "",
+             f"Δ columns: the row minus the first row on {headline}, by seed (mean ± 2 standard errors over seeds: "
+             "training noise, which needs two seeds or more) and by a 95% paired bootstrap over test examples (the "
+             "test set's sampling noise only); \"within noise\" when the interval holds 0.", "",
              "| row | " + " | ".join(columns) + " | Δ by seed | Δ, paired bootstrap |",
              "|---|" + "---|" * (len(columns) + 2)]
     for row in rows:
