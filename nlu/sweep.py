@@ -177,7 +177,6 @@ def prepare_data(sweep: Sweep, task: str, root: Path) -> SweepData | None:
         records, notes["left_out_for_unseen_types"] = draw_subsets(records, sweep.subsets, settings.data["split_seed"])
     notes["records"] = {split: len(part) for split, part in records.items()}
     folder = root / "data" / hashlib.sha256(repr(records).encode()).hexdigest()[:12]
-    folder.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {}
     if sweep.subsets:
         with folder_lock(folder):
@@ -198,6 +197,7 @@ def prepare_data(sweep: Sweep, task: str, root: Path) -> SweepData | None:
 @contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """Two sweeps on the same data (one per seed, say) write its files one at a time."""
+    folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
