@@ -412,6 +412,12 @@ def minority_keys(results: dict[str, Any]) -> list[str]:
     return [key for key in recalls if supports[key] is None or supports[key] < np.mean(known)]
 
 
+def misses_a_class(figures: dict[str, float]) -> bool:
+    """A classifier with a test recall of 0 for some class: the plateau an imbalanced run stalls on
+    (every text of that class given to another), which a macro average alone can hide."""
+    return any(value == 0.0 for key, value in figures.items() if key.startswith("test_recall["))
+
+
 def within(low: float, high: float) -> str:
     return "within noise" if low <= 0 <= high else "outside noise"
 
@@ -427,11 +433,17 @@ def headline_sentence(results: dict[str, Any]) -> str:
         verdicts = []
         if by_seed and by_seed["two_standard_errors"] is not None:
             bound = by_seed["two_standard_errors"]
-            verdicts.append(within(by_seed["mean_difference"] - bound, by_seed["mean_difference"] + bound) + " over seeds")
+            verdicts.append(within(by_seed["mean_difference"] - bound, by_seed["mean_difference"] + bound)
+                            .replace("noise", "seed noise"))
         if interval:
-            verdicts.append(within(interval["low"], interval["high"]) + " of the test set")
+            verdicts.append(within(interval["low"], interval["high"]).replace("noise", "test-set noise"))
         text += f" ({', '.join(verdicts)})" if verdicts else ""
         parts.append(text)
+    baselines = {name: figures[figure] for name, figures in (results.get("data", {}).get("baselines") or {}).items()
+                 if figures.get(figure) is not None}
+    if baselines:
+        best = max(baselines, key=baselines.get)
+        parts.append(f"best baseline, {best}: {baselines[best]:.4f}")
     return f"{figure}: " + "; ".join(parts)
 
 
@@ -441,14 +453,15 @@ def render_sweep(results: dict[str, Any]) -> str:
     headline = results["headline_figure"]
     columns = [headline, *minority_keys(results), "train_seconds"]
     rows = list(stats)
+    recall_zero_header = " | runs with a test recall of 0" if results["task"] == "classify" else ""
     seeds = ", ".join(map(str, results["seeds"]))
     lines = [f"# {results.get('title') or 'Sweep: ' + results['name']}", "",
              f"Made by `{results['command']}` from `{results['config']}`; seeds {seeds}; mean ± std over seeds. "
              f"Δ columns: the row minus the first row on {headline}, by seed (mean ± 2 standard errors over seeds: "
              "training noise, which needs two seeds or more) and by a 95% paired bootstrap over test examples (the "
              "test set's sampling noise only); \"within noise\" when the interval holds 0.", "",
-             "| row | " + " | ".join(columns) + " | Δ by seed | Δ, paired bootstrap |",
-             "|---|" + "---|" * (len(columns) + 2)]
+             "| row | " + " | ".join(columns) + recall_zero_header + " | Δ by seed | Δ, paired bootstrap |",
+             "|---|" + "---|" * (len(columns) + 2 + bool(recall_zero_header))]
     for row in rows:
         by_seed, interval = results["seed_differences"].get(row), results["bootstrap"].get(row)
         seed_cell = "reference" if row == rows[0] else "n/a" if not by_seed else (
@@ -459,11 +472,15 @@ def render_sweep(results: dict[str, Any]) -> str:
         boot_cell = "reference" if row == rows[0] else "n/a" if not interval else (
             f"{interval['mean_difference']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}] "
             f"({within(interval['low'], interval['high'])})")
-        lines.append(f"| {row} | " + " | ".join(cell(stats[row].get(key)) for key in columns) + f" | {seed_cell} | {boot_cell} |")
+        runs = results["rows"][row]["runs"]
+        stalled = f" | {sum(misses_a_class(run_['figures']) for run_ in runs)} of {len(runs)}" if recall_zero_header else ""
+        lines.append(f"| {row} | " + " | ".join(cell(stats[row].get(key)) for key in columns)
+                     + f"{stalled} | {seed_cell} | {boot_cell} |")
     for name, figures in (data.get("baselines") or {}).items():
         lines.append(f"| baseline: {name} | " + " | ".join(
             "—" if figures.get(key) is None else f"{figures[key]:.4f}" if key != "train_seconds" else f"{figures[key]:.1f}"
-            for key in columns) + " | | |")
+            for key in columns) + (f" | {'yes' if misses_a_class(figures) else 'no'}" if recall_zero_header else "")
+            + " | | |")
     lines += ["", "Rows (overrides on top of the task file"
               + (f" and {json.dumps(results['overrides'])}" if results["overrides"] else "") + "):", ""]
     lines += [f"- **{row}**: `{json.dumps(results['rows'][row]['overrides'])}`" for row in rows]

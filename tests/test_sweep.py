@@ -166,6 +166,10 @@ def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, c
     report = (out / "sweep.md").read_text()
     assert report == render_sweep(results) and "| baseline: majority class |" in report
     assert report.startswith("# A tiny study\n") and results["headline"].startswith("test_macro_f1: loss=ce ")
+    stalled = sum(min(value for key, value in run["figures"].items() if key.startswith("test_recall[")) == 0
+                  for run in results["rows"]["loss=ce"]["runs"])
+    assert f"| {stalled} of 2 | reference | reference |" in report  # runs with a class never recalled, counted
+    assert "| baseline: majority class | " in report and " | yes | | |" in report  # the majority class misses two
     capsys.readouterr()
     assert cli.main(command) == 0
     again = json.loads((out / "sweep.json").read_text())

@@ -79,7 +79,8 @@ def baseline_figures(task: str, train: Sequence, test: Sequence, labels: list[st
         {"most frequent tag per word": lambda: most_frequent_tag(train, test)} if task == "ner" else
         {"majority class": lambda: majority_class(train, test),
          "TF-IDF 1–2-grams + logistic regression": lambda: tfidf_logistic_regression(train, test),
-         "the same, class_weight=balanced": lambda: tfidf_logistic_regression(train, test, "balanced")})
+         "TF-IDF 1–2-grams + logistic regression, balanced class weights":
+             lambda: tfidf_logistic_regression(train, test, "balanced")})
     figures = {}
     for name, predict in predictors.items():
         started = time.perf_counter()
