@@ -156,6 +156,9 @@ def command_sweep(args: argparse.Namespace) -> None:
         raise ConfigError("nlu sweep needs a sweep file, or --config TASK_FILE with at least one --grid key=v1,v2")
     sweep.name = args.name or sweep.name
     sweep.seeds = args.seeds or sweep.seeds
+    malformed = [item for item in args.overrides if "=" not in item.strip("=")]
+    if malformed:
+        raise ConfigError(f"nlu sweep: {malformed[0]!r} is neither a sweep file nor an override (section.key=value)")
     sweep.overrides.update(dict(item.split("=", 1) for item in args.overrides))
     task = load_settings(sweep.config).task
     results = run_sweep(sweep, task, Path(args.runs_dir) / "sweeps", force=args.force)
@@ -249,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=command_run)
 
     sweep = commands.add_parser("sweep", help="a grid of overrides × seeds: mean ± std table, paired bootstrap vs the first row")
-    sweep.add_argument("sweep_file", nargs="?", help="a sweep YAML (task: sweep, config, rows or grid, seeds)")
+    sweep.add_argument("sweep_file", nargs="?", help="a sweep YAML (task: sweep, config, rows or grid; optional seeds, "
+                                                     "overrides, title, headline, subsets, vocabulary, baselines)")
     sweep.add_argument("--config", help="task YAML the grid varies, e.g. tasks/rotten_tomatoes.yaml")
     sweep.add_argument("--grid", action="append", default=[], help="section.key=v1,v2 (repeat for a product)")
     sweep.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the sweep file's, else 42)")

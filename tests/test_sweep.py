@@ -84,6 +84,12 @@ def test_a_sweep_file_checks_its_data_steps(tmp_path):
             load_sweep(path)
 
 
+def test_a_word_that_is_neither_a_sweep_file_nor_an_override_is_one_line(capsys):
+    assert cli.main(["sweep", str(ROOT / "tasks" / "sweeps" / "init_ner.yaml"), "training.epochs"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "nlu: error: nlu sweep: 'training.epochs' is neither a sweep file nor an override (section.key=value)")
+
+
 def test_rows_may_not_change_the_data_a_sweep_draws_once(tmp_path):
     sweep = Sweep(name="s", config="tasks/rotten_tomatoes.yaml", rows={"a": {}, "b": {"data.train": "other.csv"}},
                   baselines=True)
