@@ -302,8 +302,8 @@ def statistics(results: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
 
 def seed_differences(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Row → its headline figure minus the first row's, seed by seed (both rows of a seed share the
-    initial weights, data order and masks), with the mean and two standard errors of the mean
-    (None with one seed): "within noise" when the mean is no larger than that."""
+    initial weights, data order and masks), with the mean and two standard errors of the mean, and
+    the interval they make (all None with one seed): "within noise" when it holds 0."""
     figure, rows = results["headline_figure"], list(results["rows"])
     reference = {run_["seed"]: run_["figures"].get(figure) for run_ in results["rows"][rows[0]]["runs"]}
     differences = {}
@@ -311,9 +311,10 @@ def seed_differences(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         values = [run_["figures"][figure] - reference[run_["seed"]] for run_ in results["rows"][row]["runs"]
                   if run_["figures"].get(figure) is not None and reference.get(run_["seed"]) is not None]
         if values:
-            spread = mean_std(values)["std"]
-            differences[row] = {"figure": figure, "values": values, "mean_difference": sum(values) / len(values),
-                                "two_standard_errors": None if spread is None else 2 * spread / math.sqrt(len(values))}
+            spread, mean = mean_std(values)["std"], sum(values) / len(values)
+            bound = None if spread is None else 2 * spread / math.sqrt(len(values))
+            differences[row] = {"figure": figure, "values": values, "mean_difference": mean, "two_standard_errors": bound,
+                                "low": None if bound is None else mean - bound, "high": None if bound is None else mean + bound}
     return differences
 
 
@@ -418,8 +419,8 @@ def misses_a_class(figures: dict[str, float]) -> bool:
     return any(value == 0.0 for key, value in figures.items() if key.startswith("test_recall["))
 
 
-def within(low: float, high: float) -> str:
-    return "within noise" if low <= 0 <= high else "outside noise"
+def within(low: float, high: float, noise: str = "noise") -> str:
+    return f"within {noise}" if low <= 0 <= high else f"outside {noise}"
 
 
 def headline_sentence(results: dict[str, Any]) -> str:
@@ -431,12 +432,10 @@ def headline_sentence(results: dict[str, Any]) -> str:
         text = f"{row} {cell(entry.get(figure))}"
         interval, by_seed = results["bootstrap"].get(row), results["seed_differences"].get(row)
         verdicts = []
-        if by_seed and by_seed["two_standard_errors"] is not None:
-            bound = by_seed["two_standard_errors"]
-            verdicts.append(within(by_seed["mean_difference"] - bound, by_seed["mean_difference"] + bound)
-                            .replace("noise", "seed noise"))
+        if by_seed and by_seed["low"] is not None:
+            verdicts.append(within(by_seed["low"], by_seed["high"], "seed noise"))
         if interval:
-            verdicts.append(within(interval["low"], interval["high"]).replace("noise", "test-set noise"))
+            verdicts.append(within(interval["low"], interval["high"], "test-set noise"))
         text += f" ({', '.join(verdicts)})" if verdicts else ""
         parts.append(text)
     baselines = {name: figures[figure] for name, figures in (results.get("data", {}).get("baselines") or {}).items()
@@ -465,10 +464,9 @@ def render_sweep(results: dict[str, Any]) -> str:
     for row in rows:
         by_seed, interval = results["seed_differences"].get(row), results["bootstrap"].get(row)
         seed_cell = "reference" if row == rows[0] else "n/a" if not by_seed else (
-            f"{by_seed['mean_difference']:+.4f}" if by_seed["two_standard_errors"] is None else
-            f"{by_seed['mean_difference']:+.4f} ± {by_seed['two_standard_errors']:.4f} ("
-            + within(by_seed["mean_difference"] - by_seed["two_standard_errors"],
-                     by_seed["mean_difference"] + by_seed["two_standard_errors"]) + ")")
+            f"{by_seed['mean_difference']:+.4f}" if by_seed["low"] is None else
+            f"{by_seed['mean_difference']:+.4f} ± {by_seed['two_standard_errors']:.4f} "
+            f"({within(by_seed['low'], by_seed['high'])})")
         boot_cell = "reference" if row == rows[0] else "n/a" if not interval else (
             f"{interval['mean_difference']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}] "
             f"({within(interval['low'], interval['high'])})")

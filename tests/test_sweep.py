@@ -108,8 +108,10 @@ def test_seed_differences_are_paired_by_seed_with_two_standard_errors():
     assert entry["values"] == pytest.approx([0.5, 0.1, 0.4])  # seed 3's pair is matched by seed, not position
     assert entry["mean_difference"] == pytest.approx(1.0 / 3)
     assert entry["two_standard_errors"] == pytest.approx(2 * np.std([0.5, 0.1, 0.4], ddof=1) / np.sqrt(3))
+    assert (entry["low"], entry["high"]) == pytest.approx((1 / 3 - entry["two_standard_errors"],
+                                                           1 / 3 + entry["two_standard_errors"]))
     one_seed = {"headline_figure": "loss", "rows": {"a": runs({1: 1.0}), "b": runs({1: 1.5})}}
-    assert seed_differences(one_seed)["b"]["two_standard_errors"] is None
+    assert seed_differences(one_seed)["b"]["two_standard_errors"] is seed_differences(one_seed)["b"]["low"] is None
 
 
 def test_run_figures_name_nested_numbers_by_their_path_and_read_the_last_training_loss(tmp_path):

@@ -1,6 +1,7 @@
 """Models a fine-tuned encoder has to beat, scored on the same test split by the same metrics as a
-run, under the same figure names as a run's summary (``test_macro_f1``, ``test_recall[label]``,
-``test_f1``, ``test_f1[TYPE]``), so a sweep can put them in its table as rows of their own.
+run and under a run's figure names (``test_macro_f1``, ``test_recall[label]``: the
+``classification_summary`` of nlu.evaluation.metrics; ``test_f1``, ``test_f1[TYPE]``), so a sweep
+can put them in its table as rows of their own.
 
 A run whose figure does not clear its task's majority or word-memorising baseline has learned
 nothing usable, whatever its absolute number looks like. (scikit-learn is imported here, not on
@@ -19,15 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 from nlu.data.classification import TextExample
 from nlu.data.ner import NerSentence
-from nlu.evaluation.metrics import classification_scores, entity_scores
-
-
-def classification_figures(test: Sequence[TextExample], predicted: Sequence[str], labels: list[str]) -> dict[str, float]:
-    scores = classification_scores([e.label for e in test], list(predicted), labels)
-    return {"test_macro_f1": scores["macro_f1"], "test_balanced_accuracy": scores["balanced_accuracy"],
-            "test_accuracy": scores["accuracy"],
-            **{f"test_recall[{label}]": row["recall"] for label, row in scores["per_class"].items()
-               if row["recall"] is not None}}
+from nlu.evaluation.metrics import classification_scores, classification_summary, entity_scores
 
 
 def entity_figures(test: Sequence[NerSentence], predicted: Sequence[list[str]]) -> dict[str, float]:
@@ -86,6 +79,7 @@ def baseline_figures(task: str, train: Sequence, test: Sequence, labels: list[st
         started = time.perf_counter()
         predicted = predict()
         seconds = time.perf_counter() - started
-        scored = entity_figures(test, predicted) if task == "ner" else classification_figures(test, predicted, labels)
+        scored = (entity_figures(test, predicted) if task == "ner" else
+                  classification_summary(classification_scores([e.label for e in test], predicted, labels), "test"))
         figures[name] = scored | {"train_seconds": seconds}
     return figures

@@ -166,6 +166,16 @@ def classification_scores(y_true: list[str], y_pred: list[str], labels: list[str
     }
 
 
+def classification_summary(scores: dict, split: str) -> dict[str, float]:
+    """:func:`classification_scores` as the flat figures a run's summary holds and a sweep tabulates:
+    ``{split}_macro_f1``, balanced accuracy, accuracy, and recall and support per class."""
+    return {f"{split}_macro_f1": scores["macro_f1"], f"{split}_balanced_accuracy": scores["balanced_accuracy"],
+            f"{split}_accuracy": scores["accuracy"],
+            **{f"{split}_recall[{label}]": row["recall"] for label, row in scores["per_class"].items()
+               if row["recall"] is not None},
+            **{f"{split}_support[{label}]": row["support"] for label, row in scores["per_class"].items()}}
+
+
 def token_scores(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict:
     """Per-tag scores over all tokens: shows which tags (often I- of rare types) the model misses.
 

@@ -32,7 +32,7 @@ from nlu.data.classification import (
 from nlu.data.splits import Splits, check_fractions
 from nlu.errors import ConfigError
 from nlu.evaluation.confusion import save_confusion_reports
-from nlu.evaluation.metrics import classification_scores, prediction_collapse, scores_markdown
+from nlu.evaluation.metrics import classification_scores, classification_summary, prediction_collapse, scores_markdown
 from nlu.evaluation.report import collapse_warning, confusion_links, composition_markdown, split_composition
 from nlu.evaluation.report import split_label, write_run_report
 from nlu.files import write_text_atomic
@@ -276,11 +276,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
             scores = test_results["scores"]
             test_warning = test_results["warning"]
             compositions.append(test_results["composition"])
-            summary |= {"test_macro_f1": scores["macro_f1"], "test_balanced_accuracy": scores["balanced_accuracy"],
-                        "test_accuracy": scores["accuracy"],
-                        **{f"test_recall[{label}]": row["recall"] for label, row in scores["per_class"].items()
-                           if row["recall"] is not None},
-                        **{f"test_support[{label}]": row["support"] for label, row in scores["per_class"].items()}}
+            summary |= classification_summary(scores, "test")
         summary["warning"] = collapse_warning(task.dev_collapse, test_warning)
         summary["recipe"] = recipe
         summary["composition"] = compositions
