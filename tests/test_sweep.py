@@ -14,8 +14,10 @@ from sklearn.metrics import f1_score
 from nlu import cli
 from nlu.data.classification import read_table
 from nlu.errors import ConfigError
+from nlu import sweep as sweep_module
+from nlu.runs import RunRecord
 from nlu.sweep import (Sweep, grid_rows, load_sweep, prepare_data, render_sweep, resampled_metric, run_figures,
-                       seed_differences, statistics)
+                       run_sweep, seed_differences, statistics)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,6 +98,26 @@ def test_rows_may_not_change_the_data_a_sweep_draws_once(tmp_path):
     with pytest.raises(ConfigError, match=r"rows change where the data comes from \(b: data.train\)"):
         prepare_data(sweep, "classify", tmp_path)
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_the_shared_vocabulary_goes_only_to_rows_from_scratch_and_the_headline_must_be_reported(tmp_path, monkeypatch):
+    given = {}
+
+    def fake_run(settings, force=False):
+        given[settings.training.output_dir] = settings
+        return RunRecord("classify", Path(settings.training.output_dir), {"test_macro_f1": 0.5}, False, 1.0, 1.0, {}, "")
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sweep_module, "run", fake_run)
+    sweep = Sweep(name="s", config="tasks/rotten_tomatoes.yaml", rows={"scratch": {}, "pretrained": {"init": "some/model"}},
+                  subsets={"train": 60}, vocabulary=200)
+    results = run_sweep(sweep, "classify", tmp_path)
+    tokenizers = {Path(folder).parent.name: settings.data.get("tokenizer") for folder, settings in given.items()}
+    assert tokenizers["pretrained"] is None and tokenizers["scratch"] == results["data"]["vocabulary"]
+    assert (Path(results["data"]["vocabulary"]) / "tokenizer.json").is_file()
+    sweep.headline = "test_f1"
+    with pytest.raises(ConfigError, match=r"no run reports the headline figure 'test_f1'; they report test_macro_f1"):
+        run_sweep(sweep, "classify", tmp_path)
 
 
 def test_seed_differences_are_paired_by_seed_with_two_standard_errors():
