@@ -34,6 +34,7 @@ def describe_machine() -> dict[str, Any]:
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),  # it sets torch_threads, and the reader retypes it
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "gpu": gpu,
         "torch": torch.__version__,

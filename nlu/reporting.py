@@ -40,9 +40,8 @@ def command_line(argv: Sequence[str] | None = None, root: Path | None = None) ->
 
 
 def machine(*packages: str) -> dict[str, Any]:
-    """nlu.machine's description, plus the versions of ``packages`` and OMP_NUM_THREADS."""
-    return {**describe_machine(), "packages": {package: _version(package) for package in packages},
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    """nlu.machine's description, plus the versions of ``packages``."""
+    return {**describe_machine(), "packages": {package: _version(package) for package in packages}}
 
 
 def _version(package: str) -> str | None:
