@@ -1,8 +1,6 @@
 """NER fine-tuning end to end on a slice of the shipped WNUT-16 data, and its command line."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -77,18 +75,18 @@ def test_long_sentences_are_windowed_and_every_word_is_predicted(tagger):
 
 
 @pytest.mark.slow
-def test_predict_and_evaluate_from_the_command_line(tagger):
+def test_predict_and_evaluate_from_the_command_line(tagger, capsys):
+    """In-process through cli.main (test_cli runs the installed entry point as its own process)."""
     model_dir = tagger["run"] / "best"
-    predicted = subprocess.run([sys.executable, "-m", "nlu.cli", "predict", "ner", "--model", str(model_dir),
-                                "--text", "Obama visited London with Google people today"],
-                               capture_output=True, text=True, check=True)
-    record = json.loads(predicted.stdout.splitlines()[0])
+    assert cli.main(["predict", "ner", "--model", str(model_dir),
+                     "--text", "Obama visited London with Google people today"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
     assert record["words"][0] == "Obama" and len(record["tags"]) == 7
     out = tagger["folder"] / "evaluation"
-    evaluated = subprocess.run([sys.executable, "-m", "nlu.cli", "evaluate", "ner", "--model", str(model_dir),
-                                "--data", str(tagger["files"]["test"]), "--out", str(out)],
-                               capture_output=True, text=True, check=True)
-    headline = json.loads(evaluated.stdout[: evaluated.stdout.rindex("}") + 1])
+    assert cli.main(["evaluate", "ner", "--model", str(model_dir), "--data", str(tagger["files"]["test"]),
+                     "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    headline = json.loads(printed[: printed.rindex("}") + 1])
     expected = json.loads((tagger["run"] / "test" / "metrics.json").read_text())
     assert headline["entity_f1_strict"] == pytest.approx(expected["entity_strict"]["averages"]["micro"]["f1"])
     assert (out / "report.md").exists()

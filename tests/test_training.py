@@ -354,11 +354,13 @@ def test_two_processes_with_torchrun(small_corpus, tmp_path):
     assert torch.isfinite(torch.tensor(summary["final_eval"]["mlm_loss"]))
 
     # Fine-tuning on two processes: the test set is scored and the reports written once, by the main process.
-    wnut = ROOT / "data" / "ner" / "wnut16"
+    sentences = (ROOT / "data" / "ner" / "wnut16" / "dev.conll").read_text(encoding="utf-8").split("\n\n")[:150]
+    tweets = tmp_path / "tweets.conll"  # 150 real tweets: every split of this run
+    tweets.write_text("\n\n".join(sentences) + "\n\n", encoding="utf-8")
     process = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "nlu.cli", "finetune", "ner",
          "--config", str(ROOT / "tasks" / "wnut16_ner.yaml"), f"init={tmp_path / 'ddp' / 'model'}",
-         f"data.train={wnut / 'dev.conll'}", f"data.dev={wnut / 'dev.conll'}", f"data.test={wnut / 'dev.conll'}",
+         f"data.train={tweets}", f"data.dev={tweets}", f"data.test={tweets}",
          f"training.output_dir={tmp_path / 'ner'}", "training.max_steps=4", "training.eval_every=4",
          "training.cpu=true"],
         capture_output=True, text=True, timeout=300, env=environment,
@@ -367,7 +369,7 @@ def test_two_processes_with_torchrun(small_corpus, tmp_path):
     assert process.stdout.count('"test_f1"') == 1  # one summary, printed by the main process
     summary = json.loads((tmp_path / "ner" / "summary.json").read_text())
     metrics = json.loads((tmp_path / "ner" / "test" / "metrics.json").read_text())
-    gold = sum(tag.startswith("B-") for sentence in read_ner_file(wnut / "dev.conll") for tag in sentence.tags)
+    gold = sum(tag.startswith("B-") for sentence in read_ner_file(tweets) for tag in sentence.tags)
     assert summary["steps"] == 4 and metrics["entity_strict"]["averages"]["micro"]["support"] == gold
     assert summary["test_f1"] == metrics["entity_strict"]["averages"]["micro"]["f1"]  # the summary is the file's figure
     assert (tmp_path / "ner" / "test" / "report.md").is_file()
