@@ -41,6 +41,7 @@ from nlu.machine import describe_machine
 from nlu.options import coerce_options, fill
 from nlu.reporting import command_line
 from nlu.settings import RunSettings
+from nlu.sources import check_model_name
 from nlu.tasks import classify, ner, pretrain
 from nlu.training.config import TrainingConfig
 from nlu.training.loop import distributed_state
@@ -109,6 +110,8 @@ def resolve(settings: RunSettings) -> RunSettings:
                           f"(nlu.recipes); give numbers for pretraining")
     data = dataclasses.asdict(fill(entry.data_options, settings.data, settings.where("data")))
     model = check_model_options(settings)
+    if settings.init is not None:
+        check_model_name(settings.init)
     return dataclasses.replace(settings, data=data, model=model)
 
 

