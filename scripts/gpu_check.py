@@ -220,7 +220,8 @@ DATA = [ROOT.parent / "shared" / "data" / "ner-multilingual" / "de", ROOT / ".gp
 
 def tests(files: list[str]) -> dict:
     """pytest in its own process (its collection and fixtures stay out of the measurements)."""
-    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *files]
+    # addopts off: the GPU machine may lack pytest-xdist
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=", *files]
     return {"command": " ".join(["python", *command[1:]]), "status": subprocess.run(command, cwd=ROOT).returncode}
 
 

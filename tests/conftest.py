@@ -1,7 +1,12 @@
+import os
+
 import pytest
 import torch
 
 from nlu.config import EncoderConfig
+
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, torch.get_num_threads() // WORKERS))  # workers share the cores, not oversubscribe them
 
 
 @pytest.fixture
