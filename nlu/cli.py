@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="a grid of overrides × seeds: mean ± std table, paired bootstrap vs the first row")
     sweep.add_argument("sweep_file", nargs="?", help="a sweep YAML (task: sweep, config, rows or grid; optional seeds, "
-                                                     "overrides, title, headline, subsets, vocabulary, baselines)")
+                                                     "overrides, title, headline, subsets, vocabulary, baselines); "
+                                                     "{row}, {seed} and {sweeps} in a text value are filled per run")
     sweep.add_argument("--config", help="task YAML the grid varies, e.g. tasks/rotten_tomatoes.yaml")
     sweep.add_argument("--grid", action="append", default=[], help="section.key=v1,v2 (repeat for a product)")
     sweep.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the sweep file's, else 42)")

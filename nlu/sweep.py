@@ -57,7 +57,8 @@ SAME_FILES = {"ner": {"panx_lang": None, "local_dir": None, "scheme": "iob2", "r
 """Data options that make a run read drawn subsets as written (IOB2 CoNLL; text,label CSV), whatever
 columns, tag map or scheme the task file's own files needed."""
 DATA_SOURCES = {f"data.{key}" for options in SAME_FILES.values() for key in options} | {
-    f"data.{key}" for key in ("train", "dev", "test", "dev_fraction", "split_seed", "text_pair_column", "tsv_quotes")}
+    f"data.{key}" for key in ("train", "dev", "test", "dev_fraction", "split_seed", "text_pair_column", "tsv_quotes",
+                              "train_files")}
 """Options that decide which records a run reads: a row may not change them when the sweep draws its data."""
 
 
@@ -103,7 +104,8 @@ def grid_rows(grid: list[str]) -> dict[str, dict[str, Any]]:
 def load_sweep(path: str | Path) -> Sweep:
     """A sweep file: ``task: sweep``, ``config`` (a task file), ``rows`` (name → overrides) or
     ``grid`` (key → list of values), optional ``seeds``, ``overrides``, ``name``, ``title``, ``headline``,
-    ``subsets`` (split → count), ``vocabulary`` (a size) and ``baselines`` (true / false)."""
+    ``subsets`` (split → count), ``vocabulary`` (a size) and ``baselines`` (true / false). Text
+    values may hold ``{row}``, ``{seed}`` and ``{sweeps}`` (:func:`run_overrides`)."""
     path = Path(path)
     values = read_yaml_file(path, "sweep file")
     if values.get("task") != "sweep" or "config" not in values:
@@ -138,6 +140,26 @@ def counting(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+PLACEHOLDERS = ("{row}", "{seed}", "{sweeps}")
+
+
+def run_overrides(sweep: Sweep, row: str, seed: int, runs_dir: Path, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sweep-wide overrides, then ``data`` (the sweep's drawn files), then the row's, with
+    ``{row}`` (the row's folder name), ``{seed}`` and ``{sweeps}`` (the folder of every sweep's runs)
+    filled in text values: how a row names a run of another sweep. With
+    ``init: "{sweeps}/variants/{row}/seed-{seed}/model"`` each row and seed fine-tunes the
+    pretrained run of the same row and seed of the sweep ``variants``."""
+    places = dict(zip(PLACEHOLDERS, (slug(row), str(seed), str(runs_dir))))
+
+    def filled(value: Any) -> Any:
+        if isinstance(value, str):
+            for place, text in places.items():
+                value = value.replace(place, text)
+        return value
+
+    return {key: filled(value) for key, value in {**sweep.overrides, **(data or {}), **sweep.rows[row]}.items()}
+
+
 def as_overrides(values: dict[str, Any]) -> list[str]:
     """``section.key=value`` words for load_settings; a non-string value in YAML/JSON form."""
     return [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in values.items()]
@@ -151,25 +173,43 @@ class SweepData:
     """Data options every run gets: the drawn files, and the options that read them as written."""
     notes: dict[str, Any]
     """What the report says of them: records per split, sentences left out, baseline figures."""
-    train: list
     folder: Path
     """Named by a digest of the records, so changed data gets new files (and a finished run with
     the old ones is refused as "other settings" rather than reused)."""
+    texts: list[str] = field(default_factory=list)
+    """The training split's texts, for a shared vocabulary."""
+    corpus_files: list[str] = field(default_factory=list)
+    """A pretraining sweep's corpus, read by the corpus reader for a shared vocabulary instead."""
+    normalization: dict[str, Any] = field(default_factory=dict)
+    """A pretraining sweep's data.lowercase and data.strip_accents, as its own tokenizer would use them."""
 
 
-def prepare_data(sweep: Sweep, task: str, root: Path) -> SweepData | None:
+def prepare_data(sweep: Sweep, task: str, runs_dir: Path) -> SweepData | None:
     """Read the task file's data once (the task's own reader), draw the subsets and score the
-    baselines; None when the sweep has none of subsets, vocabulary and baselines."""
+    baselines; None when the sweep has none of subsets, vocabulary and baselines. A pretraining
+    sweep's data is its corpus files: only a shared vocabulary applies to it."""
     if not (sweep.subsets or sweep.vocabulary or sweep.baselines):
         return None
     entry = task_entry(task)
-    if entry.load_data is None:
-        raise ConfigError(f"{sweep.config}: subsets, vocabulary and baselines are for fine-tuning sweeps, not {task}")
+    if entry.load_data is None and (sweep.subsets or sweep.baselines):
+        raise ConfigError(f"{sweep.config}: subsets and baselines are for fine-tuning sweeps, not {task}")
     changing = {f"{row}: {key}" for row, overrides in sweep.rows.items() for key in overrides if key in DATA_SOURCES}
+    changing |= {key for key, value in sweep.overrides.items()
+                 if key in DATA_SOURCES and any(place in str(value) for place in PLACEHOLDERS)}
     if changing:
         raise ConfigError(f"{sweep.name}: rows change where the data comes from ({', '.join(sorted(changing))}), but "
-                          "subsets, vocabulary and baselines are made once for every row; set it in overrides")
-    settings = resolve(load_settings(sweep.config, as_overrides(sweep.overrides), task=task))
+                          "subsets, vocabulary and baselines are made once for every row; set it in overrides, "
+                          "without {row} or {seed}")
+    first = next(iter(sweep.rows))
+    settings = resolve(load_settings(sweep.config, as_overrides(run_overrides(sweep, first, sweep.seeds[0], runs_dir)),
+                                     task=task))
+    root = runs_dir / sweep.name
+    if entry.load_data is None:
+        files = [str(name) for name in settings.data["train_files"]]
+        normalization = {key: settings.data[key] for key in ("lowercase", "strip_accents")}
+        corpus = b"".join(Path(name).read_bytes() for name in files) + repr(normalization).encode()
+        return SweepData({}, {}, root / "data" / hashlib.sha256(corpus).hexdigest()[:12], corpus_files=files,
+                         normalization=normalization)
     splits = entry.load_data(fill(entry.data_options, settings.data, settings.where("data")))
     records = {"train": splits.train, "dev": splits.dev, "test": splits.test}
     notes: dict[str, Any] = {}
@@ -191,7 +231,9 @@ def prepare_data(sweep: Sweep, task: str, root: Path) -> SweepData | None:
                               "(set data.test, or data.test_fraction)")
         labels = sorted({example.label for example in records["train"]}) if task == "classify" else []
         notes["baselines"] = baseline_figures(task, records["train"], records["test"], labels)
-    return SweepData(overrides, notes, records["train"], folder)
+    texts = [text for record in records["train"] for text in
+             ((" ".join(record.words),) if task == "ner" else (record.text, record.text_pair)) if text]
+    return SweepData(overrides, notes, folder, texts=texts)
 
 
 @contextmanager
@@ -216,22 +258,22 @@ def write_once(folder: Path, split: str, records: list) -> Path:
 
 
 def shared_vocabulary(data: SweepData, size: int) -> Path:
-    """A WordPiece vocabulary of ``size`` trained once on the training records' texts, then reused."""
+    """A WordPiece vocabulary of ``size`` trained once on the training texts (or corpus), then reused."""
     target = data.folder / f"tokenizer-{size}"
     with folder_lock(data.folder):
         if not (target / "tokenizer.json").is_file():
-            texts = [text for record in data.train for text in
-                     ((" ".join(record.words),) if hasattr(record, "words") else (record.text, record.text_pair)) if text]
             partial = data.folder / f".tokenizer-{size}.partial"
-            save_tokenizer(train_tokenizer(iter(texts), vocab_size=size), partial)
+            save_tokenizer(train_tokenizer(data.corpus_files or iter(data.texts), vocab_size=size, **data.normalization),
+                           partial)
             replace_directory(partial, target)
     return target
 
 
 def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> dict[str, Any]:
     """Run (or reuse) every row × seed and gather the figures the report is rendered from."""
-    root = Path(runs_dir) / sweep.name
-    data = prepare_data(sweep, task, root)
+    runs_dir = Path(runs_dir)
+    root = runs_dir / sweep.name
+    data = prepare_data(sweep, task, runs_dir)
     results: dict[str, Any] = {"name": sweep.name, "title": sweep.title or f"Sweep: {sweep.name}", "task": task,
                                "config": sweep.config, "seeds": sweep.seeds,
                                "overrides": sweep.overrides, "command": command_line(), "rows": {},
@@ -240,8 +282,8 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
     for row, overrides in sweep.rows.items():
         runs = []
         for seed in sweep.seeds:
-            given = {**sweep.overrides, **(data.overrides if data else {}), **overrides, "training.seed": seed,
-                     "training.output_dir": str(root / slug(row) / f"seed-{seed}")}
+            given = {**run_overrides(sweep, row, seed, runs_dir, data.overrides if data else None),
+                     "training.seed": seed, "training.output_dir": str(root / slug(row) / f"seed-{seed}")}
             settings = load_settings(sweep.config, as_overrides(given), task=task)
             if data and sweep.vocabulary and settings.init is None and settings.data.get("tokenizer") is None:
                 results["data"]["vocabulary"] = str(shared_vocabulary(data, sweep.vocabulary))
@@ -491,13 +533,16 @@ def render_sweep(results: dict[str, Any]) -> str:
                      + ", ".join(f"{split} {count}" for split, count in left_out.items()) if left_out else "")
                   + (f"; one WordPiece vocabulary (`{data['vocabulary']}`) trained on the train split for every "
                      "from-scratch run" if data.get("vocabulary") else "") + "."]
-    warned: dict[str, list[str]] = {}
-    for row in rows:
-        for run_ in results["rows"][row]["runs"]:
-            if run_.get("notes", {}).get("warning"):
-                warned.setdefault(run_["notes"]["warning"], []).append(f"{row} seed {run_['seed']}")
-    if warned:
-        lines += ["", "Warnings the runs gave:", "", *[f"- {', '.join(where)}: {text}" for text, where in warned.items()]]
+    elif data.get("vocabulary"):
+        lines += ["", f"One WordPiece vocabulary (`{data['vocabulary']}`), trained once on the corpus, for every run."]
+    for note, heading in (("recipe", "Learning rates `auto` chose (nlu.recipes):"), ("warning", "Warnings the runs gave:")):
+        said: dict[str, list[str]] = {}
+        for row in rows:
+            for run_ in results["rows"][row]["runs"]:
+                if run_.get("notes", {}).get(note):
+                    said.setdefault(run_["notes"][note], []).append(f"{row} seed {run_['seed']}")
+        if said:
+            lines += ["", heading, "", *[f"- {', '.join(where)}: {text}" for text, where in said.items()]]
     lines += ["", f"Host when the report was made (a reused run keeps its own seconds): {machine_line(results['machine'])}."
               if results.get("machine") else "Host: not recorded.",
               "", f"![{headline}](sweep.png)", ""]

@@ -97,6 +97,10 @@ def test_rows_may_not_change_the_data_a_sweep_draws_once(tmp_path):
                   baselines=True)
     with pytest.raises(ConfigError, match=r"rows change where the data comes from \(b: data.train\)"):
         prepare_data(sweep, "classify", tmp_path)
+    per_row = Sweep(name="s", config="tasks/rotten_tomatoes.yaml", rows={"a": {}}, overrides={"data.train": "{row}.csv"},
+                    baselines=True)
+    with pytest.raises(ConfigError, match=r"\(data.train\).*without \{row\} or \{seed\}"):
+        prepare_data(per_row, "classify", tmp_path)
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
@@ -118,6 +122,39 @@ def test_the_shared_vocabulary_goes_only_to_rows_from_scratch_and_the_headline_m
     sweep.headline = "test_f1"
     with pytest.raises(ConfigError, match=r"no run reports the headline figure 'test_f1'; they report test_macro_f1"):
         run_sweep(sweep, "classify", tmp_path)
+
+
+def test_a_row_names_another_sweeps_run_and_a_pretraining_sweep_shares_one_vocabulary(tmp_path, monkeypatch):
+    """``{sweeps}``, ``{row}`` and ``{seed}`` fill in text overrides (a fine-tuning sweep's init names
+    the pretraining sweep's run of the same row and seed), a row's own value wins over the sweep's,
+    and a pretraining sweep's ``vocabulary`` is trained once on its corpus files for every run."""
+    given = {}
+
+    def fake_run(settings, force=False):
+        given[settings.training.output_dir] = settings
+        return RunRecord(settings.task, Path(settings.training.output_dir), {"final_eval": {"mlm_loss": 5.0}},
+                         False, 1.0, 1.0, {}, "")
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sweep_module, "run", fake_run)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join("The river rose above the old bridge. People watched it." for _ in range(40)))
+    pretrain = Sweep(name="p", config="tasks/pretrain_news.yaml", seeds=[1, 2], vocabulary=120,
+                     overrides={"data.train_files": [str(corpus)]},
+                     rows={"post LN": {"model.norm_placement": "post"}, "pre LN": {"model.norm_placement": "pre"}})
+    results = run_sweep(pretrain, "pretrain", tmp_path)
+    vocabulary = results["data"]["vocabulary"]
+    assert {settings.data["tokenizer"] for settings in given.values()} == {vocabulary} and len(given) == 4
+    assert "river" in json.loads((Path(vocabulary) / "tokenizer.json").read_text())["model"]["vocab"]
+    with pytest.raises(ConfigError, match="subsets and baselines are for fine-tuning sweeps, not pretrain"):
+        prepare_data(Sweep(name="p", config="tasks/pretrain_news.yaml", rows={"a": {}}, baselines=True), "pretrain",
+                     tmp_path)
+    template = "{sweeps}/p/{row}/seed-{seed}/model"
+    finetune = Sweep(name="f", config="tasks/rotten_tomatoes.yaml", seeds=[2], overrides={"init": template},
+                     rows={"post LN": {}, "pre LN": {"init": "elsewhere/seed-{seed}"}})
+    filled = {row: sweep_module.run_overrides(finetune, row, 2, tmp_path)["init"] for row in finetune.rows}
+    assert filled == {"post LN": f"{tmp_path}/p/post_LN/seed-2/model", "pre LN": "elsewhere/seed-2"}
+    assert f"{tmp_path}/p/post_LN/seed-2" in given  # the pretraining run that init names
 
 
 def test_seed_differences_are_paired_by_seed_with_two_standard_errors():
@@ -205,3 +242,11 @@ def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, c
     again = json.loads((out / "sweep.json").read_text())
     assert all(run["reused"] for row in again["rows"].values() for run in row["runs"])
     assert again["statistics"] == results["statistics"]
+
+
+def test_every_committed_sweep_report_is_its_json_rendered():
+    """The Markdown of a sweep report cannot drift from its figures: it is render_sweep of its JSON."""
+    reports = sorted((ROOT / "reports").rglob("sweep.json"))
+    assert len(reports) >= 6
+    for path in reports:
+        assert path.with_name("sweep.md").read_text() == render_sweep(json.loads(path.read_text())), path
