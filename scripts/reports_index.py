@@ -47,9 +47,13 @@ def title(markdown: Path) -> str:
     return markdown.stem
 
 
-def index_lines(relative_to: Path) -> list[str]:
+def index_lines(relative_to: Path, studies_only: bool = False) -> list[str]:
+    """One line per report; ``studies_only`` leaves out the parts of a study (``part_of`` in their
+    JSON: the ablation's sweeps), which its own report links."""
     lines = []
     for markdown, data in reports():
+        if studies_only and data.get("part_of"):
+            continue
         link = markdown.relative_to(relative_to) if markdown.is_relative_to(relative_to) else markdown.relative_to(ROOT)
         headline = data.get("headline")
         command = data.get("command")
@@ -70,7 +74,7 @@ def render_readme(text: str) -> str:
         raise SystemExit(f"{README}: the results block markers are missing")
     before, _, rest = text.partition(START)
     _, _, after = rest.partition(END)
-    block = [line.replace("](", "](reports/", 1) for line in index_lines(REPORTS)]
+    block = [line.replace("](", "](reports/", 1) for line in index_lines(REPORTS, studies_only=True)]
     return TABLE.sub(readme_table, before + START + "\n" + "\n".join(block) + "\n" + END + after)
 
 

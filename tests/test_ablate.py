@@ -1,6 +1,7 @@
-"""scripts/ablate.py on top of nlu.runs: every run it plans is valid settings, long inputs keep
-every word and entity, ties are judged by the spread, and the report renders from its JSON alone.
-(Running, reusing and resuming the planned runs is nlu.runs.run's, tested in test_run_folder.)"""
+"""scripts/ablate.py on top of nlu.sweep: its three sweep files make valid runs chained by init,
+long inputs keep every word and entity, ties are judged by the spread, and the report renders from
+its JSON alone with the sweeps' own figures. (Running and reusing runs is nlu.runs.run's, tested in
+test_run_folder; the sweep machinery is test_sweep's.)"""
 
 import json
 import statistics
@@ -10,6 +11,7 @@ from pathlib import Path
 from nlu.data.ner import NerSentence
 from nlu.runs import resolve
 from nlu.settings import load_settings
+from nlu.sweep import run_overrides, as_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -17,21 +19,23 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import ablate  # noqa: E402
 
 
-def test_every_planned_run_is_valid_settings_in_its_own_folder(tmp_path):
-    args = ablate.parse_args(["--quick", "--runs", str(tmp_path)])
-    args.data = {"pretrain": [], "ner": [], "classify": []}
-    stages = ablate.plan(args, "rotary-pre", 1, tmp_path / "tokenizer")
-    assert set(stages) == {"pretrain", "ner", "classify", "classify-mean", "classify-max"}
-    resolved = {name: resolve(load_settings(ablate.TASKS[task], overrides, task=task))
-                for name, (task, overrides) in stages.items()}
-    for name, settings in resolved.items():
-        assert settings.training.output_dir == str(tmp_path / "rotary-pre-seed1" / name)
-        assert settings.data["max_length"] == 64 and settings.training.seed == 1 and settings.training.progress is False
-    model = resolved["pretrain"].model
-    assert (model["position_encoding"], model["norm_placement"], model["max_position_embeddings"]) == ("rotary", "pre", 64)
-    assert resolved["pretrain"].training.max_steps == 6 and resolved["ner"].training.max_steps == 6
-    assert resolved["classify-mean"].model == {"pooling": "mean"} and resolved["classify"].model == {}
-    assert resolved["classify"].init == str(tmp_path / "rotary-pre-seed1" / "pretrain" / "model")
+def test_the_sweeps_chain_each_fine_tune_to_its_own_variant_and_seed(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    full, quick = ablate.sweeps(quick=False), ablate.sweeps(quick=True)
+    variants = list(full["pretrain"].rows)
+    assert len(variants) == 6 and list(full["ner"].rows) == variants and ablate.REFERENCE in variants
+    assert set(full["classify"].rows) == {*variants, *ablate.POOLINGS.values()}
+    assert list(quick["ner"].rows) == list(ablate.QUICK_VARIANTS) and quick["ner"].seeds == [1]
+    pretrain = resolve(load_settings(full["pretrain"].config, as_overrides(
+        run_overrides(full["pretrain"], "rotary + pre-LN", 2, tmp_path)), task="pretrain"))
+    assert (pretrain.model["position_encoding"], pretrain.model["norm_placement"]) == ("rotary", "pre")
+    assert pretrain.model["max_position_embeddings"] == pretrain.data["max_length"] == ablate.PRETRAIN_LENGTH
+    for kind, row in (("ner", "rotary + pre-LN"), ("classify", "rotary + pre-LN"), ("classify", ablate.POOLINGS["mean"])):
+        overrides = run_overrides(full[kind], row, 2, tmp_path)
+        pretrained_row = "learned_post-LN" if "pooling" in row else "rotary_pre-LN"
+        assert overrides["init"] == f"{tmp_path}/ablation_pretrain/{pretrained_row}/seed-2/model"
+        assert overrides["data.max_length"] == ablate.PRETRAIN_LENGTH
+    assert run_overrides(full["classify"], ablate.POOLINGS["max"], 1, tmp_path)["model.pooling"] == "max"
 
 
 def test_long_sequences_join_tweets_past_the_target_and_keep_every_word():
@@ -57,13 +61,16 @@ def test_the_stability_section_counts_runs_that_fit_below_the_context_free_loss(
     assert "| 0.01 | 5.30–5.40 | 2.10–4.80 | 0 / 1 of 2 |" in ablate.stability_lines(section)  # 4.8 > 0.9 × 5.0
 
 
-def test_the_committed_report_renders_from_its_json_with_figures_computed_from_the_runs():
+def test_the_committed_report_renders_from_its_json_with_the_sweeps_figures():
     result = json.loads((ROOT / "reports" / "ablation.json").read_text())
     text = ablate.render(result)
-    for variant in result["settings"]["variants"]:
-        values = [run["ner_f1"] for run in result["ner"] if run["variant"] == variant]
+    ner = json.loads((ROOT / "reports" / "ablation_ner" / "sweep.json").read_text())
+    for variant, entry in ner["rows"].items():
+        values = [run["figures"]["test_f1"] for run in entry["runs"]]
+        assert f"| {variant}{' (BERT)' if variant == ablate.REFERENCE else ''} | " in text
         assert f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" in text
-    mean_pooling = [r["classify_macro_f1"] for r in result["classify"] if r["pooling"] == "mean"]
+    classify = json.loads((ROOT / "reports" / "ablation_classify" / "sweep.json").read_text())
+    mean_pooling = [run["figures"]["test_macro_f1"] for run in classify["rows"][ablate.POOLINGS["mean"]]["runs"]]
     assert f"| mean | {statistics.mean(mean_pooling):.4f} ± {statistics.stdev(mean_pooling):.4f} |" in text
     assert result["command"] in text and "## Recommendation" in text
-    assert text.count("\n| ") > 30  # every table rendered: variants, pooling, long inputs, per run
+    assert text.count("\n| ") > 20  # every table rendered: variants, pooling, long inputs, stability
