@@ -57,3 +57,10 @@ def wordpiece_tokenizer(tmp_path_factory):
         return BertTokenizerFast.from_pretrained(directory)
 
     return build
+
+
+def pytest_collection_modifyitems(items):
+    """Files with slow tests first (order within a file kept): with several workers the long
+    files start early, instead of one of them running alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
