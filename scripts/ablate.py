@@ -2,7 +2,7 @@
 long inputs, and LayerNorm placement at a high learning rate.
 
     OMP_NUM_THREADS=1 python scripts/ablate.py              # the full ablation (~45 min on 1 core)
-    OMP_NUM_THREADS=1 python scripts/ablate.py --quick      # 2 variants, 1 seed, tiny budgets (~5 min)
+    OMP_NUM_THREADS=1 python scripts/ablate.py --quick      # 2 variants, 1 seed, tiny budgets (~3 min)
     python scripts/ablate.py --report-only                  # OUT.md and the plot again from OUT.json
 
 1. Three sweeps (nlu.sweep), each also reported on its own beside OUT: every variant pretrained
