@@ -371,9 +371,6 @@ def headline(result: dict) -> str:
 
 
 def finish(args: argparse.Namespace, result: dict) -> None:
-    classify = json.loads((args.out.parent / result["sweep_reports"]["classify"]).with_suffix(".json").read_text())
-    result["stalled"] = {row: [sum(misses_a_class(run_["figures"]) for run_ in entry["runs"]), len(entry["runs"])]
-                         for row, entry in classify["rows"].items()}
     result["headline"] = headline(result)
     plot(result, args.out.parent / f"{args.out.name}_mlm.png")
     print(f"report: {write_report(args.out, result, render)}")
@@ -402,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
               "figures": {kind: {row: {key: value for key, value in figures.items()
                                        if key in (METRICS[kind][1], "unigram_mlm_loss")}
                                  for row, figures in results[kind]["statistics"].items()} for kind in results},
+              "stalled": {row: [sum(misses_a_class(run_["figures"]) for run_ in entry["runs"]), len(entry["runs"])]
+                          for row, entry in results["classify"]["rows"].items()},
               "curves": mlm_curves(results["pretrain"]), "long_inputs": long_inputs(results),
               "stability": stability(), "plot": f"{args.out.name}_mlm.png", "json": args.out.with_suffix(".json").name}
     result["runtime_seconds"] = time.perf_counter() - started
