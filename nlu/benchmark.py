@@ -3,9 +3,9 @@ timed, runs alternated step by step, where the operator time goes, peak memory, 
 peak that utilisation is measured against.
 
 Alternation is the rule because the hosts are shared: a run timed after another sees different
-load, while runs interleaved step by step see the same drift. scripts/bench.py, vs_transformers.py
-and crosslingual.py build their comparisons from these pieces, so a figure in one report is
-measured the way the same figure in another is.
+load, while runs interleaved step by step see the same drift. scripts/bench.py and crosslingual.py
+build their comparisons from these pieces, so a figure in one report is measured the way the same
+figure in another is.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from nlu.runs import task_entry
 from nlu.settings import RunSettings, load_settings
 from nlu.training.config import TrainingConfig
 
-TOP_LEVEL = ("init", "from_scratch")
+TOP_LEVEL = ("init", "from_scratch", "framework")
 WIDTH = 100
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -40,3 +42,16 @@ def describe_machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def peak_resident_mib() -> float:
+    """This process's peak resident memory. Linux: VmHWM, which starts afresh at exec — ``ru_maxrss``
+    keeps the parent's peak across fork and exec, so a small run started by a large sweep would
+    report the sweep's memory. Elsewhere ``ru_maxrss`` (KiB; bytes on macOS)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024

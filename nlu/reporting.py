@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import resource
 import shlex
 import shutil
 import statistics
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 
 from nlu.files import write_text_atomic
-from nlu.machine import describe_machine
+from nlu.machine import describe_machine, peak_resident_mib
 
 Render = Callable[[dict[str, Any]], str]
 
@@ -133,6 +132,6 @@ def measured_worker(spec_path: Path, work: Callable[[dict[str, Any]], dict[str, 
     torch.set_num_threads(spec["threads"])
     importlib.import_module("torch._dynamo")
     result = work(spec)
-    result |= {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    result |= {"peak_rss_mib": peak_resident_mib(),
                "threads": torch.get_num_threads(), "load_before": spec["load_before"], "load_after": os.getloadavg()[0]}
     (Path(spec_path).parent / "result.json").write_text(json.dumps(result, indent=2))

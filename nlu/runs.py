@@ -20,12 +20,14 @@ import ctypes
 import dataclasses
 import fcntl
 import json
+import multiprocessing
 import os
 import shutil
 import signal
 import socket
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,9 @@ from accelerate import PartialState
 
 from nlu.config import EncoderConfig
 from nlu.errors import ConfigError, NluError
-from nlu.machine import describe_machine
+from nlu.files import write_text_atomic
+from nlu.machine import describe_machine, peak_resident_mib
+from nlu import reference
 from nlu.options import coerce_options, fill
 from nlu.reporting import command_line
 from nlu.settings import RunSettings
@@ -47,6 +51,7 @@ from nlu.training.config import TrainingConfig
 from nlu.training.loop import distributed_state
 
 SETTINGS_FILE = "settings.yaml"
+PROCESS_FILE = "process.json"
 LOCK_FILE = ".lock"
 DISPLAY_ONLY = {"training.progress", "training.progress_label"}
 """Options that change what the terminal shows, not what the run computes: a run resumes whatever they are."""
@@ -96,6 +101,10 @@ class RunRecord:
     """CPU time of this process (all its threads) for the run: with wall time, how busy the cores were."""
     machine: dict[str, Any]
     command: str
+    process: dict[str, float] | None = None
+    """Peak resident memory, wall and CPU seconds of the process that made the run, when it ran
+    alone in one (:func:`run_in_own_process`); None otherwise, where a process-wide peak would
+    count whatever ran before it."""
 
 
 def resolve(settings: RunSettings) -> RunSettings:
@@ -109,6 +118,7 @@ def resolve(settings: RunSettings) -> RunSettings:
         raise ConfigError(f"{settings.where('training')('learning_rate')}: auto is chosen for fine-tuning "
                           f"(nlu.recipes); give numbers for pretraining")
     data = dataclasses.asdict(fill(entry.data_options, settings.data, settings.where("data")))
+    reference.check_framework(settings, data)
     model = check_model_options(settings)
     if settings.init is not None:
         check_model_name(settings.init)
@@ -127,7 +137,7 @@ def changed_settings(before: dict[str, Any], now: dict[str, Any], task: str) -> 
     """Options whose value differs from a folder's settings.yaml. An option a newer nlu added is
     absent from an older run's file: at its default it changes nothing, so the run still resumes."""
     defaults = {"training": dataclasses.asdict(TrainingConfig()),
-                "data": dataclasses.asdict(task_entry(task).data_options())}
+                "data": dataclasses.asdict(task_entry(task).data_options()), "framework": "nlu"}
     changed = []
     for section, value in now.items():
         if isinstance(value, dict):
@@ -135,7 +145,7 @@ def changed_settings(before: dict[str, Any], now: dict[str, Any], task: str) -> 
             changed += [f"{section}.{key}" for key in sorted(set(value) | set(old))
                         if old.get(key, defaults.get(section, {}).get(key)) != value.get(key)
                         and f"{section}.{key}" not in DISPLAY_ONLY]
-        elif before.get(section) != value:
+        elif before.get(section, defaults.get(section)) != value:
             changed.append(section)
     return changed
 
@@ -248,9 +258,9 @@ def run(settings: RunSettings, force: bool = False) -> RunRecord:
                 summary = json.loads(summary_path.read_text())
             else:
                 try:
-                    summary = entry.run(settings)
+                    summary = (reference.run if settings.framework == "transformers" else entry.run)(settings)
                 except NluError:
-                    if state.is_main_process and not any((output_dir / "checkpoints").glob("step-*")):
+                    if state.is_main_process and not started_training(output_dir):
                         forget_failed_start(output_dir, created)
                     raise
     finally:
@@ -259,6 +269,31 @@ def run(settings: RunSettings, force: bool = False) -> RunRecord:
             shutil.rmtree(output_dir)
     return RunRecord(settings.task, output_dir, summary, reused, time.perf_counter() - started,
                      time.process_time() - cpu_started, describe_machine(), command_line())
+
+
+def run_in_own_process(settings: RunSettings, force: bool = False) -> RunRecord:
+    """:func:`run` in a fresh (spawned) process with this process's torch threads, so that its peak
+    memory, imports and caches are the run's alone. The figures are kept in ``<run>/process.json``:
+    a finished run that is reused reports those of the process that made it."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_measured_run, settings, force, torch.get_num_threads()).result()
+
+
+def _measured_run(settings: RunSettings, force: bool, threads: int) -> RunRecord:
+    torch.set_num_threads(threads)
+    record = run(settings, force)
+    path = record.output_dir / PROCESS_FILE
+    if not record.reused:
+        figures = {"peak_rss_mib": peak_resident_mib(),
+                   "wall_seconds": record.wall_seconds, "cpu_seconds": record.cpu_seconds, "threads": threads}
+        write_text_atomic(path, json.dumps(figures, indent=2))
+    return dataclasses.replace(record, process=json.loads(path.read_text()) if path.exists() else None)
+
+
+def started_training(output_dir: Path) -> bool:
+    """A checkpoint is there: nlu's (``checkpoints/step-N``) or the Trainer's (``transformers/checkpoint-N``)."""
+    return any((output_dir / "checkpoints").glob("step-*")) or any((output_dir / "transformers").glob("checkpoint-*"))
 
 
 def forget_failed_start(output_dir: Path, created: bool) -> None:

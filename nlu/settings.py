@@ -27,7 +27,7 @@ from nlu.files import write_text_atomic
 from nlu.options import coerce, fill
 from nlu.training.config import TrainingConfig
 
-SECTIONS = ("task", "model", "data", "training", "init", "from_scratch")
+SECTIONS = ("task", "model", "data", "training", "init", "from_scratch", "framework")
 COMMAND_LINE = "command line"
 
 
@@ -60,6 +60,9 @@ class RunSettings:
     from_scratch: bool = False
     """Take ``init``'s architecture and tokenizer but not its weights: the baseline that shows
     what pretraining buys."""
+    framework: str = "nlu"
+    """Who trains: nlu, or ``transformers`` — transformers' Trainer on the same records and recipe
+    (nlu.reference), the yardstick for nlu's own runs on the user's data."""
     source: str = "settings"
     origins: dict[str, str] = field(default_factory=dict)
     """Where each option given came from ("section.key" → the task file or "command line"), so an
@@ -72,7 +75,7 @@ class RunSettings:
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "model": self.model, "data": self.data,
                 "training": dataclasses.asdict(self.training), "init": self.init,
-                "from_scratch": self.from_scratch}
+                "from_scratch": self.from_scratch, "framework": self.framework}
 
     def save(self, path: str | Path) -> None:
         write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
@@ -138,7 +141,8 @@ def load_settings(path: str | Path | None, overrides: list[str] = (), task: str 
     if "task" not in values:
         raise ConfigError(f"{source}: missing 'task' (pretrain, ner or classify)")
     settings = RunSettings(task=values["task"], model=values.get("model") or {}, data=values.get("data") or {},
-                           init=values.get("init"), source=source, origins=origins)
+                           init=values.get("init"), framework=values.get("framework", "nlu"), source=source,
+                           origins=origins)
     settings.training = fill(TrainingConfig, values.get("training") or {}, settings.where("training"))
     settings.from_scratch = coerce(values.get("from_scratch", False), "bool", f"{source}: from_scratch")
     if settings.init is not None and not isinstance(settings.init, str):

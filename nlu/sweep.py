@@ -34,14 +34,14 @@ from typing import Any
 import numpy as np
 
 from nlu.data.subsets import draw_subsets, write_records
-from nlu.errors import ConfigError
+from nlu.errors import ConfigError, NluError
 from nlu.evaluation.baselines import baseline_figures
 from nlu.evaluation.confusion import entity_spans
 from nlu.evaluation.plots import plot_bars
 from nlu.files import write_text_atomic
 from nlu.options import fill
 from nlu.reporting import cell, command_line, machine_line, mean_std
-from nlu.runs import resolve, run, task_entry
+from nlu.runs import resolve, run, run_in_own_process, task_entry
 from nlu.settings import load_settings, read_yaml_file
 from nlu.tokenizer import save_tokenizer, train_tokenizer
 from nlu.training.checkpoints import replace_directory
@@ -49,8 +49,8 @@ from nlu.training.checkpoints import replace_directory
 BOOTSTRAP_SAMPLES = 1000
 HEADLINE = {"ner": "test_f1", "classify": "test_macro_f1", "pretrain": "final_eval.mlm_loss"}
 """The figure a table leads with, per task; the paired bootstrap is computed for the first two."""
-SWEEP_KEYS = ("task", "config", "rows", "grid", "seeds", "overrides", "name", "title", "headline", "subsets",
-              "vocabulary", "baselines")
+SWEEP_KEYS = ("task", "config", "rows", "grid", "seeds", "overrides", "name", "title", "headline", "columns",
+              "subsets", "vocabulary", "baselines", "isolate")
 SAME_FILES = {"ner": {"panx_lang": None, "local_dir": None, "scheme": "iob2", "repair": False, "tag_map": None,
                       "token_column": 0, "tag_column": -1, "test_fraction": None},
               "classify": {"text_column": "text", "label_column": "label", "test_fraction": None}}
@@ -83,6 +83,11 @@ class Sweep:
     every row and seed (retraining can break ties differently); unused when the runs start from init."""
     baselines: bool = False
     """Score nlu.evaluation.baselines on the same test split, as rows under the runs."""
+    columns: list[str] = field(default_factory=list)
+    """More figures for the table, after the headline and the per-class ones (e.g. tokens_per_second)."""
+    isolate: bool = False
+    """Every run in a fresh process (nlu.runs.run_in_own_process), so the table can show each run's
+    own peak memory: ``process.peak_rss_mib`` (and ``process.wall_seconds``, ``process.cpu_seconds``)."""
 
 
 def grid_rows(grid: list[str]) -> dict[str, dict[str, Any]]:
@@ -104,7 +109,8 @@ def grid_rows(grid: list[str]) -> dict[str, dict[str, Any]]:
 def load_sweep(path: str | Path) -> Sweep:
     """A sweep file: ``task: sweep``, ``config`` (a task file), ``rows`` (name → overrides) or
     ``grid`` (key → list of values), optional ``seeds``, ``overrides``, ``name``, ``title``, ``headline``,
-    ``subsets`` (split → count), ``vocabulary`` (a size) and ``baselines`` (true / false). Text
+    ``columns`` (figures), ``subsets`` (split → count), ``vocabulary`` (a size), ``baselines`` and
+    ``isolate`` (true / false). A row with ``framework: transformers`` is transformers' Trainer. Text
     values may hold ``{row}``, ``{seed}`` and ``{sweeps}`` (:func:`run_overrides`)."""
     path = Path(path)
     values = read_yaml_file(path, "sweep file")
@@ -128,12 +134,16 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ConfigError(f"{path}: name and title are text")
     if not isinstance(values.get("headline", ""), str):
         raise ConfigError(f"{path}: headline names one figure of the runs' summaries, e.g. test_macro_f1")
-    if not isinstance(values.get("baselines", False), bool):
-        raise ConfigError(f"{path}: baselines is true or false, got {values['baselines']!r}")
+    for key in ("baselines", "isolate"):
+        if not isinstance(values.get(key, False), bool):
+            raise ConfigError(f"{path}: {key} is true or false, got {values[key]!r}")
+    columns = values.get("columns") or []
+    if not isinstance(columns, list) or not all(isinstance(column, str) for column in columns):
+        raise ConfigError(f"{path}: columns is a list of figures the runs report, e.g. [tokens_per_second]")
     return Sweep(name=values.get("name", path.stem), config=values["config"], rows=rows,
                  seeds=[int(seed) for seed in values.get("seeds", [42])], overrides=values.get("overrides") or {},
                  title=values.get("title"), headline=values.get("headline"), subsets=subsets, vocabulary=vocabulary,
-                 baselines=values.get("baselines", False))
+                 baselines=values.get("baselines", False), columns=columns, isolate=values.get("isolate", False))
 
 
 def counting(value: Any) -> bool:
@@ -273,15 +283,23 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
     """Run (or reuse) every row × seed and gather the figures the report is rendered from."""
     runs_dir = Path(runs_dir)
     root = runs_dir / sweep.name
+    for seed in sweep.seeds:  # every run's settings validated before the first run or data step writes anything
+        for row in sweep.rows:
+            try:
+                resolve(load_settings(sweep.config, as_overrides({**run_overrides(sweep, row, seed, runs_dir),
+                                                                  "training.seed": seed}), task=task))
+            except NluError as error:
+                raise type(error)(f"sweep {sweep.name}, row {row!r}, seed {seed}: {error}") from None
     data = prepare_data(sweep, task, runs_dir)
     results: dict[str, Any] = {"name": sweep.name, "title": sweep.title or f"Sweep: {sweep.name}", "task": task,
                                "config": sweep.config, "seeds": sweep.seeds,
                                "overrides": sweep.overrides, "command": command_line(), "rows": {},
-                               "headline_figure": sweep.headline or HEADLINE.get(task), "subsets": sweep.subsets,
+                               "headline_figure": sweep.headline or HEADLINE.get(task), "columns": sweep.columns,
+                               "isolate": sweep.isolate, "subsets": sweep.subsets,
                                "data": data.notes if data else {}}
-    for row, overrides in sweep.rows.items():
-        runs = []
-        for seed in sweep.seeds:
+    runs: dict[str, list[dict[str, Any]]] = {row: [] for row in sweep.rows}
+    for seed in sweep.seeds:  # seed by seed: the rows of a seed run under the same load, and a stopped sweep has whole seeds
+        for row in sweep.rows:
             given = {**run_overrides(sweep, row, seed, runs_dir, data.overrides if data else None),
                      "training.seed": seed, "training.output_dir": str(root / slug(row) / f"seed-{seed}")}
             settings = load_settings(sweep.config, as_overrides(given), task=task)
@@ -289,16 +307,19 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
                 results["data"]["vocabulary"] = str(shared_vocabulary(data, sweep.vocabulary))
                 settings = load_settings(sweep.config, as_overrides({**given, "data.tokenizer": results["data"]["vocabulary"]}),
                                          task=task)
-            record = run(settings, force=force)
-            runs.append({"seed": seed, "output_dir": str(record.output_dir), "reused": record.reused,
-                         "wall_seconds": record.wall_seconds, "figures": run_figures(record.summary, record.output_dir, task),
-                         "notes": {key: record.summary[key] for key in ("warning", "recipe") if record.summary.get(key)}})
-        results["rows"][row] = {"overrides": overrides, "runs": runs}
-        results["machine"] = record.machine
+            record = (run_in_own_process if sweep.isolate else run)(settings, force=force)
+            figures = run_figures(record.summary, record.output_dir, task) | {
+                f"process.{key}": value for key, value in (record.process or {}).items()}
+            runs[row].append({"seed": seed, "output_dir": str(record.output_dir), "reused": record.reused,
+                              "wall_seconds": record.wall_seconds, "figures": figures,
+                              "notes": {key: record.summary[key] for key in ("warning", "recipe") if record.summary.get(key)}})
+            results["machine"] = record.machine
+    results["rows"] = {row: {"overrides": overrides, "runs": runs[row]} for row, overrides in sweep.rows.items()}
     results["statistics"] = statistics(results)
     reported = sorted({key for row in results["statistics"].values() for key in row})
-    if results["headline_figure"] not in reported:
-        raise ConfigError(f"{sweep.name}: no run reports the headline figure {results['headline_figure']!r}; "
+    missing = [figure for figure in (results["headline_figure"], *sweep.columns) if figure not in reported]
+    if missing:
+        raise ConfigError(f"{sweep.name}: no run reports {', '.join(map(repr, missing))} (headline or columns); "
                           f"they report {', '.join(reported)}")
     results["seed_differences"] = seed_differences(results)
     results["bootstrap"] = bootstrap_against_first(results, task)
@@ -492,7 +513,7 @@ def render_sweep(results: dict[str, Any]) -> str:
     """The sweep report in Markdown, from the JSON alone."""
     stats, data = results["statistics"], results.get("data") or {}
     headline = results["headline_figure"]
-    columns = [headline, *minority_keys(results), "train_seconds"]
+    columns = [headline, *minority_keys(results), "train_seconds", *results.get("columns", [])]
     rows = list(stats)
     recall_zero_header = " | runs with a test recall of 0" if results["task"] == "classify" else ""
     seeds = ", ".join(map(str, results["seeds"]))

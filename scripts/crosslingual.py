@@ -11,7 +11,7 @@ maps, IOB1). German: train 2,000 + dev 200 from dev.txt, test 1,000 from test.tx
 of train.txt, 200 of dev.txt, 1,000 of test.txt. Turkish: test 1,000 of test.txt. English: the
 shipped WNUT-16 test through tasks/wnut16_panx.yaml. Rows: German with the word embeddings trained
 or frozen, German + Russian (2,000 + 2,000, PAN-X-shaped IOB2), transformers' Trainer on German.
-Every training run is its own subprocess (peak RSS is the process's ru_maxrss); runs alternate
+Every training run is its own subprocess (peak RSS is the process's own, VmHWM); runs alternate
 nlu / Trainer seed by seed; every nlu model is scored on all four test sets.
 """
 
@@ -51,14 +51,15 @@ COLLAPSED = 0.05
 ISSUE_TRAINER = {"de": 0.736, "ru": 0.624, "train_seconds": 218}  # issue #17: Trainer, this recipe, an unloaded run
 BOOK = {"de": 0.868, "fr": 0.714, "it": 0.692, "en": 0.589}  # NLP with Transformers ch. 4, XLM-R base, PAN-X
 ROWS = {"de, embeddings frozen": ("de", ["training.freeze_embeddings=true"]),
-        "de, transformers Trainer": ("trainer", []),
+        "de, transformers Trainer": ("de", ["framework=transformers", "training.freeze_embeddings=false"]),
         "de+ru, embeddings frozen": ("de+ru", ["training.freeze_embeddings=true"]),
         "de, embeddings trained": ("de", ["training.freeze_embeddings=false"])}
 
 
 def prepare(shared: Path, work: Path, limits: dict[str, int]) -> dict[str, Path]:
     """The data.local_dir folder of each language, and de+ru (both read through their task files,
-    concatenated, written as PAN-X-shaped IOB2) and de-mapped (German as the Trainer reads it)."""
+    concatenated, written as PAN-X-shaped IOB2) and de-mapped (German as IOB2 with the tag map
+    applied: the step profile's batches)."""
     from nlu.settings import load_settings
     from nlu.tasks.ner import NerData, load_data
     from nlu.options import fill
@@ -80,26 +81,11 @@ def prepare(shared: Path, work: Path, limits: dict[str, int]) -> dict[str, Path]
     return {**folders, "de+ru": work / "de+ru", "de-mapped": work / "de-mapped"}
 
 
-def run_trainer(spec: dict) -> dict:
-    """transformers' Trainer (nlu.reference) on the German files nlu read (PAN-X-shaped), the same
-    recipe, bf16 autocast on the CPU, every parameter trained (the Trainer's default)."""
-    from nlu.data.ner import read_ner_file
-    from nlu.reference import trainer_finetune
-
-    splits = {split: read_ner_file(Path(spec["files"]) / f"{split}.conll") for split in ("train", "dev", "test")}
-    result = trainer_finetune("ner", spec["checkpoint"], splits, spec["recipe"], spec["output_dir"], seed=spec["seed"],
-                              bf16=True, cpu=True)
-    return {"test_f1": result["test"]["f1"], "train_seconds": result["train_seconds"], "steps": result["steps"],
-            "per_type_f1": result["test"]["per_type_f1"]}
-
-
 def work(spec: dict) -> dict:
-    """One training run in a measured worker process (nlu.reporting): nlu through its task file, the
-    Trainer, or the step profile."""
-    if spec["framework"] == "profile":
+    """One training run in a measured worker process (nlu.reporting): a run of the German task file
+    (nlu, or transformers' Trainer with framework=transformers), or the step profile."""
+    if spec["kind"] == "profile":
         return profile_steps(Path(spec["checkpoint"]), Path(spec["train"]), spec["steps"], spec["batch_size"])
-    if spec["framework"] == "transformers":
-        return run_trainer(spec)
     from nlu.runs import run
     from nlu.settings import load_settings
 
@@ -111,17 +97,13 @@ def work(spec: dict) -> dict:
 def run_row(args, name: str, seed: int, context: dict) -> dict:
     """One row and seed: its training run (a subprocess), then every nlu model scored on all test sets."""
     data, extra = ROWS[name]
-    folders, recipe = context["folders"], context["recipe"]
+    folders = context["folders"]
     folder = args.runs / name.replace(", ", "_").replace(" ", "-") / f"seed-{seed}"
-    if data == "trainer":
-        spec = {"framework": "transformers", "files": str(folders["de-mapped"]), "seed": seed,
-                "checkpoint": str(args.checkpoint), "output_dir": str(folder), "recipe": recipe}
-    else:
-        spec = {"framework": "nlu", "task": str(TASKS["de"]), "overrides": [
-            *context["common"], *extra, f"data.local_dir={folders[data]}", f"training.output_dir={folder / 'run'}",
-            f"training.seed={seed}", *(["data.tag_map=null"] if data == "de+ru" else [])]}
+    spec = {"kind": "run", "task": str(TASKS["de"]), "overrides": [
+        *context["common"], *extra, f"data.local_dir={folders[data]}", f"training.output_dir={folder / 'run'}",
+        f"training.seed={seed}", *(["data.tag_map=null"] if data == "de+ru" else [])]}
     result = {"seed": seed, **measured_run(__file__, {**spec, "threads": args.threads}, folder, reuse=True, cwd=ROOT)}
-    if data != "trainer":
+    if "framework=transformers" not in extra:  # the Trainer's model is scored on German only, in its run
         cached = folder / "languages.json"
         with EVALUATING:  # one at a time: the reports' plots (matplotlib) are not thread-safe
             if not cached.exists():
@@ -147,14 +129,14 @@ def study(args: argparse.Namespace, results: dict, save) -> None:
                                     (("de", "de"), ("de+ru", "de+ru"))}, "threads": args.threads}
     common = [f"init={args.checkpoint}", *recipe_overrides(recipe), "training.mixed_precision=auto",
               "training.progress=false", "training.save_every=100000"]
-    context = {"folders": folders, "recipe": recipe, "tests": tests, "common": common}
+    context = {"folders": folders, "tests": tests, "common": common}
     torch.set_num_threads(args.threads)  # the evaluations run here, beside the workers
     with ThreadPoolExecutor(args.parallel) as pool:
         jobs = {pool.submit(run_row, args, name, seed, context): name for seed in args.seeds for name in args.rows
                 if seed == args.seeds[0] or name not in args.first_seed_only}
         if args.profile_steps:
             jobs[pool.submit(measured_run, __file__, {
-                "framework": "profile", "checkpoint": str(args.checkpoint), "threads": args.threads,
+                "kind": "profile", "checkpoint": str(args.checkpoint), "threads": args.threads,
                 "steps": args.profile_steps, "batch_size": recipe["batch_size"],
                 "train": str(folders["de-mapped"] / "train.conll")}, args.runs / "profile", True, ROOT)] = "profile"
         for job in as_completed(jobs):

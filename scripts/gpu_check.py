@@ -42,12 +42,12 @@ from nlu.interop import hf_state_to_nlu
 from nlu.model import EncoderModel, ForPreTraining, ForTokenClassification
 from nlu.options import fill
 from nlu.parity import max_difference, parity_batch
-from nlu.reference import recipe_of, trainer_finetune
+from nlu.reference import recipe_of
 from nlu.reporting import command_line, machine, machine_line, table, write_report
 from nlu.runs import run
 from nlu.settings import load_settings
 from nlu.sources import cache_root
-from nlu.tasks.ner import NerData, read_split
+from nlu.tasks.ner import NerData
 from nlu.tokenizer import save_tokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,29 +123,24 @@ def panx_folder(source: Path, sizes: list[int], folder: Path) -> Path:
 
 
 def ner(args) -> dict:
-    """nlu (``nlu finetune ner --config tasks/panx_de.yaml``) and transformers' Trainer (nlu.reference)
-    on the same folder, recipe (the task file's) and precision, word embeddings frozen on both as the
-    task file has it."""
+    """nlu (``nlu finetune ner --config tasks/panx_de.yaml``) and transformers' Trainer (the same with
+    framework=transformers) on the same folder, recipe (the task file's) and precision, word
+    embeddings frozen on both as the task file has it."""
     folder = panx_folder(Path(args.data), args.sentences, args.out / "panx")
-    settings = load_settings(NER_TASK, [
-        f"init={args.checkpoint}", f"data.local_dir={folder}", f"training.output_dir={args.out / 'nlu'}",
-        f"training.epochs={args.epochs}", "training.mixed_precision=auto", "training.progress=false",
-        f"training.cpu={str(args.device == 'cpu').lower()}", "training.save_every=100000"], task="ner")
-    data = fill(NerData, settings.data, "data")
-    budget = recipe_of(data, settings.training)
-    record = run(settings, force=True)
-    state = json.loads((args.out / "nlu" / "trainer_state.json").read_text())
-    nlu_side = {"train_seconds": record.summary["train_seconds"], "steps": record.summary["steps"],
-                "test_f1": record.summary["test_f1"], "precision": state["precision"]}
-    splits = {split: read_split(data, split).sentences for split in ("train", "dev", "test")}
-    reference = trainer_finetune("ner", args.checkpoint, splits, budget, args.out, seed=settings.training.seed,
-                                 bf16=state["precision"]["name"] == "bf16", cpu=args.device == "cpu",
-                                 freeze_embeddings=settings.training.freeze_embeddings)
-    trainer = {"train_seconds": reference["train_seconds"], "steps": reference["steps"],
-               "test_f1": reference["test"]["f1"]}
+    common = [f"init={args.checkpoint}", f"data.local_dir={folder}", f"training.epochs={args.epochs}",
+              "training.mixed_precision=auto", "training.progress=false",
+              f"training.cpu={str(args.device == 'cpu').lower()}", "training.save_every=100000"]
+    sides = {framework: run(load_settings(NER_TASK, [*common, f"framework={framework}",
+                                                     f"training.output_dir={args.out / framework}"], task="ner"),
+                            force=True).summary for framework in ("nlu", "transformers")}
+    precision = json.loads((args.out / "nlu" / "trainer_state.json").read_text())["precision"]
+    figures = {framework: {"train_seconds": summary["train_seconds"], "steps": summary["steps"],
+                           "test_f1": summary["test_f1"]} for framework, summary in sides.items()}
+    settings = load_settings(NER_TASK, common, task="ner")
     return {"checkpoint": str(args.checkpoint), "sentences": dict(zip(("train", "dev", "test"), args.sentences)),
-            "budget": budget, "nlu": nlu_side, "transformers": trainer,
-            "time_ratio": nlu_side["train_seconds"] / trainer["train_seconds"]}
+            "budget": recipe_of(fill(NerData, settings.data, "data"), settings.training),
+            "nlu": figures["nlu"] | {"precision": precision}, "transformers": figures["transformers"],
+            "time_ratio": figures["nlu"]["train_seconds"] / figures["transformers"]["train_seconds"]}
 
 
 def tiny_checkpoint(folder: Path, data: Path) -> Path:

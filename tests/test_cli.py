@@ -53,7 +53,7 @@ def test_config_show_lists_every_option_the_validation_knows(capsys, task_file):
     task = {"wnut16_ner.yaml": "ner", "rotten_tomatoes.yaml": "classify", "pretrain_news.yaml": "pretrain"}[task_file]
     sections = {"model": EncoderConfig, "data": TASKS[task].data_options, "training": TrainingConfig}
     listed = re.findall(r"^  ([\w.]+): (.+?) = ", text, flags=re.MULTILINE)
-    expected = [("init", "str | None"), ("from_scratch", "bool")] + [
+    expected = [("init", "str | None"), ("from_scratch", "bool"), ("framework", "str")] + [
         (f"{section}.{f.name}", str(f.type)) for section, cls in sections.items() for f in dataclasses.fields(cls)]
     assert listed == expected
     assert "  training.max_steps: int = 0" in text

@@ -79,7 +79,9 @@ def test_a_sweep_file_checks_its_data_steps(tmp_path):
                           ("subsets: {validation: 10}", "subsets maps train, dev or test"),
                           ("vocabulary: lots", "vocabulary is a vocabulary size"),
                           ("baselines: maybe", "baselines is true or false"),
-                          ("headline: [a, b]", "headline names one figure")):
+                          ("headline: [a, b]", "headline names one figure"),
+                          ("isolate: sometimes", "isolate is true or false"),
+                          ("columns: tokens_per_second", "columns is a list of figures")):
         path = tmp_path / "s.yaml"
         path.write_text(f"task: sweep\nconfig: tasks/rotten_tomatoes.yaml\nrows: {{a: {{}}}}\n{text}\n")
         with pytest.raises(ConfigError, match=problem):
@@ -104,6 +106,19 @@ def test_rows_may_not_change_the_data_a_sweep_draws_once(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
+def test_every_row_is_validated_before_the_first_run(tmp_path, monkeypatch):
+    """A Trainer row the task file's options rule out (learning_rate: auto) stops the sweep before the
+    nlu row before it has run, and before its data steps write anything."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sweep_module, "run", lambda settings, force=False: pytest.fail("a run started"))
+    sweep = Sweep(name="s", config="tasks/rotten_tomatoes.yaml", rows={"nlu": {}, "Trainer": {"framework": "transformers"}},
+                  overrides={"init": "all-MiniLM-L6-v2"}, subsets={"train": 60}, seeds=[1, 2])
+    refusal = r"sweep s, row 'Trainer', seed 1: .*framework: transformers has no counterpart for training.learning_rate=auto"
+    with pytest.raises(ConfigError, match=refusal):
+        run_sweep(sweep, "classify", tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
 def test_the_shared_vocabulary_goes_only_to_rows_from_scratch_and_the_headline_must_be_reported(tmp_path, monkeypatch):
     given = {}
 
@@ -120,7 +135,7 @@ def test_the_shared_vocabulary_goes_only_to_rows_from_scratch_and_the_headline_m
     assert tokenizers["pretrained"] is None and tokenizers["scratch"] == results["data"]["vocabulary"]
     assert (Path(results["data"]["vocabulary"]) / "tokenizer.json").is_file()
     sweep.headline = "test_f1"
-    with pytest.raises(ConfigError, match=r"no run reports the headline figure 'test_f1'; they report test_macro_f1"):
+    with pytest.raises(ConfigError, match=r"no run reports 'test_f1' \(headline or columns\); they report test_macro_f1"):
         run_sweep(sweep, "classify", tmp_path)
 
 

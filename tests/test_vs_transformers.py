@@ -1,31 +1,31 @@
 """nlu against transformers (issue #11): an exported NER model tags like nlu through transformers'
-own pipeline, and the two sides of scripts/vs_transformers.py do the same work on a tiny BERT (offline)."""
+own pipeline, and ``framework: transformers`` (nlu.reference) does the same work as nlu on a tiny
+BERT (offline), refuses what it cannot do, and stands beside nlu in a sweep."""
 
 import csv
 import json
-import statistics
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel
+from seqeval.metrics import f1_score as seqeval_f1
+from seqeval.scheme import IOB2
+from sklearn.metrics import f1_score
 
 from nlu.cli import main as nlu_main
 from nlu.config import EncoderConfig
 from nlu.data.classification import read_table
 from nlu.data.ner import label_list, read_ner_file
 from nlu.data.subsets import write_slices
+from nlu.errors import ConfigError
 from nlu.model import ForTokenClassification
 from nlu.predict import words_of_text
-from nlu.reporting import machine
+from nlu.runs import resolve, run
 from nlu.settings import load_settings
+from nlu.sweep import Sweep, render_sweep, run_sweep
 from nlu.tokenizer import save_tokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import vs_transformers  # noqa: E402
 WNUT = ROOT / "data" / "ner" / "wnut16"
 RT = ROOT / "data" / "classification" / "rotten_tomatoes"
 
@@ -166,20 +166,6 @@ def test_exported_tagger_predicts_like_nlu_through_the_transformers_pipeline(kin
         assert len(set(predicted)) >= 10 and sum(tag != "O" for tag in predicted) > 100
 
 
-def study_spec(task: str, framework: str, checkpoint: Path, runs: Path, variant: str = "base") -> dict:
-    """What scripts/vs_transformers.py hands one run's subprocess, for the --quick budget."""
-    budget = vs_transformers.QUICK[task]
-    data = load_settings(vs_transformers.TASK_FILES[task], [], task=task).data
-    files = write_slices({split: ROOT / data[split] for split in ("train", "dev", "test")},
-                         {split: budget[f"{split}_limit"] for split in ("train", "dev", "test")}, runs / "data" / task,
-                         vs_transformers.SUBSET_SEED)
-    return {"framework": framework, "variant": variant, "task": task, "seed": 1, "checkpoint": str(checkpoint),
-            "files": files, "budget": budget, "train_size": budget["train_limit"], "threads": 1,
-            "extra": vs_transformers.IMPROVED[task] if variant == "improved" else [],
-            "output_dir": str(runs / f"{task}-{framework}-{variant}"), "steps": 1,
-            "train_file": files["train"]}
-
-
 @pytest.fixture(scope="module")
 def tiny_bert(wnut_tokenizer, tmp_path_factory):
     from transformers import AutoTokenizer, BertConfig, BertModel
@@ -192,62 +178,117 @@ def tiny_bert(wnut_tokenizer, tmp_path_factory):
     return checkpoint
 
 
+def same_work(task: str, checkpoint: Path, folder: Path, framework: str, *extra: str) -> list[str]:
+    """The overrides of one side: 48 training records, 24 dev and test, batch 16, one epoch."""
+    data = load_settings(TASK_FILES[task], [], task=task).data
+    files = write_slices({split: ROOT / data[split] for split in ("train", "dev", "test")},
+                         {"train": 48, "dev": 24, "test": 24}, folder / "data", 13)
+    return [f"init={checkpoint}", f"framework={framework}", *[f"data.{split}={path}" for split, path in files.items()],
+            f"data.max_length={128 if task == 'ner' else 64}", "training.batch_size=16", "training.epochs=1",
+            "training.learning_rate=1e-3", "training.warmup_ratio=0.1", "training.early_stopping_patience=0",
+            "training.mixed_precision=no", "training.log_every=1", "training.cpu=true", "training.progress=false",
+            f"training.output_dir={folder / framework}", *extra]
+
+
+TASK_FILES = {"ner": ROOT / "tasks" / "wnut16_ner.yaml", "classify": ROOT / "tasks" / "rotten_tomatoes.yaml"}
+
+
+@pytest.mark.parametrize("extra, lacking", [
+    ([], None),
+    (["from_scratch=true"], "give init=<checkpoint> \\(and no from_scratch\\)"),
+    (["data.loss=focal"], "no counterpart for data.loss='focal'"),
+    (["training.learning_rate=auto"], "no counterpart for training.learning_rate=auto"),
+    (["training.early_stopping_patience=3"], "no counterpart for training.early_stopping_patience=3"),
+    (["model.hidden_dropout_prob=0.2"], "no counterpart for model.hidden_dropout_prob"),
+    (["framework=keras"], "framework must be one of nlu, transformers; got 'keras'"),
+])
+def test_what_the_trainer_cannot_do_is_refused_before_the_run_folder_exists(extra, lacking, tiny_bert, tmp_path):
+    settings = load_settings(TASK_FILES["classify"], [*same_work("classify", tiny_bert, tmp_path, "transformers"), *extra],
+                             task="classify")
+    if lacking is None:
+        resolve(settings)  # the shared budget itself is one the Trainer can run
+        return
+    with pytest.raises(ConfigError, match=lacking):
+        run(settings)
+    assert not (tmp_path / "transformers").exists()
+
+
+def test_the_trainer_is_refused_under_torchrun_before_anything_is_written(tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    settings = load_settings(TASK_FILES["ner"], same_work("ner", tiny_bert, tmp_path, "transformers"), task="ner")
+    with pytest.raises(ConfigError, match="runs in one process: start it without torchrun"):
+        resolve(settings)
+
+
+def test_an_nlu_checkpoint_is_refused_as_the_trainers_init(wnut_tokenizer, tmp_path):
+    model = random_tagger(wnut_tokenizer, tmp_path / "nlu-model")
+    settings = load_settings(TASK_FILES["ner"], [f"init={model}", "framework=transformers",
+                                                  "training.early_stopping_patience=0", "training.learning_rate=1e-3",
+                                                  f"training.output_dir={tmp_path / 'run'}"], task="ner")
+    with pytest.raises(ConfigError, match="reads transformers checkpoints.*`nlu export`"):
+        run(settings)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["ner", "classify"])
-def test_both_sides_train_the_same_tokens_and_are_scored_alike(task, tiny_bert, tmp_path, one_thread):
-    """The quick budget on a tiny BERT: the same batches of the same real tokens on both sides,
-    every gold test entity / example scored, and a report rendered from the records alone."""
-    runs = {}
-    for framework in ("nlu", "transformers"):
-        spec = study_spec(task, framework, tiny_bert, tmp_path)
-        Path(spec["output_dir"]).mkdir(parents=True)
-        work = vs_transformers.run_nlu if framework == "nlu" else vs_transformers.run_transformers
-        runs[framework] = work(spec) | {"seed": 1, "tokens_per_second": 1.0, "peak_rss_mib": 1.0, "threads": 1,
-                                        "load_before": 0.0, "load_after": 0.0}
-    ours, theirs = runs["nlu"], runs["transformers"]
-    assert ours["steps"] == theirs["steps"] == 3  # 48 training examples, batch 16, one epoch
-    assert ours["train_tokens"] == theirs["train_tokens"] > 0
-    test_file = study_spec(task, "nlu", tiny_bert, tmp_path)["files"]["test"]
+def test_both_frameworks_train_the_same_tokens_and_are_scored_alike(task, tiny_bert, tmp_path, one_thread):
+    """One budget on a tiny BERT through nlu.runs.run, once per framework: the same steps over the
+    same real tokens, every test record predicted, and the Trainer's test figure re-computed from
+    its own predictions file (nlu's evaluation wrote it)."""
+    records = {framework: run(load_settings(TASK_FILES[task], same_work(task, tiny_bert, tmp_path, framework), task=task))
+               for framework in ("nlu", "transformers")}
+    ours, theirs = (records[framework].summary for framework in ("nlu", "transformers"))
+    assert theirs["framework"] == "transformers" and "framework" not in ours
+    assert ours["steps"] == theirs["steps"] == 3  # 48 training records, batch 16, one epoch
+    assert round(ours["tokens_per_second"] * ours["train_seconds"]) == round(
+        theirs["tokens_per_second"] * theirs["train_seconds"]) > 0
+    test = tmp_path / "data" / f"test{'.conll' if task == 'ner' else '.csv'}"
+    folder = records["transformers"].output_dir
     if task == "ner":
-        gold = sum(tag.startswith("B-") for s in read_ner_file(test_file) for tag in s.tags)
-        for run in (ours, theirs):
-            assert sum(run["test"]["per_type_support"].values()) == gold > 0
+        blocks = [[line.split("\t") for line in block.splitlines()]
+                  for block in (folder / "test" / "predictions.conll").read_text().split("\n\n") if block.strip()]
+        assert [[row[0] for row in block] for block in blocks] == [s.words for s in read_ner_file(test)]
+        assert theirs["test_f1"] == pytest.approx(seqeval_f1([[row[1] for row in b] for b in blocks],
+                                                             [[row[2] for row in b] for b in blocks], mode="strict",
+                                                             scheme=IOB2, zero_division=0))
     else:
-        gold = {e.label for e in read_table(test_file)}
-        assert set(ours["test"]["recall"]) == set(theirs["test"]["recall"]) == gold == {"fresh", "plot", "rotten"}
-    result = {"command": "c", "seconds": 1.0, "quick": True, "checkpoint": str(tiny_bert),
-              "checkpoint_facts": vs_transformers.checkpoint_facts(str(tiny_bert)), "seeds": [1],
-              "machine": machine("transformers"), "budget": {task: {**vs_transformers.QUICK[task],
-                                                                    "sizes": {"train": 48, "dev": 24, "test": 24}}},
-              "improved_options": vs_transformers.IMPROVED, "paired_steps": None,
-              "runs": {f"{task}/nlu/base": [ours], f"{task}/transformers/base": [theirs]}}
-    text = vs_transformers.render(result)
-    assert f"{ours['train_tokens']:,}" in text and "## Targets" in text and "--quick" in text
-    parameters = sum(p.numel() for p in AutoModel.from_pretrained(tiny_bert).parameters())
-    assert f"{parameters:,} parameters" in text
+        with open(folder / "test" / "predictions.csv", newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [row["label"] for row in rows] == [e.label for e in read_table(test)]
+        assert theirs["test_macro_f1"] == pytest.approx(f1_score([r["label"] for r in rows], [r["predicted"] for r in rows],
+                                                                 average="macro", zero_division=0))
+    # The Trainer's best model, read back by nlu (nlu evaluate on the run folder), predicts what the Trainer did.
+    assert nlu_main(["evaluate", task, "--model", str(folder), "--data", str(test), "--out", str(tmp_path / "ev")]) == 0
+    name = "predictions.conll" if task == "ner" else "predictions.csv"
+    if task == "ner":
+        assert (tmp_path / "ev" / name).read_text() == (folder / "test" / name).read_text()
+    else:
+        read = lambda path: list(csv.DictReader(open(path, newline="", encoding="utf-8")))  # noqa: E731
+        for mine, trainer in zip(read(tmp_path / "ev" / name), read(folder / "test" / name), strict=True):
+            assert mine["predicted"] == trainer["predicted"]
+            assert all(abs(float(mine[key]) - float(trainer[key])) <= 2e-4 for key in mine if key.startswith("p("))
+    log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    assert {entry["split"] for entry in log} == {"train", "eval"} and (folder / "report.md").exists()
+    again = run(load_settings(TASK_FILES[task], same_work(task, tiny_bert, tmp_path, "transformers"), task=task))
+    assert again.reused and again.summary == theirs
 
 
 @pytest.mark.slow
-def test_paired_steps_time_both_models_on_the_same_batches(tiny_bert, tmp_path, one_thread):
-    spec = study_spec("ner", "paired", tiny_bert, tmp_path)
-    paired = vs_transformers.paired_steps(spec)
-    assert {side: len(times) for side, times in paired["seconds"].items()} == {"nlu": 1, "transformers": 1,
-                                                                               "nlu_grouped": 1}
-    assert 0 < paired["matmul_share"]["nlu"] < 1 and 0 < paired["matmul_share"]["transformers"] < 1
-    assert paired["padded_fraction"]["grouped"] <= paired["padded_fraction"]["random"]
-
-
-def test_the_committed_report_renders_from_its_json():
-    result = json.loads((ROOT / "reports" / "vs_transformers.json").read_text())
-    text = vs_transformers.render(result)
-    f1 = [run["test"]["f1"] for run in result["runs"]["ner/nlu/base"]]
-    assert f"| test entity F1 (micro, strict IOB2) | {statistics.mean(f1):.4f} ± {statistics.stdev(f1):.4f} |" in text
-    assert f"{result['checkpoint_facts']['parameters']:,} parameters" in text  # 22,713,216 for MiniLM-L6
-    assert result["command"] in text
-
-
-def test_rerun_paired_needs_saved_results(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["vs_transformers.py", "--rerun-paired"])
-    with pytest.raises(SystemExit) as stopped:
-        vs_transformers.main()
-    assert stopped.value.code == 2 and "--rerun-paired re-measures into saved results" in capsys.readouterr().err
+def test_a_sweep_puts_the_trainer_beside_nlu_each_run_in_its_own_process(tiny_bert, tmp_path, monkeypatch):
+    """framework as a row, isolate, extra columns: peak memory per run, kept for a reused run, and
+    the paired bootstrap of nlu against the Trainer on the same test records."""
+    monkeypatch.chdir(ROOT)
+    overrides = {key: value for key, value in (item.split("=", 1) for item in
+                                               same_work("classify", tiny_bert, tmp_path, "nlu")[2:])
+                 if key != "training.output_dir"}
+    sweep = Sweep(name="vs", config="tasks/rotten_tomatoes.yaml", seeds=[1],
+                  rows={"Trainer": {"framework": "transformers"}, "nlu": {}}, overrides={"init": str(tiny_bert), **overrides},
+                  columns=["tokens_per_second", "process.peak_rss_mib"], isolate=True)
+    results = run_sweep(sweep, "classify", tmp_path / "runs")
+    peaks = {row: entry["runs"][0]["figures"]["process.peak_rss_mib"] for row, entry in results["rows"].items()}
+    assert all(100 < peak < 8000 for peak in peaks.values()), peaks  # torch alone is over 100 MiB
+    assert results["bootstrap"]["nlu"]["test_examples"] == 24
+    assert "| tokens_per_second | process.peak_rss_mib |" in render_sweep(results).splitlines()[4]  # the table's header
+    again = run_sweep(sweep, "classify", tmp_path / "runs")
+    assert all(entry["runs"][0]["reused"] for entry in again["rows"].values())
+    assert {row: entry["runs"][0]["figures"]["process.peak_rss_mib"] for row, entry in again["rows"].items()} == peaks

@@ -175,10 +175,18 @@ def evaluate_classification(model: ForSequenceClassification, tokenizer, example
                             title: str = "Classification evaluation", split: str = "evaluation") -> dict[str, Any]:
     """Score ``examples`` and write metrics, confusion matrices (CSV + PNG), predictions and report.md.
     ``split`` names the examples ("test") in titles, with their files."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     labels = list(model.config.labels)
     check_labels(examples, LabelMap(labels), "the evaluation data")
     probabilities, truncated = predict_probabilities(model, tokenizer, examples, max_length, batch_size, adjustment)
+    return write_classification_evaluation(examples, probabilities, labels, out_dir, max_length, truncated, title, split)
+
+
+def write_classification_evaluation(examples: list[TextExample], probabilities: np.ndarray, labels: list[str],
+                                    out_dir: Path, max_length: int, truncated: int, title: str,
+                                    split: str) -> dict[str, Any]:
+    """The classification report of ``probabilities`` (examples, labels), whichever model made them
+    (nlu's, or transformers' Trainer in nlu.reference): metrics, confusion matrices, predictions, report.md."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     predicted = [labels[i] for i in probabilities.argmax(-1)]
     gold = [e.label for e in examples]
     scores = classification_scores(gold, predicted, labels)

@@ -149,9 +149,13 @@ class NerTask(FineTuningTask):
 
     def save_artifacts(self, directory: Path) -> None:
         save_tokenizer(self.tokenizer, directory)
-        save_input_settings(directory, max_length=self.max_length, stride=self.data.stride, scheme=self.data.scheme,
-                            tag_map=self.data.tag_map, token_column=self.data.token_column,
-                            tag_column=self.data.tag_column)
+        save_input_settings(directory, **reading_settings(self.data, self.max_length))
+
+
+def reading_settings(data: NerData, max_length: int) -> dict[str, Any]:
+    """How a fine-tuned tagger reads text and files, saved beside it for evaluate and predict."""
+    return {"max_length": max_length, "stride": data.stride, "scheme": data.scheme, "tag_map": data.tag_map,
+            "token_column": data.token_column, "tag_column": data.tag_column}
 
 
 def check_tags_known(sentences: Sequence[NerSentence], labels: list[str]) -> None:
@@ -168,9 +172,21 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
     """Score ``sentences`` and write every table and figure of the NER report into ``out_dir``.
     ``split`` names the sentences ("test") in titles, with their files."""
     check_tags_known(sentences, list(model.config.labels))
-    out_dir.mkdir(parents=True, exist_ok=True)
     max_length = model_input_length(model.config, data.max_length)
     predicted, windowed = predict_tags(model, tokenizer, sentences, max_length, data.stride, data.eval_batch_size)
+    reading = (f"sentences longer than max_length={max_length} sub-tokens were predicted in overlapping windows, "
+               f"{windowed} extra window(s) in all (no word is dropped)")
+    return write_ner_evaluation(sentences, predicted, list(model.config.labels), out_dir, data.mode, title, split,
+                                reading, {"windowed_sentences": windowed, "max_length": max_length})
+
+
+def write_ner_evaluation(sentences: list[NerSentence], predicted: list[list[str]], labels: list[str], out_dir: Path,
+                         mode: str, title: str, split: str, reading: str, facts: dict[str, Any]) -> dict[str, Any]:
+    """The NER report of word-level ``predicted`` tags against the sentences' own, whichever model
+    made them (nlu's, or transformers' Trainer in nlu.reference): metrics.json, predictions.conll,
+    confusion matrices and report.md. ``reading`` says how inputs longer than the model's were read,
+    ``facts`` holds the figures of that reading (kept in metrics.json)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     gold = [s.tags for s in sentences]
     strict = entity_scores(gold, predicted, mode="strict")
     default = entity_scores(gold, predicted, mode="default")
@@ -178,16 +194,16 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
     flat_gold = [tag for row in gold for tag in row]
     flat_predicted = [tag for row in predicted for tag in row]
     name = split_label(split, [s.source for s in sentences])
-    save_confusion_reports(flat_gold, flat_predicted, list(model.config.labels), out_dir, "tags", name)
-    confusion = entity_confusion(gold, predicted, mode=data.mode)
+    save_confusion_reports(flat_gold, flat_predicted, labels, out_dir, "tags", name)
+    confusion = entity_confusion(gold, predicted, mode=mode)
     save_confusion_reports(confusion.true_types, confusion.pred_types, confusion.labels, out_dir, "entities", name)
-    types = sorted({label[2:] for label in model.config.labels if label != "O"})
+    types = sorted({label[2:] for label in labels if label != "O"})
     composition = split_composition(name, len(sentences), entity_counts(gold), types, unit="sentences")
     write_confusion_csv(confusion.matrix, confusion.labels, out_dir / "entity_confusion.csv")
     results = {"entity_strict": strict, "entity_default": default, "token": tokens,
                "entity_outcomes": confusion.counts, "sentences": len(sentences),
-               "words": len(flat_gold), "windowed_sentences": windowed, "max_length": max_length,
-               "composition": composition, "warning": prediction_collapse(flat_predicted, outside="O")}
+               "words": len(flat_gold), **facts, "composition": composition,
+               "warning": prediction_collapse(flat_predicted, outside="O")}
     write_text_atomic(out_dir / "metrics.json", json.dumps(results, indent=2))
     write_text_atomic(out_dir / "predictions.conll", "".join(
         "".join(f"{w}\t{g}\t{p}\n" for w, g, p in zip(s.words, s.tags, row)) + "\n"
@@ -195,8 +211,7 @@ def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSe
     lines = [
         f"# {title}",
         "",
-        f"{len(sentences):,} sentences, {len(flat_gold):,} words; sentences longer than max_length={max_length} "
-        f"sub-tokens were predicted in overlapping windows, {windowed} extra window(s) in all (no word is dropped).",
+        f"{len(sentences):,} sentences, {len(flat_gold):,} words; {reading}.",
         "",
         "Gold entities per type:", "",
         composition_markdown([composition]),
