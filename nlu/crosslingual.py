@@ -1,11 +1,11 @@
-"""One fine-tuned NER model scored on several labelled test sets (languages) into one table: the
-zero-shot, cross-lingual evaluation of PAN-X-style studies (fine-tune on German, score German,
-Russian, Turkish, English).
+"""One fine-tuned model scored on several labelled test sets (languages, domains) into one table:
+the zero-shot, cross-lingual evaluation of PAN-X-style studies (fine-tune on German, score German,
+Russian, Turkish, English), for a sweep's ``test_sets`` or a study script.
 
 Each test set is read through a task file, so its scheme (IOB1), tag map (PERSON -> PER, OTH -> O)
-and columns are exactly those a run on that language would use; each is scored by
-:func:`nlu.tasks.ner.evaluate_ner`, which writes its full report (per-type scores, confusion
-matrices) into a folder per language.
+and columns are exactly those a run on that language would use; each is scored by the task's own
+evaluation (:func:`nlu.tasks.ner.evaluate_ner`, :func:`nlu.tasks.classify.evaluate_classification`),
+which writes its full report (per-class scores, confusion matrices) into a folder per set.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 
 from nlu.data.ner import NerSentence
 from nlu.data.text import read_text_lines
-from nlu.errors import DataError
+from nlu.errors import ConfigError, DataError
 from nlu.files import write_text_atomic
 from nlu.options import fill
-from nlu.predict import load
+from nlu.evaluation.metrics import classification_summary
+from nlu.predict import Tagger, load
 from nlu.settings import load_settings
+from nlu.tasks.classify import ClassifyData, evaluate_classification, read_examples
 from nlu.tasks.ner import NerData, evaluate_ner, read_split
 
 T = TypeVar("T")
@@ -64,24 +66,57 @@ def sample_blocks(blocks: Sequence[T], sizes: Mapping[str, int], seed: int) -> d
     return samples
 
 
-def read_test_split(task_file: str | PathLike, overrides: Sequence[str] = ()) -> list[NerSentence]:
-    """The test split of an NER task file (with overrides), read as a run would read it."""
-    settings = load_settings(task_file, list(overrides), task="ner")
-    data = fill(NerData, settings.data, f"{settings.source}: data")
-    return read_split(data, "test").sentences
+def read_test_split(task_file: str | PathLike, overrides: Sequence[str] = (), task: str | None = None) -> list:
+    """The test split of a task file (with overrides), read as a run of it would read it: NER
+    sentences (its scheme, tag map, columns) or classification examples (its columns). Only the test
+    file is read: a language with nothing but a test set is a test set all the same."""
+    settings = load_settings(task_file, list(overrides), task=task)
+    if settings.task not in ("ner", "classify"):
+        raise ConfigError(f"{settings.source}: a test set is read through an ner or classify task file, "
+                          f"not {settings.task}")
+    is_ner = settings.task == "ner"
+    data = fill(NerData if is_ner else ClassifyData, settings.data, f"{settings.source}: data")
+    if data.test is None and not (is_ner and data.panx_lang):
+        raise ConfigError(f"{settings.source}: names no test file (data.test) to score a model on")
+    return read_split(data, "test").sentences if is_ner else read_examples(data, data.test)
+
+
+def evaluate_test_sets(model: str | PathLike, test_sets: Mapping[str, Sequence[Any]], out_dir: Path,
+                       batch_size: int = 64) -> dict[str, dict[str, Any]]:
+    """Score the fine-tuned model (run folder or model folder, nlu's or transformers') on every
+    test set, in fp32 on the CPU (the numbers of the run's own test evaluation); each set's full
+    report goes to ``out_dir/<name>``. Returns per set its evaluation's results (metrics.json)."""
+    predictor = load(model, "cpu", precision="no", batch_size=batch_size)
+    results: dict[str, dict[str, Any]] = {}
+    for name, records in test_sets.items():
+        if isinstance(predictor, Tagger):
+            data = NerData(max_length=predictor.max_length, stride=predictor.stride, eval_batch_size=batch_size)
+            results[name] = evaluate_ner(predictor.model, predictor.tokenizer, list(records), out_dir / name, data,
+                                         f"NER evaluation: {name}", f"{name} test")
+        else:
+            results[name] = evaluate_classification(predictor.model, predictor.tokenizer, list(records), out_dir / name,
+                                                    predictor.max_length, batch_size, predictor.adjustment,
+                                                    f"Classification evaluation: {name}", f"{name} test")
+    return results
+
+
+def summary_figures(results: Mapping[str, Any]) -> dict[str, float]:
+    """An evaluation's results as the figures a run's summary gives its own test split:
+    ``test_f1``, ``test_macro_f1`` and ``test_f1[TYPE]`` (NER), or ``test_macro_f1``, balanced
+    accuracy, accuracy and per-class recall (classification)."""
+    if "scores" in results:
+        return classification_summary(results["scores"], "test")
+    strict = results["entity_strict"]
+    return {"test_f1": strict["averages"]["micro"]["f1"], "test_macro_f1": strict["averages"]["macro"]["f1"],
+            **{f"test_f1[{kind}]": row["f1"] for kind, row in strict["per_class"].items()}}
 
 
 def evaluate_languages(model: str | PathLike, test_sets: Mapping[str, Sequence[NerSentence]], out_dir: Path,
                        batch_size: int = 64) -> dict[str, dict[str, Any]]:
-    """Score the NER model (run folder or model folder) on every test set, in fp32 on the CPU (the
-    numbers of the run's own test evaluation); each set's report goes to ``out_dir/<name>``.
-    Returns per set: micro F1 (strict IOB2), precision, recall, per-type F1 and support."""
-    tagger = load(model, "cpu", precision="no", batch_size=batch_size)
-    data = NerData(max_length=tagger.max_length, stride=tagger.stride, eval_batch_size=batch_size)
+    """:func:`evaluate_test_sets` for an NER model, per set: micro F1 (strict IOB2), precision,
+    recall, per-type F1 and support (the table scripts/crosslingual.py reports)."""
     table: dict[str, dict[str, Any]] = {}
-    for name, sentences in test_sets.items():
-        results = evaluate_ner(tagger.model, tagger.tokenizer, list(sentences), out_dir / name, data,
-                               f"NER evaluation: {name}", f"{name} test")
+    for name, results in evaluate_test_sets(model, test_sets, out_dir, batch_size).items():
         scores = results["entity_strict"]
         micro = scores["averages"]["micro"]
         table[name] = {"f1": micro["f1"], "precision": micro["precision"], "recall": micro["recall"],

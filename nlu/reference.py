@@ -215,24 +215,51 @@ def classification_inputs(splits, tokenizer, max_length: int) -> Encoded:
                    lambda logits, split: torch.softmax(torch.from_numpy(logits).float(), -1).numpy(), figures, cut)
 
 
+CLOCK_FILE = "nlu_clock.json"
+"""Beside each Trainer checkpoint: the real tokens and training seconds up to it, so a resumed run
+reports the whole run's figures, as nlu's own checkpoints do."""
+
+
 def counting_trainer(**arguments: Any):
-    """transformers' Trainer that counts the real (non-pad) tokens of every training batch and,
-    as nlu's loop, scores dev at the last step too (transformers does so itself only from 5.10)."""
+    """transformers' Trainer that counts the real (non-pad) tokens of every training batch and the
+    training seconds (both carried through its checkpoints) and, as nlu's loop, scores dev at the
+    last step too (transformers does so itself only from 5.10)."""
     import transformers
 
-    class EvaluateLastStep(transformers.TrainerCallback):
+    class NluClock(transformers.TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step >= state.max_steps and state.global_step % args.eval_steps:
                 control.should_evaluate = control.should_save = True
 
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                write_text_atomic(folder / CLOCK_FILE, json.dumps(trainer.clock()))
+
     class CountingTrainer(transformers.Trainer):
-        tokens = 0
+        tokens, seconds_before = 0, 0.0
+
+        def __init__(self, *args, **kwargs):
+            self.started = time.perf_counter()  # the clock counts the Trainer's set-up, as nlu's counts its loop's
+            super().__init__(*args, **kwargs)
+
+        def clock(self) -> dict[str, float]:
+            return {"tokens": self.tokens, "train_seconds": self.seconds_before + time.perf_counter() - self.started}
+
+        def train(self, resume_from_checkpoint=None, **kwargs):
+            if resume_from_checkpoint:
+                newest = transformers.trainer_utils.get_last_checkpoint(self.args.output_dir)
+                clock = Path(newest or self.args.output_dir) / CLOCK_FILE
+                saved = json.loads(clock.read_text()) if newest and clock.exists() else {}
+                self.tokens, self.seconds_before = saved.get("tokens", 0), saved.get("train_seconds", 0.0)
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             self.tokens += int(inputs["attention_mask"].sum())
             return super().training_step(model, inputs, num_items_in_batch)
 
-    return CountingTrainer(**arguments, callbacks=[EvaluateLastStep()])
+    trainer = CountingTrainer(**arguments, callbacks=[NluClock()])
+    return trainer
 
 
 def run(settings: RunSettings) -> dict[str, Any]:
@@ -283,15 +310,17 @@ def run(settings: RunSettings) -> dict[str, Any]:
         save_total_limit=training.keep_checkpoints, load_best_model_at_end=True,
         metric_for_best_model=training.select_metric, greater_is_better=True, logging_steps=training.log_every,
         disable_tqdm=not training.progress, dataloader_num_workers=0)
-    train_started = time.perf_counter()
     trainer = counting_trainer(model=model, args=arguments, data_collator=encoded.collator,
                                train_dataset=encoded.datasets["train"], eval_dataset=encoded.datasets["dev"],
                                processing_class=tokenizer, compute_metrics=lambda prediction: encoded.figures(
                                    encoded.predictions(prediction.predictions, "dev"), "dev"))
     if not training.progress:  # without a progress bar the Trainer prints every log line instead
         trainer.remove_callback(transformers.PrinterCallback)
-    trainer.train(resume_from_checkpoint=any((output_dir / "transformers").glob("checkpoint-*")) or None)
-    train_seconds = time.perf_counter() - train_started
+    resume = any((output_dir / "transformers").glob("checkpoint-*"))
+    if resume:
+        print(f"resuming from {transformers.trainer_utils.get_last_checkpoint(str(output_dir / 'transformers'))}")
+    trainer.train(resume_from_checkpoint=resume or None)
+    clock = trainer.clock()
     model_dir = output_dir / "model"
     trainer.save_model(str(model_dir))  # the best model (load_best_model_at_end) and its tokenizer: nlu.load reads it
     key = f"eval_{training.select_metric}"
@@ -301,8 +330,8 @@ def run(settings: RunSettings) -> dict[str, Any]:
         "train_sentences" if is_ner else "train_examples": len(splits.train), "train_truncated": encoded.cut["train"],
         "labels": labels, "best_step": best.get("step"),
         "dev_f1" if is_ner else f"dev_{training.select_metric}": best.get(key),  # the names nlu's tasks give it
-        "steps": trainer.state.global_step, "train_seconds": train_seconds,
-        "tokens_per_second": trainer.tokens / max(train_seconds, 1e-9)}
+        "steps": trainer.state.global_step, "train_seconds": clock["train_seconds"],
+        "tokens_per_second": clock["tokens"] / max(clock["train_seconds"], 1e-9)}
     if not is_ner:
         summary["class_counts"] = dict(Counter(example.label for example in splits.train))
     trainer.compute_metrics = None  # it scores dev; test is scored by nlu's own evaluation

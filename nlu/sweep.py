@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from nlu.crosslingual import evaluate_test_sets, read_test_split, summary_figures
 from nlu.data.subsets import draw_subsets, write_records
 from nlu.errors import ConfigError, NluError
 from nlu.evaluation.baselines import baseline_figures
@@ -50,7 +51,7 @@ BOOTSTRAP_SAMPLES = 1000
 HEADLINE = {"ner": "test_f1", "classify": "test_macro_f1", "pretrain": "final_eval.mlm_loss"}
 """The figure a table leads with, per task; the paired bootstrap is computed for the first two."""
 SWEEP_KEYS = ("task", "config", "rows", "grid", "seeds", "overrides", "name", "title", "headline", "columns",
-              "subsets", "vocabulary", "baselines", "isolate")
+              "subsets", "vocabulary", "baselines", "isolate", "test_sets")
 SAME_FILES = {"ner": {"panx_lang": None, "local_dir": None, "scheme": "iob2", "repair": False, "tag_map": None,
                       "token_column": 0, "tag_column": -1, "test_fraction": None},
               "classify": {"text_column": "text", "label_column": "label", "test_fraction": None}}
@@ -88,6 +89,9 @@ class Sweep:
     isolate: bool = False
     """Every run in a fresh process (nlu.runs.run_in_own_process), so the table can show each run's
     own peak memory: ``process.peak_rss_mib`` (and ``process.wall_seconds``, ``process.cpu_seconds``)."""
+    test_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Name → {config: a task file, overrides: {...}}: more test splits every run's model is scored
+    on (nlu.crosslingual), as figures ``test_f1@NAME`` (``test_macro_f1@NAME``, per class ...)."""
 
 
 def grid_rows(grid: list[str]) -> dict[str, dict[str, Any]]:
@@ -110,7 +114,8 @@ def load_sweep(path: str | Path) -> Sweep:
     """A sweep file: ``task: sweep``, ``config`` (a task file), ``rows`` (name → overrides) or
     ``grid`` (key → list of values), optional ``seeds``, ``overrides``, ``name``, ``title``, ``headline``,
     ``columns`` (figures), ``subsets`` (split → count), ``vocabulary`` (a size), ``baselines`` and
-    ``isolate`` (true / false). A row with ``framework: transformers`` is transformers' Trainer. Text
+    ``isolate`` (true / false), ``test_sets`` (name → task file, or {config, overrides}). A row
+    with ``framework: transformers`` is transformers' Trainer. Text
     values may hold ``{row}``, ``{seed}`` and ``{sweeps}`` (:func:`run_overrides`)."""
     path = Path(path)
     values = read_yaml_file(path, "sweep file")
@@ -137,13 +142,24 @@ def load_sweep(path: str | Path) -> Sweep:
     for key in ("baselines", "isolate"):
         if not isinstance(values.get(key, False), bool):
             raise ConfigError(f"{path}: {key} is true or false, got {values[key]!r}")
+    given_sets, test_sets = values.get("test_sets") or {}, {}
+    shape = f"{path}: test_sets maps a name to a task file, or to {{config: FILE, overrides: {{...}}}}"
+    if not isinstance(given_sets, dict):
+        raise ConfigError(shape)
+    for name, spec in given_sets.items():
+        spec = {"config": spec} if isinstance(spec, str) else spec
+        if not (isinstance(spec, dict) and isinstance(spec.get("config"), str) and set(spec) <= {"config", "overrides"}
+                and isinstance(spec.get("overrides") or {}, dict)):
+            raise ConfigError(shape)
+        test_sets[str(name)] = {"config": spec["config"], "overrides": spec.get("overrides") or {}}
     columns = values.get("columns") or []
     if not isinstance(columns, list) or not all(isinstance(column, str) for column in columns):
         raise ConfigError(f"{path}: columns is a list of figures the runs report, e.g. [tokens_per_second]")
     return Sweep(name=values.get("name", path.stem), config=values["config"], rows=rows,
                  seeds=[int(seed) for seed in values.get("seeds", [42])], overrides=values.get("overrides") or {},
                  title=values.get("title"), headline=values.get("headline"), subsets=subsets, vocabulary=vocabulary,
-                 baselines=values.get("baselines", False), columns=columns, isolate=values.get("isolate", False))
+                 baselines=values.get("baselines", False), columns=columns, isolate=values.get("isolate", False),
+                 test_sets=test_sets)
 
 
 def counting(value: Any) -> bool:
@@ -290,12 +306,15 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
                                                                   "training.seed": seed}), task=task))
             except NluError as error:
                 raise type(error)(f"sweep {sweep.name}, row {row!r}, seed {seed}: {error}") from None
+    test_sets = read_test_sets(sweep, task)
     data = prepare_data(sweep, task, runs_dir)
     results: dict[str, Any] = {"name": sweep.name, "title": sweep.title or f"Sweep: {sweep.name}", "task": task,
                                "config": sweep.config, "seeds": sweep.seeds,
                                "overrides": sweep.overrides, "command": command_line(), "rows": {},
                                "headline_figure": sweep.headline or HEADLINE.get(task), "columns": sweep.columns,
                                "isolate": sweep.isolate, "subsets": sweep.subsets,
+                               "test_sets": {name: {**spec, "records": len(test_sets[name][1])}
+                                             for name, spec in sweep.test_sets.items()},
                                "data": data.notes if data else {}}
     runs: dict[str, list[dict[str, Any]]] = {row: [] for row in sweep.rows}
     for seed in sweep.seeds:  # seed by seed: the rows of a seed run under the same load, and a stopped sweep has whole seeds
@@ -309,7 +328,8 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
                                          task=task)
             record = (run_in_own_process if sweep.isolate else run)(settings, force=force)
             figures = run_figures(record.summary, record.output_dir, task) | {
-                f"process.{key}": value for key, value in (record.process or {}).items()}
+                f"process.{key}": value for key, value in (record.process or {}).items()} | test_set_figures(
+                record.output_dir, test_sets)
             runs[row].append({"seed": seed, "output_dir": str(record.output_dir), "reused": record.reused,
                               "wall_seconds": record.wall_seconds, "figures": figures,
                               "notes": {key: record.summary[key] for key in ("warning", "recipe") if record.summary.get(key)}})
@@ -325,6 +345,36 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
     results["bootstrap"] = bootstrap_against_first(results, task)
     results["headline"] = headline_sentence(results)
     return results
+
+
+def read_test_sets(sweep: Sweep, task: str) -> dict[str, tuple[str, list]]:
+    """Every test set's records, read once before any run (a bad file stops the sweep before it
+    starts), each with a digest of its records that names its reports in a run folder."""
+    found = {}
+    for name, spec in sweep.test_sets.items():
+        try:
+            records = read_test_split(spec["config"], as_overrides(spec["overrides"]), task=task)
+        except NluError as error:
+            raise type(error)(f"sweep {sweep.name}, test set {name!r}: {error}") from None
+        found[name] = (f"{slug(name)}-{hashlib.sha256(repr(records).encode()).hexdigest()[:12]}", records)
+    return found
+
+
+def test_set_figures(output_dir: Path, test_sets: dict[str, tuple[str, list]]) -> dict[str, float]:
+    """The run's model scored on every test set, as ``FIGURE@NAME``; a set scored before (same
+    records) is read back from the run folder."""
+    figures: dict[str, float] = {}
+    missing = {name: records for name, (folder, records) in test_sets.items()
+               if not (output_dir / "test_sets" / folder / "metrics.json").exists()}
+    if missing:
+        evaluate_test_sets(output_dir, missing, output_dir / "test_sets" / ".scoring")
+    for name, (folder, _) in test_sets.items():
+        target = output_dir / "test_sets" / folder
+        if name in missing:
+            replace_directory(output_dir / "test_sets" / ".scoring" / name, target)
+        figures |= {f"{key}@{name}": value for key, value in
+                    summary_figures(json.loads((target / "metrics.json").read_text())).items()}
+    return figures
 
 
 def slug(name: str) -> str:
@@ -513,7 +563,8 @@ def render_sweep(results: dict[str, Any]) -> str:
     """The sweep report in Markdown, from the JSON alone."""
     stats, data = results["statistics"], results.get("data") or {}
     headline = results["headline_figure"]
-    columns = [headline, *minority_keys(results), "train_seconds", *results.get("columns", [])]
+    columns = [headline, *minority_keys(results), "train_seconds",
+               *[f"{headline}@{name}" for name in results.get("test_sets", {})], *results.get("columns", [])]
     rows = list(stats)
     recall_zero_header = " | runs with a test recall of 0" if results["task"] == "classify" else ""
     seeds = ", ".join(map(str, results["seeds"]))
@@ -556,6 +607,10 @@ def render_sweep(results: dict[str, Any]) -> str:
                      "from-scratch run" if data.get("vocabulary") else "") + "."]
     elif data.get("vocabulary"):
         lines += ["", f"One WordPiece vocabulary (`{data['vocabulary']}`), trained once on the corpus, for every run."]
+    if results.get("test_sets"):
+        lines += ["", "Test sets every run's model is also scored on (in fp32, reports in `<run>/test_sets/`): " + "; ".join(
+            f"**{name}** `{spec['config']}`" + (f" with `{json.dumps(spec['overrides'])}`" if spec["overrides"] else "")
+            + f", {spec['records']:,} records" for name, spec in results["test_sets"].items()) + "."]
     for note, heading in (("recipe", "Learning rates `auto` chose (nlu.recipes):"), ("warning", "Warnings the runs gave:")):
         said: dict[str, list[str]] = {}
         for row in rows:

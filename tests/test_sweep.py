@@ -81,7 +81,9 @@ def test_a_sweep_file_checks_its_data_steps(tmp_path):
                           ("baselines: maybe", "baselines is true or false"),
                           ("headline: [a, b]", "headline names one figure"),
                           ("isolate: sometimes", "isolate is true or false"),
-                          ("columns: tokens_per_second", "columns is a list of figures")):
+                          ("columns: tokens_per_second", "columns is a list of figures"),
+                          ("test_sets: [tasks/panx_ru.yaml]", "test_sets maps a name to a task file"),
+                          ("test_sets: {ru: {config: tasks/panx_ru.yaml, data: x}}", "test_sets maps a name")):
         path = tmp_path / "s.yaml"
         path.write_text(f"task: sweep\nconfig: tasks/rotten_tomatoes.yaml\nrows: {{a: {{}}}}\n{text}\n")
         with pytest.raises(ConfigError, match=problem):
@@ -218,7 +220,8 @@ def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, c
     sweep_file = tmp_path / "tiny.yaml"
     sweep_file.write_text("task: sweep\ntitle: A tiny study\nconfig: tasks/rotten_tomatoes.yaml\nseeds: [1, 2]\n"
                           "vocabulary: 1000\nbaselines: true\nsubsets: {train: 300, test: 120}\n"
-                          "grid: {data.loss: [ce, focal]}\n")
+                          "grid: {data.loss: [ce, focal]}\n"
+                          f"test_sets: {{held: {{config: tasks/rotten_tomatoes.yaml, overrides: {{data.test: {held_out}}}}}}}\n")
     command = ["sweep", str(sweep_file), "--runs-dir", str(tmp_path), f"data.train={train}", f"data.dev={held_out}",
                f"data.test={held_out}", "data.max_length=32", "training.max_steps=4", "training.eval_every=4",
                "training.batch_size=16", "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
@@ -252,8 +255,19 @@ def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, c
                   for run in results["rows"]["loss=ce"]["runs"])
     assert f"| {stalled} of 2 | reference | reference |" in report  # runs with a class never recalled, counted
     assert "| baseline: majority class | " in report and " | yes | | |" in report  # the majority class misses two
+    # Every run's model scored on the other test set too: its figure is the test set's predictions, scored anew.
+    scored = sorted(Path(runs[0]["output_dir"]).glob("test_sets/held-*/predictions.csv"))
+    assert len(scored) == 1 and results["test_sets"]["held"]["records"] == 200
+    with open(scored[0], newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["label"] for row in rows] == [example.label for example in read_table(held_out)]
+    assert runs[0]["figures"]["test_macro_f1@held"] == pytest.approx(
+        f1_score([r["label"] for r in rows], [r["predicted"] for r in rows], average="macro", zero_division=0))
+    assert "| test_macro_f1@held |" in report.splitlines()[4] and "**held** `tasks/rotten_tomatoes.yaml`" in report
+    scored_at = scored[0].stat().st_mtime_ns
     capsys.readouterr()
     assert cli.main(command) == 0
+    assert scored[0].stat().st_mtime_ns == scored_at  # read back, not scored again
     again = json.loads((out / "sweep.json").read_text())
     assert all(run["reused"] for row in again["rows"].values() for run in row["runs"])
     assert again["statistics"] == results["statistics"]

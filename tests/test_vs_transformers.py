@@ -4,6 +4,7 @@ BERT (offline), refuses what it cannot do, and stands beside nlu in a sweep."""
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -271,6 +272,28 @@ def test_both_frameworks_train_the_same_tokens_and_are_scored_alike(task, tiny_b
     assert {entry["split"] for entry in log} == {"train", "eval"} and (folder / "report.md").exists()
     again = run(load_settings(TASK_FILES[task], same_work(task, tiny_bert, tmp_path, "transformers"), task=task))
     assert again.reused and again.summary == theirs
+
+
+@pytest.mark.slow
+def test_a_trainer_run_stopped_after_a_checkpoint_resumes_to_the_same_result(tiny_bert, tmp_path, one_thread):
+    """As if killed after its step-2 checkpoint: the run resumes there (the Trainer's own resume)
+    and ends with the uninterrupted run's steps, real-token count and test predictions."""
+    overrides = [*same_work("classify", tiny_bert, tmp_path, "transformers"), "training.max_steps=4",
+                 "training.eval_every=2", "training.keep_checkpoints=2"]
+    whole = run(load_settings(TASK_FILES["classify"], overrides, task="classify"))
+    folder = whole.output_dir
+    predictions = (folder / "test" / "predictions.csv").read_text()
+    checkpoints = sorted((folder / "transformers").glob("checkpoint-*"))
+    assert [path.name for path in checkpoints] == ["checkpoint-2", "checkpoint-4"]
+    shutil.rmtree(checkpoints[-1])
+    for path in ("summary.json", "test", "model"):
+        shutil.rmtree(folder / path) if (folder / path).is_dir() else (folder / path).unlink()
+    resumed = run(load_settings(TASK_FILES["classify"], overrides, task="classify"))
+    assert not resumed.reused and resumed.summary["steps"] == 4
+    tokens = {name: record.summary["tokens_per_second"] * record.summary["train_seconds"]
+              for name, record in (("whole", whole), ("resumed", resumed))}
+    assert round(tokens["resumed"]) == round(tokens["whole"]) > 0
+    assert (folder / "test" / "predictions.csv").read_text() == predictions
 
 
 @pytest.mark.slow
