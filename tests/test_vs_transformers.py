@@ -276,13 +276,17 @@ def test_both_frameworks_train_the_same_tokens_and_are_scored_alike(task, tiny_b
 
 @pytest.mark.slow
 def test_a_trainer_run_stopped_after_a_checkpoint_resumes_to_the_same_result(tiny_bert, tmp_path, one_thread):
-    """As if killed after its step-2 checkpoint: the run resumes there (the Trainer's own resume)
-    and ends with the uninterrupted run's steps, real-token count and test predictions."""
+    """A seed fixes a Trainer run; and as if killed after its step-2 checkpoint, the run resumes there
+    (the Trainer's own resume) and ends with the uninterrupted run's steps, real-token count and test
+    predictions."""
     overrides = [*same_work("classify", tiny_bert, tmp_path, "transformers"), "training.max_steps=4",
                  "training.eval_every=2", "training.keep_checkpoints=2"]
     whole = run(load_settings(TASK_FILES["classify"], overrides, task="classify"))
     folder = whole.output_dir
     predictions = (folder / "test" / "predictions.csv").read_text()
+    twin = run(load_settings(TASK_FILES["classify"], [*overrides, f"training.output_dir={tmp_path / 'twin'}"],
+                             task="classify"))  # the same seed elsewhere: the same run, new head included
+    assert (twin.output_dir / "log.jsonl").read_text() == (folder / "log.jsonl").read_text()
     checkpoints = sorted((folder / "transformers").glob("checkpoint-*"))
     assert [path.name for path in checkpoints] == ["checkpoint-2", "checkpoint-4"]
     shutil.rmtree(checkpoints[-1])
