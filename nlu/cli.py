@@ -253,8 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="a grid of overrides × seeds: mean ± std table, paired bootstrap vs the first row")
     sweep.add_argument("sweep_file", nargs="?", help="a sweep YAML (task: sweep, config, rows or grid; optional seeds, "
-                                                     "overrides, title, headline, subsets, vocabulary, baselines); "
-                                                     "{row}, {seed} and {sweeps} in a text value are filled per run")
+                                                     "overrides, title, headline, columns, subsets, vocabulary, "
+                                                     "baselines, isolate, test_sets); {row}, {seed} and {sweeps} in a "
+                                                     "text value are filled per run; a row may set framework: "
+                                                     "transformers")
     sweep.add_argument("--config", help="task YAML the grid varies, e.g. tasks/rotten_tomatoes.yaml")
     sweep.add_argument("--grid", action="append", default=[], help="section.key=v1,v2 (repeat for a product)")
     sweep.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the sweep file's, else 42)")

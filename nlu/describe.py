@@ -19,7 +19,8 @@ import yaml
 
 from nlu.config import EncoderConfig
 from nlu.runs import task_entry
-from nlu.settings import RunSettings, load_settings
+from nlu.errors import ConfigError
+from nlu.settings import RunSettings, load_settings, read_yaml_file
 from nlu.training.config import TrainingConfig
 
 TOP_LEVEL = ("init", "from_scratch", "framework")
@@ -84,6 +85,10 @@ def section_lines(title: str, prefix: str, options: list[Option], file_values: d
 
 def describe_task_file(path: str | Path) -> str:
     """The text ``nlu config show`` prints: every section of the file's task, every option."""
+    values = read_yaml_file(Path(path), "task file")
+    if values.get("task") == "sweep":
+        raise ConfigError(f"{path}: a sweep file; nlu config show describes task files, such as its config "
+                          f"({values.get('config')})")
     settings = load_settings(path)  # the file must be valid before it is described
     entry = task_entry(settings.task)
     raw = yaml.safe_load(Path(path).read_text()) or {}

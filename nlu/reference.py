@@ -130,16 +130,18 @@ def check_framework(settings: RunSettings, data: Mapping[str, Any]) -> None:
     if Path(settings.init).is_dir() and is_nlu_checkpoint(model_directory(settings.init)):
         raise ConfigError(f"{where} reads transformers checkpoints, and {settings.init} is nlu's: "
                           "`nlu export` makes one transformers reads")
-    values = {**{f"data.{key}": value for key, value in data.items()},
-              **{f"training.{key}": value for key, value in dataclasses.asdict(settings.training).items()}}
-    lacking = [f"{option}={values[option]!r}" for option, unused in TRAINER_LACKS.items()
-               if option in values and values[option] != unused]
-    lacking += [f"training.{key}=auto" for key in ("learning_rate", "warmup_ratio")
-                if getattr(settings.training, key) == "auto"]
-    lacking += [f"model.{key}" for key in settings.model]
+    values = {"data": data, "training": dataclasses.asdict(settings.training)}
+    lacking = []
+    for option, unused in TRAINER_LACKS.items():
+        section, key = option.split(".")
+        if values[section].get(key, unused) != unused:
+            lacking.append(f"{settings.where(section)(key)}={values[section][key]!r} (nlu's own; remove it, or run it "
+                           "with framework: nlu)")
+    lacking += [f"{settings.where('training')(key)}=auto (nlu.recipes' choice: give a number)"
+                for key in ("learning_rate", "warmup_ratio") if getattr(settings.training, key) == "auto"]
+    lacking += [f"{settings.where('model')(key)} (the Trainer keeps the checkpoint's architecture)" for key in settings.model]
     if lacking:
-        raise ConfigError(f"{where} has no counterpart for {', '.join(lacking)} (nlu's own); remove them, "
-                          "give numbers for auto, or run it with framework: nlu")
+        raise ConfigError(f"framework: transformers has no counterpart for {'; '.join(lacking)}")
 
 
 def log_records(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

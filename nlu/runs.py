@@ -118,11 +118,24 @@ def resolve(settings: RunSettings) -> RunSettings:
         raise ConfigError(f"{settings.where('training')('learning_rate')}: auto is chosen for fine-tuning "
                           f"(nlu.recipes); give numbers for pretraining")
     data = dataclasses.asdict(fill(entry.data_options, settings.data, settings.where("data")))
+    if entry.load_data is not None:  # fine-tuning
+        check_selection(settings)
     reference.check_framework(settings, data)
     model = check_model_options(settings)
     if settings.init is not None:
         check_model_name(settings.init)
     return dataclasses.replace(settings, data=data, model=model)
+
+
+def check_selection(settings: RunSettings) -> None:
+    """Fine-tuning keeps the model with the best dev task metric, and every one of them is higher-is-
+    better; a selection by the lowest loss, asked for in so many words, is refused, not rewritten."""
+    asked = {key: getattr(settings.training, key) for key in ("select_metric", "select_mode")
+             if f"training.{key}" in settings.origins}
+    for key, refused in (("select_metric", "loss"), ("select_mode", "min")):
+        if asked.get(key) == refused:
+            raise ConfigError(f"{settings.where('training')(key)}={refused}: fine-tuning selects by a dev task metric, "
+                              "higher is better (f1, macro_f1, balanced_accuracy, ...; select_mode max)")
 
 
 def check_model_options(settings: RunSettings) -> dict[str, Any]:

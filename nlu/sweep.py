@@ -299,6 +299,7 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
     """Run (or reuse) every row × seed and gather the figures the report is rendered from."""
     runs_dir = Path(runs_dir)
     root = runs_dir / sweep.name
+    check_columns(sweep)
     for seed in sweep.seeds:  # every run's settings validated before the first run or data step writes anything
         for row in sweep.rows:
             try:
@@ -339,12 +340,26 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
     reported = sorted({key for row in results["statistics"].values() for key in row})
     missing = [figure for figure in (results["headline_figure"], *sweep.columns) if figure not in reported]
     if missing:
-        raise ConfigError(f"{sweep.name}: no run reports {', '.join(map(repr, missing))} (headline or columns); "
-                          f"they report {', '.join(reported)}")
+        unmeasured = any(figure.startswith("process.") for figure in missing)
+        raise ConfigError(f"{sweep.name}: no run reports {', '.join(map(repr, missing))} (headline or columns)"
+                          + ("; runs made without isolate: true have no process figures (--force runs them again)"
+                             if unmeasured else "") + f"; they report {', '.join(reported)}")
     results["seed_differences"] = seed_differences(results)
     results["bootstrap"] = bootstrap_against_first(results, task)
     results["headline"] = headline_sentence(results)
     return results
+
+
+def check_columns(sweep: Sweep) -> None:
+    """What can be known of the columns before any run: ``process.*`` needs ``isolate``, and
+    ``FIGURE@NAME`` a test set of that name (the rest is checked against what the runs report)."""
+    for column in sweep.columns:
+        if column.startswith("process.") and not sweep.isolate:
+            raise ConfigError(f"{sweep.name}: column {column!r} is measured only with isolate: true "
+                              "(each run in its own process)")
+        if "@" in column and column.rpartition("@")[2] not in sweep.test_sets:
+            raise ConfigError(f"{sweep.name}: column {column!r} names no test set; test_sets are "
+                              f"{', '.join(sweep.test_sets) or 'none'}")
 
 
 def read_test_sets(sweep: Sweep, task: str) -> dict[str, tuple[str, list]]:
@@ -563,8 +578,9 @@ def render_sweep(results: dict[str, Any]) -> str:
     """The sweep report in Markdown, from the JSON alone."""
     stats, data = results["statistics"], results.get("data") or {}
     headline = results["headline_figure"]
-    columns = [headline, *minority_keys(results), "train_seconds",
-               *[f"{headline}@{name}" for name in results.get("test_sets", {})], *results.get("columns", [])]
+    columns = list(dict.fromkeys([headline, *minority_keys(results), "train_seconds",
+                                  *[f"{headline}@{name}" for name in results.get("test_sets", {})],
+                                  *results.get("columns", [])]))  # a figure named twice is one column
     rows = list(stats)
     recall_zero_header = " | runs with a test recall of 0" if results["task"] == "classify" else ""
     seeds = ", ".join(map(str, results["seeds"]))

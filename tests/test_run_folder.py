@@ -96,6 +96,14 @@ def test_an_automatic_learning_rate_is_refused_for_pretraining_before_anything_r
         resolve(load_settings(str(ROOT / "tasks" / "pretrain_news.yaml"), ["training.learning_rate=auto"], task="pretrain"))
 
 
+@pytest.mark.parametrize("override", ["training.select_metric=loss", "training.select_mode=min"])
+def test_fine_tuning_refuses_a_selection_it_would_otherwise_rewrite(override, tmp_path):
+    settings = load_settings(NER_TASK, [override, f"training.output_dir={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError, match=rf"command line: {override}: fine-tuning selects by a dev task metric"):
+        run(settings)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_bad_key_in_the_task_file_names_the_file(tmp_path):
     task = tmp_path / "task.yaml"
     task.write_text("task: ner\ndata:\n  strides: 3\n")

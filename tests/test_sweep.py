@@ -108,6 +108,19 @@ def test_rows_may_not_change_the_data_a_sweep_draws_once(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
+def test_columns_that_cannot_be_measured_are_refused_before_any_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sweep_module, "run", lambda settings, force=False: pytest.fail("a run started"))
+    for columns, problem in ((["process.peak_rss_mib"], "measured only with isolate: true"),
+                             (["test_f1@ru"], "names no test set; test_sets are none")):
+        sweep = Sweep(name="s", config="tasks/wnut16_ner.yaml", rows={"a": {}}, columns=columns)
+        with pytest.raises(ConfigError, match=problem):
+            run_sweep(sweep, "ner", tmp_path)
+    assert cli.main(["config", "show", "tasks/sweeps/init_ner.yaml"]) == 2
+    assert "a sweep file; nlu config show describes task files, such as its config (tasks/wnut16_ner.yaml)" in (
+        capsys.readouterr().err)
+
+
 def test_every_row_is_validated_before_the_first_run(tmp_path, monkeypatch):
     """A Trainer row the task file's options rule out (learning_rate: auto) stops the sweep before the
     nlu row before it has run, and before its data steps write anything."""
@@ -115,7 +128,7 @@ def test_every_row_is_validated_before_the_first_run(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_module, "run", lambda settings, force=False: pytest.fail("a run started"))
     sweep = Sweep(name="s", config="tasks/rotten_tomatoes.yaml", rows={"nlu": {}, "Trainer": {"framework": "transformers"}},
                   overrides={"init": "all-MiniLM-L6-v2"}, subsets={"train": 60}, seeds=[1, 2])
-    refusal = r"sweep s, row 'Trainer', seed 1: .*framework: transformers has no counterpart for training.learning_rate=auto"
+    refusal = r"sweep s, row 'Trainer', seed 1: framework: .* tasks/rotten_tomatoes.yaml: training.learning_rate=auto"
     with pytest.raises(ConfigError, match=refusal):
         run_sweep(sweep, "classify", tmp_path)
     assert not any(tmp_path.iterdir())

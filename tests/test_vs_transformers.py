@@ -197,10 +197,10 @@ TASK_FILES = {"ner": ROOT / "tasks" / "wnut16_ner.yaml", "classify": ROOT / "tas
 @pytest.mark.parametrize("extra, lacking", [
     ([], None),
     (["from_scratch=true"], "give init=<checkpoint> \\(and no from_scratch\\)"),
-    (["data.loss=focal"], "no counterpart for data.loss='focal'"),
-    (["training.learning_rate=auto"], "no counterpart for training.learning_rate=auto"),
-    (["training.early_stopping_patience=3"], "no counterpart for training.early_stopping_patience=3"),
-    (["model.hidden_dropout_prob=0.2"], "no counterpart for model.hidden_dropout_prob"),
+    (["data.loss=focal"], "no counterpart for command line: data.loss='focal' \\(nlu's own; remove it"),
+    (["training.learning_rate=auto"], "command line: training.learning_rate=auto \\(nlu.recipes' choice"),
+    (["training.early_stopping_patience=3"], "command line: training.early_stopping_patience=3"),
+    (["model.hidden_dropout_prob=0.2"], "command line: model.hidden_dropout_prob \\(the Trainer keeps"),
     (["framework=keras"], "framework must be one of nlu, transformers; got 'keras'"),
 ])
 def test_what_the_trainer_cannot_do_is_refused_before_the_run_folder_exists(extra, lacking, tiny_bert, tmp_path):
