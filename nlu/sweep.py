@@ -335,6 +335,9 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
                               "wall_seconds": record.wall_seconds, "figures": figures,
                               "notes": {key: record.summary[key] for key in ("warning", "recipe") if record.summary.get(key)}})
             results["machine"] = record.machine
+            headline = figures.get(results["headline_figure"])
+            print(f"[sweep {sweep.name}] {row}, seed {seed}: {'reused' if record.reused else 'ran'}"
+                  + (f", {results['headline_figure']} {headline:.4f}" if headline is not None else ""), flush=True)
     results["rows"] = {row: {"overrides": overrides, "runs": runs[row]} for row, overrides in sweep.rows.items()}
     results["statistics"] = statistics(results)
     reported = sorted({key for row in results["statistics"].values() for key in row})
@@ -602,7 +605,7 @@ def render_sweep(results: dict[str, Any]) -> str:
             f"({within(interval['low'], interval['high'])})")
         runs = results["rows"][row]["runs"]
         stalled = f" | {sum(misses_a_class(run_['figures']) for run_ in runs)} of {len(runs)}" if recall_zero_header else ""
-        lines.append(f"| {row} | " + " | ".join(cell(stats[row].get(key)) for key in columns)
+        lines.append(f"| {row} | " + " | ".join(counted_cell(stats[row].get(key), len(runs)) for key in columns)
                      + f"{stalled} | {seed_cell} | {boot_cell} |")
     for name, figures in (data.get("baselines") or {}).items():
         lines.append(f"| baseline: {name} | " + " | ".join(
@@ -639,6 +642,12 @@ def render_sweep(results: dict[str, Any]) -> str:
               if results.get("machine") else "Host: not recorded.",
               "", f"![{headline}](sweep.png)", ""]
     return "\n".join(lines)
+
+
+def counted_cell(entry: dict[str, Any] | None, runs: int) -> str:
+    """mean ± std, with "(n of N)" where fewer than the row's runs report the figure."""
+    reported = len(entry["values"]) if entry else 0
+    return cell(entry) + (f" ({reported} of {runs} runs)" if 0 < reported < runs else "")
 
 
 def write_sweep(results: dict[str, Any], out_dir: Path) -> Path:

@@ -49,6 +49,14 @@ def test_statistics_are_mean_and_sample_std_over_seeds():
     assert entry["mean"] == pytest.approx(0.5) and entry["std"] == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))
 
 
+def test_a_figure_fewer_runs_report_says_how_many():
+    results = {"rows": {"a": {"runs": [{"figures": {"f1": 0.2, "process.peak_rss_mib": 900.0}},
+                                       {"figures": {"f1": 0.4}}]}}}
+    entry = statistics(results)["a"]
+    assert sweep_module.counted_cell(entry["process.peak_rss_mib"], 2) == "900.0000 (1 of 2 runs)"
+    assert sweep_module.counted_cell(entry["f1"], 2) == f"0.3000 ± {np.std([0.2, 0.4], ddof=1):.4f}"
+
+
 def test_resampled_macro_f1_equals_scikit_learn_on_every_resample():
     rng = np.random.default_rng(3)
     outcomes = rng.integers(0, 3, size=(50, 2))
