@@ -329,7 +329,7 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
                                          task=task)
             record = (run_in_own_process if sweep.isolate else run)(settings, force=force)
             figures = run_figures(record.summary, record.output_dir, task) | {
-                f"process.{key}": value for key, value in (record.process or {}).items()} | test_set_figures(
+                f"process.{key}": value for key, value in (record.process or {}).items()} | figures_on_test_sets(
                 record.output_dir, test_sets)
             runs[row].append({"seed": seed, "output_dir": str(record.output_dir), "reused": record.reused,
                               "wall_seconds": record.wall_seconds, "figures": figures,
@@ -378,7 +378,7 @@ def read_test_sets(sweep: Sweep, task: str) -> dict[str, tuple[str, list]]:
     return found
 
 
-def test_set_figures(output_dir: Path, test_sets: dict[str, tuple[str, list]]) -> dict[str, float]:
+def figures_on_test_sets(output_dir: Path, test_sets: dict[str, tuple[str, list]]) -> dict[str, float]:
     """The run's model scored on every test set, as ``FIGURE@NAME``; a set scored before (same
     records) is read back from the run folder."""
     figures: dict[str, float] = {}
