@@ -225,14 +225,16 @@ reports the whole run's figures, as nlu's own checkpoints do."""
 
 def counting_trainer(**arguments: Any):
     """transformers' Trainer that counts the real (non-pad) tokens of every training batch and the
-    training seconds (both carried through its checkpoints) and, as nlu's loop, scores dev at the
-    last step too (transformers does so itself only from 5.10)."""
+    training seconds (both carried through its checkpoints) and, as nlu's loop, logs and scores dev
+    at the last step too (transformers scores it itself only from 5.10)."""
     import transformers
 
     class NluClock(transformers.TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step >= state.max_steps and state.global_step % args.eval_steps:
-                control.should_evaluate = control.should_save = True
+            if state.global_step >= state.max_steps:  # the last step is logged and scored, as nlu's loop does
+                control.should_log = control.should_log or bool(state.global_step % args.logging_steps)
+                if state.global_step % args.eval_steps:
+                    control.should_evaluate = control.should_save = True
 
         def on_save(self, args, state, control, **kwargs):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
