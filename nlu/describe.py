@@ -85,20 +85,19 @@ def section_lines(title: str, prefix: str, options: list[Option], file_values: d
 
 def describe_task_file(path: str | Path) -> str:
     """The text ``nlu config show`` prints: every section of the file's task, every option."""
-    values = read_yaml_file(Path(path), "task file")
+    values = read_yaml_file(Path(path), "task file")  # read as nlu reads it: YAML 1.2, `no` is a word
     if values.get("task") == "sweep":
         raise ConfigError(f"{path}: a sweep file; nlu config show describes task files, such as its config "
                           f"({values.get('config')})")
     settings = load_settings(path)  # the file must be valid before it is described
     entry = task_entry(settings.task)
-    raw = yaml.safe_load(Path(path).read_text()) or {}
     lines = [f"{path}: task {settings.task!r}. Set any option in the file or on the command line as "
              f"section.key=value; 'this file' marks the values {Path(path).name} sets."]
-    lines += section_lines("top level", "", options_of(RunSettings, TOP_LEVEL), raw)
+    lines += section_lines("top level", "", options_of(RunSettings, TOP_LEVEL), values)
     lines += section_lines("model  (nlu.config.EncoderConfig; with init, these override that checkpoint's options)",
-                           "model.", options_of(EncoderConfig), raw.get("model") or {})
+                           "model.", options_of(EncoderConfig), values.get("model") or {})
     lines += section_lines(f"data  ({entry.data_options.__module__}.{entry.data_options.__name__})", "data.",
-                           options_of(entry.data_options), raw.get("data") or {})
+                           options_of(entry.data_options), values.get("data") or {})
     lines += section_lines("training  (nlu.training.config.TrainingConfig)", "training.", options_of(TrainingConfig),
-                           raw.get("training") or {})
+                           values.get("training") or {})
     return "\n".join(lines)

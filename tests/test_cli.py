@@ -71,6 +71,14 @@ def test_config_show_marks_the_values_the_file_sets(capsys):
     assert "  training.output_dir: str = runs/default   (this file: runs/wnut16_ner)" in text
 
 
+def test_config_show_reads_a_yaml_word_as_nlu_reads_it(tmp_path, capsys):
+    """`no` is fp32's name, not YAML 1.1's false: the file's value is shown as the run will read it."""
+    task_file = tmp_path / "fp32.yaml"
+    task_file.write_text("task: ner\ntraining:\n  mixed_precision: no\n")
+    assert cli.main(["config", "show", str(task_file)]) == 0
+    assert "  training.mixed_precision: str = auto   (this file: 'no')" in capsys.readouterr().out
+
+
 def test_config_show_of_a_missing_or_broken_file_is_one_line(tmp_path, capsys):
     assert cli.main(["config", "show", str(tmp_path / "absent.yaml")]) == 2
     assert capsys.readouterr().err == f"nlu: error: {tmp_path / 'absent.yaml'}: task file not found\n"
