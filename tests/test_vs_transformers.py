@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from seqeval.metrics import f1_score as seqeval_f1
@@ -228,6 +229,30 @@ def test_an_nlu_checkpoint_is_refused_as_the_trainers_init(wnut_tokenizer, tmp_p
                                                   f"training.output_dir={tmp_path / 'run'}"], task="ner")
     with pytest.raises(ConfigError, match="reads transformers checkpoints.*`nlu export`"):
         run(settings)
+
+
+def test_the_trainer_truncates_a_long_sentence_counts_it_and_predicts_its_cut_words_o(tiny_bert):
+    """The Trainer has no windows: words past max_length get no label position, are predicted O and
+    the sentence is counted as cut; a short sentence keeps every word."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from nlu.data.ner import NerSentence
+    from nlu.reference import ner_inputs
+
+    long = NerSentence(["paris"] * 40, ["B-geo-loc"] * 40, "long.conll", 1)
+    short = NerSentence(["paris", "is", "big"], ["B-geo-loc", "O", "O"], "short.conll", 1)
+    splits = SimpleNamespace(train=[long, short], dev=[short], test=[long, short])
+    encoded = ner_inputs(splits, AutoTokenizer.from_pretrained(tiny_bert), 16, "strict")
+    assert encoded.cut == {"train": 1, "dev": 0, "test": 1}
+    width = max(len(row) for row in encoded.datasets["test"]["input_ids"])
+    logits = np.zeros((2, width, len(encoded.labels)), dtype=np.float32)
+    logits[:, :, encoded.labels.index("B-geo-loc")] = 1.0  # every position says B-geo-loc
+    tags = encoded.predictions(logits, "test")
+    kept = sum(tag == "B-geo-loc" for tag in tags[0])
+    assert 0 < kept < 40 and tags[0] == ["B-geo-loc"] * kept + ["O"] * (40 - kept)
+    assert tags[1] == ["B-geo-loc"] * 3
 
 
 @pytest.mark.slow
