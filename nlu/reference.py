@@ -207,7 +207,7 @@ def classification_inputs(splits, tokenizer, max_length: int) -> Encoded:
         cut[split] = sum(len(row) > max_length for row in whole["input_ids"])
         rows = tokenizer([e.text for e in examples], pairs, truncation=True, max_length=max_length) if examples else {}
         datasets[split] = Dataset.from_dict({**{key: rows[key] for key in MODEL_INPUTS if key in rows},
-                                             "labels": [labels.index(e.label) for e in examples]})
+                                             "labels": [splits.label_map.to_id(e.label) for e in examples]})
 
     def figures(probabilities: np.ndarray, split: str) -> dict[str, Any]:
         return classification_figures([e.label for e in getattr(splits, split)],
