@@ -3,9 +3,8 @@ timed, runs alternated step by step, where the operator time goes, peak memory, 
 peak that utilisation is measured against.
 
 Alternation is the rule because the hosts are shared: a run timed after another sees different
-load, while runs interleaved step by step see the same drift. scripts/bench.py and crosslingual.py
-build their comparisons from these pieces, so a figure in one report is measured the way the same
-figure in another is.
+load, while runs interleaved step by step see the same drift. scripts/bench.py (and gpu_check.py
+through it) builds its comparisons from these pieces, which are tested here once.
 """
 
 from __future__ import annotations
@@ -122,15 +121,13 @@ def operator_times(work: Callable[[], Any]) -> dict[str, float]:
     return {event.key: event.self_cpu_time_total / 1e6 for event in profiled.key_averages()}
 
 
-def operator_shares(times: Mapping[str, float], groups: Mapping[str, Sequence[str]],
-                    exact: bool = False) -> dict[str, float]:
-    """Each group's share of the total, an operator counted in the first group that names it
-    (exactly, or as a part of its lower-cased key); the rest is "other"."""
+def operator_shares(times: Mapping[str, float], groups: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """Each group's share of the total, an operator counted in the first group that names it (as a
+    part of its lower-cased key); the rest is "other"."""
     total = sum(times.values()) or 1.0
     shares = dict.fromkeys([*groups, "other"], 0.0)
     for key, value in times.items():
-        named = (lambda part: part == key) if exact else (lambda part: part in key.lower())
-        group = next((label for label, parts in groups.items() if any(map(named, parts))), "other")
+        group = next((label for label, parts in groups.items() if any(part in key.lower() for part in parts)), "other")
         shares[group] += value / total
     return shares
 

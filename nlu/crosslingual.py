@@ -1,6 +1,6 @@
 """One fine-tuned model scored on several labelled test sets (languages, domains) into one table:
 the zero-shot, cross-lingual evaluation of PAN-X-style studies (fine-tune on German, score German,
-Russian, Turkish, English), for a sweep's ``test_sets`` or a study script.
+Russian, Turkish, English), for a sweep's ``test_sets`` (tasks/sweeps/crosslingual.yaml).
 
 Each test set is read through a task file, so its scheme (IOB1), tag map (PERSON -> PER, OTH -> O)
 and columns are exactly those a run on that language would use; each is scored by the task's own
@@ -16,7 +16,6 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nlu.data.ner import NerSentence
 from nlu.data.text import read_text_lines
 from nlu.errors import ConfigError, DataError
 from nlu.files import write_text_atomic
@@ -110,17 +109,3 @@ def summary_figures(results: Mapping[str, Any]) -> dict[str, float]:
     return {"test_f1": strict["averages"]["micro"]["f1"], "test_macro_f1": strict["averages"]["macro"]["f1"],
             **{f"test_f1[{kind}]": row["f1"] for kind, row in strict["per_class"].items()}}
 
-
-def evaluate_languages(model: str | PathLike, test_sets: Mapping[str, Sequence[NerSentence]], out_dir: Path,
-                       batch_size: int = 64) -> dict[str, dict[str, Any]]:
-    """:func:`evaluate_test_sets` for an NER model, per set: micro F1 (strict IOB2), precision,
-    recall, per-type F1 and support (the table scripts/crosslingual.py reports)."""
-    table: dict[str, dict[str, Any]] = {}
-    for name, results in evaluate_test_sets(model, test_sets, out_dir, batch_size).items():
-        scores = results["entity_strict"]
-        micro = scores["averages"]["micro"]
-        table[name] = {"f1": micro["f1"], "precision": micro["precision"], "recall": micro["recall"],
-                       "per_type_f1": {kind: row["f1"] for kind, row in scores["per_class"].items()},
-                       "support": {kind: row["support"] for kind, row in scores["per_class"].items()},
-                       "sentences": results["sentences"], "report": str(out_dir / name / "report.md")}
-    return table

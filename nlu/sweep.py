@@ -41,7 +41,7 @@ from nlu.evaluation.confusion import entity_spans
 from nlu.evaluation.plots import plot_bars
 from nlu.files import write_text_atomic
 from nlu.options import fill
-from nlu.reporting import cell, command_line, machine_line, mean_std
+from nlu.reporting import cell, command_line, machine_line, mean_std, table
 from nlu.runs import resolve, run, run_in_own_process, task_entry
 from nlu.settings import load_settings, read_yaml_file
 from nlu.tokenizer import save_tokenizer, train_tokenizer
@@ -532,8 +532,9 @@ def relabel(outcome: tuple[np.ndarray, list[str]], labels: list[str]) -> np.ndar
 
 def minority_keys(results: dict[str, Any]) -> list[str]:
     """Per-class figures worth a column: recall of classes rarer than average (classification) or
-    F1 per entity type (NER), as the runs report them."""
-    first = next(iter(results["statistics"].values()))
+    F1 per entity type (NER), on the sweep's own test split (those on other test sets, ``...@NAME``,
+    stay in the JSON and in each set's report, so the table keeps one column per set)."""
+    first = {key: value for key, value in next(iter(results["statistics"].values())).items() if "@" not in key}
     if results["task"] == "ner":
         return sorted(key for key in first if key.startswith("test_f1["))
     recalls = sorted(key for key in first if key.startswith("test_recall["))
@@ -644,10 +645,23 @@ def render_sweep(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def counted_cell(entry: dict[str, Any] | None, runs: int) -> str:
+def compact_table(results: dict[str, Any]) -> list[str]:
+    """The table a README quotes (scripts/reports_index.py): per row its seeds, the headline figure on
+    the sweep's own test split and on every test set, and training seconds; mean ± std over seeds."""
+    headline, stats = results["headline_figure"], results["statistics"]
+    digits = {headline: 4, **{f"{headline}@{name}": 4 for name in results.get("test_sets", {})}, "train_seconds": 0}
+    lines = []
+    for row, entry in results["rows"].items():
+        seeds = ", ".join(str(run_["seed"]) for run_ in entry["runs"])
+        lines.append([row, seeds, *(counted_cell(stats[row].get(key), len(entry["runs"]), places)
+                                    for key, places in digits.items())])
+    return table(["row", "seeds", *digits], lines)
+
+
+def counted_cell(entry: dict[str, Any] | None, runs: int, digits: int = 4) -> str:
     """mean ± std, with "(n of N)" where fewer than the row's runs report the figure."""
     reported = len(entry["values"]) if entry else 0
-    return cell(entry) + (f" ({reported} of {runs} runs)" if 0 < reported < runs else "")
+    return cell(entry, digits) + (f" ({reported} of {runs} runs)" if 0 < reported < runs else "")
 
 
 def write_sweep(results: dict[str, Any], out_dir: Path) -> Path:

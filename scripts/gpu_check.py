@@ -107,7 +107,7 @@ def parity(device: torch.device) -> dict:
 
 def panx_folder(source: Path, sizes: list[int], folder: Path) -> Path:
     """train/dev/test.conll drawn, seeded, from SOURCE: a folder with GermEval 2014's dev.txt (train and
-    dev sentences) and test.txt (test), as scripts/crosslingual.py draws them, or one CoNLL file for all
+    dev sentences) and test.txt (test) as ../shared holds them, or one CoNLL file for all
     three: a PAN-X-shaped local_dir. Dev and test keep the sentences whose tags the training sample has
     (nlu refuses tags it never trained on)."""
     wanted = dict(zip(("train", "dev", "test"), sizes))

@@ -8,8 +8,8 @@ A report is a Markdown file with a JSON file of the same stem beside it (or a sw
 sweep.json, or the main job's results.json). Its line in the index is its title, the command that
 made it, and the ``headline`` string its JSON carries — a sentence its own script computed from
 the figures — so no figure here is typed by hand and none can drift from its report. A README block
-between ``<!-- table: NAME -->`` and ``<!-- end of table -->`` is the ``readme_table`` (Markdown lines)
-of reports/NAME.json, made the same way.
+between ``<!-- table: NAME -->`` and ``<!-- end of table -->`` is the compact table
+(nlu.sweep.compact_table) of the sweep report reports/NAME/sweep.json, made the same way.
 """
 
 from __future__ import annotations
@@ -79,13 +79,13 @@ def render_readme(text: str) -> str:
 
 
 def readme_table(match: re.Match) -> str:
-    source = REPORTS / f"{match[2]}.json"
+    """The block's table, made from the sweep report it names (nlu.sweep imports torch: only here)."""
+    from nlu.sweep import compact_table
+
+    source = REPORTS / match[2] / "sweep.json"
     if not source.is_file():
         raise SystemExit(f"{README}: the table block names {source.relative_to(ROOT)}, which does not exist")
-    lines = json.loads(source.read_text(encoding="utf-8")).get("readme_table")
-    if not lines:
-        raise SystemExit(f"{source.relative_to(ROOT)} has no readme_table for the README's table block")
-    return match[1] + "\n".join(lines) + "\n" + match[3]
+    return match[1] + "\n".join(compact_table(json.loads(source.read_text(encoding="utf-8")))) + "\n" + match[3]
 
 
 def main() -> int:

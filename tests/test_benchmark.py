@@ -36,15 +36,14 @@ def test_operator_shares_first_group_wins_and_the_rest_is_other():
     substring = operator_shares(times, {"matmul": ("mm",), "elementwise": ("add",)})
     # "aten::addmm" holds both "mm" and "add": the first group listed takes it
     assert substring == pytest.approx({"matmul": 0.4, "elementwise": 0.2, "other": 0.4})
-    exact = operator_shares(times, {"matmul": ("aten::mm",)}, exact=True)
-    assert exact == pytest.approx({"matmul": 0.1, "other": 0.9})
+    assert operator_shares(times, {"gelu": ("gelu",)}) == pytest.approx({"gelu": 0.4, "other": 0.6})
 
 
 def test_operator_times_sees_the_matmuls_of_the_work():
     a = torch.randn(64, 64)
     times = operator_times(lambda: [a @ a for _ in range(3)])
     assert times.get("aten::mm", 0.0) > 0.0
-    assert operator_shares(times, {"mm": ("aten::mm",)}, exact=True)["mm"] > 0.5
+    assert operator_shares(times, {"mm": ("aten::mm",)})["mm"] > 0.5
 
 
 def test_training_step_clips_steps_the_schedule_and_cycles_batches():

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nlu.config import EncoderConfig
-from nlu.crosslingual import evaluate_languages, read_blocks, read_test_split, sample_blocks, write_blocks
+from nlu.crosslingual import evaluate_test_sets, read_blocks, read_test_split, sample_blocks, summary_figures, write_blocks
 from nlu.data.ner import read_ner_file
 from nlu.errors import ConfigError, DataError
 from nlu.model import ForTokenClassification
@@ -165,41 +165,33 @@ def test_one_model_scored_on_several_test_sets_into_one_table(tmp_path, pretrain
     record = tiny_run(tmp_path, pretrained)
     english = read_test_split(ROOT / "tasks" / "wnut16_panx.yaml")
     sets = {"en": english, "en-first-20": english[:20]}
-    table = evaluate_languages(record.output_dir, sets, tmp_path / "languages")
-    assert list(table) == ["en", "en-first-20"]
+    results = evaluate_test_sets(record.output_dir, sets, tmp_path / "languages")
+    assert list(results) == ["en", "en-first-20"]
     own = json.loads((record.output_dir / "test" / "metrics.json").read_text())["entity_strict"]["averages"]["micro"]
-    assert table["en"]["f1"] == pytest.approx(own["f1"])  # the run's own test evaluation, same numbers
-    assert sum(table["en"]["support"].values()) == 107 and table["en-first-20"]["sentences"] == 20
+    assert summary_figures(results["en"])["test_f1"] == pytest.approx(own["f1"])  # the run's own test evaluation
+    per_type = results["en"]["entity_strict"]["per_class"]
+    assert sum(row["support"] for row in per_type.values()) == 107 and results["en-first-20"]["sentences"] == 20
     for name in sets:
         assert (tmp_path / "languages" / name / "entities_confusion_true.png").stat().st_size > 0
 
 
-def study_results(de_frozen: float, de_trainer: float, seconds_frozen: float, seconds_trainer: float) -> dict:
-    """A study's JSON as scripts/crosslingual.py saves it, two rows and one seed, with given figures."""
-    languages = {lang: {"f1": f1, "per_type_f1": {"PER": f1}} for lang, f1 in (("de", de_frozen), ("ru", 0.5))}
-    run_of = lambda **values: {"seed": 1, "steps": 750, "peak_rss_mib": 1000.0, "load_before": 1.3,  # noqa: E731
-                               "load_after": 1.5, **values}
-    return {"command": "c", "machine": {}, "seeds": [1], "runs_dir": "runs", "recipe": {"batch_size": 8},
-            "test_sentences": {"de": 10, "ru": 10}, "train_sentences": {"de": 20},
-            "runs": {"de, embeddings frozen": [run_of(train_seconds=seconds_frozen, languages=languages)],
-                     "de, transformers Trainer": [run_of(train_seconds=seconds_trainer, test_f1=de_trainer)]}}
-
-
-def test_the_study_report_decides_its_targets_from_its_own_figures():
+@needs_shared
+def test_panx_data_writes_seeded_samples_and_a_half_and_half_de_ru(tmp_path):
     import sys
 
     sys.path.insert(0, str(ROOT / "scripts"))
-    import crosslingual as study
+    import panx_data
 
-    fast, slow = study_results(0.78, 0.70, 240.0, 500.0), study_results(0.68, 0.70, 300.0, 500.0)
-    assert study.targets(study.summarise(fast)) == [
-        "German F1 within 1 point of the Trainer's or above: 0.780 (frozen) vs 0.700 — met",
-        "training wall-clock ≤ ½ the Trainer's: 240 (frozen) vs 500 s (ratio 0.48) — met",
-        "peak RSS ≤ the Trainer's: 1000 (frozen) vs 1000 MiB (ratio 1.00) — met"]
-    assert [line.rsplit("— ", 1)[1] for line in study.targets(study.summarise(slow))] == ["NOT met", "NOT met", "met"]
-    assert study.headline(slow) == ("German test F1 0.680 (nlu, embeddings frozen) vs 0.700 (transformers' Trainer), "
-                                    "0.60× its training time; zero-shot ru 0.500")
-    assert "Load average (1 min) before / after each training run: de, embeddings frozen seed 1: 1.3 / 1.5; " \
-           "de, transformers Trainer seed 1: 1.3 / 1.5." in study.comparison(slow)
-    table = study.readme_table(slow)
-    assert table[2].startswith("| de, embeddings frozen | 1 | 0.680 | 0.500 | 300 |") and "0.868" in table[-1]
+    panx_data.main(["--sizes", "40", "10", "20", "--out", str(tmp_path)])
+    for lang in ("de", "ru", "tr"):
+        assert [len(read_blocks(tmp_path / lang / f"{split}.conll")) for split in ("train", "dev", "test")] == [40, 10, 20]
+    assert read_blocks(tmp_path / "de" / "train.conll") == sample_blocks(read_blocks(SHARED / "de" / "dev.txt"),
+                                                                         {"train": 40, "dev": 10}, 0)["train"]
+    de, ru = load_task("de", tmp_path / "de"), load_task("ru", tmp_path / "ru")
+    both = read_ner_file(tmp_path / "de+ru" / "train.conll")
+    words = lambda sentences: sorted(tuple(s.words) for s in sentences)  # noqa: E731
+    halves = [sample_blocks(de.train, {"h": 20}, 0)["h"], sample_blocks(ru.train, {"h": 20}, 0)["h"]]
+    assert words(both) == words(halves[0] + halves[1])  # 20 German + 20 Russian, nothing else
+    assert {tag for s in both for tag in s.tags} <= PANX
+    assert_iob2(both)
+    assert words(read_ner_file(tmp_path / "de+ru" / "test.conll")) == words(de.test)

@@ -57,6 +57,19 @@ def test_a_figure_fewer_runs_report_says_how_many():
     assert sweep_module.counted_cell(entry["f1"], 2) == f"0.3000 ± {np.std([0.2, 0.4], ddof=1):.4f}"
 
 
+def test_the_compact_table_gives_the_headline_on_every_test_set_and_training_seconds():
+    runs = lambda *values: [{"seed": seed, "figures": figures} for seed, figures in zip((42, 1), values)]  # noqa: E731
+    results = {"headline_figure": "test_f1", "test_sets": {"ru": {}},
+               "rows": {"de": {"runs": runs({"test_f1": 0.7, "test_f1@ru": 0.5, "train_seconds": 100.0},
+                                            {"test_f1": 0.8, "test_f1@ru": 0.6, "train_seconds": 120.0})},
+                        "de+ru": {"runs": runs({"test_f1": 0.6, "train_seconds": 90.4})}}}
+    results["statistics"] = statistics(results)
+    assert sweep_module.compact_table(results) == [
+        "| row | seeds | test_f1 | test_f1@ru | train_seconds |", "|---|---:|---:|---:|---:|",
+        f"| de | 42, 1 | 0.7500 ± {np.std([0.7, 0.8], ddof=1):.4f} | 0.5500 ± {np.std([0.5, 0.6], ddof=1):.4f} | 110 ± 14 |",
+        "| de+ru | 42 | 0.6000 | — | 90 |"]
+
+
 def test_resampled_macro_f1_equals_scikit_learn_on_every_resample():
     rng = np.random.default_rng(3)
     outcomes = rng.integers(0, 3, size=(50, 2))
