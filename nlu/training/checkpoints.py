@@ -22,6 +22,7 @@ back to the previous one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -46,6 +47,8 @@ MANIFEST_NAME = "manifest.json"
 FORMAT = 2
 """``format`` in trainer_state.json of checkpoints that carry a manifest (1: before manifests)."""
 STEP_NAME = re.compile(r"step-(\d{8})")
+NEARLY_FULL_BYTES = 1 << 20
+"""Free space below which a failed checkpoint write is taken for a full disk."""
 REJECTED_SUFFIX = ".rejected"
 RANDOM_STATES = ("random_state", "numpy_random_seed", "torch_manual_seed")
 """What Accelerate saves per process: Python's, NumPy's and torch's CPU generator."""
@@ -69,6 +72,18 @@ def fsync(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def save_state(accelerator: Accelerator, directory: Path) -> None:
+    """``accelerator.save_state``, with a full disk named as one: torch's zip writer reports it as a
+    RuntimeError ("unexpected pos ...", "file write failed") that no caller could tell from a bug,
+    so the command line would show a traceback instead of its one line."""
+    try:
+        accelerator.save_state(str(directory))
+    except RuntimeError as error:
+        if shutil.disk_usage(directory.parent).free >= NEARLY_FULL_BYTES:
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory)) from error
 
 
 def seal(directory: Path) -> None:

@@ -41,7 +41,7 @@ from nlu.files import write_text_atomic
 from nlu.hardware import Precision, choose_device, choose_precision
 from nlu.model.models import NluModel
 from nlu.training.checkpoints import (FORMAT, STATE_NAME, clean_checkpoints, published_checkpoints, recover_directory,
-                                      replace_directory, resume_checkpoint, seal, step_directory)
+                                      replace_directory, resume_checkpoint, save_state, seal, step_directory)
 from nlu.training.config import TrainingConfig
 
 LOG_NAME = "log.jsonl"
@@ -290,7 +290,7 @@ def train(
         state.train_seconds = time.perf_counter() - started
         count_tokens()
         partial = checkpoints / f".step-{state.step:08d}"
-        accelerator.save_state(str(partial))
+        save_state(accelerator, partial)
         accelerator.wait_for_everyone()
         if main:
             write_text_atomic(partial / STATE_NAME, json.dumps(
