@@ -45,53 +45,66 @@ def max_difference(ours: torch.Tensor, theirs: torch.Tensor, real: torch.Tensor 
     return float((ours.double() - theirs.double()).abs().max())
 
 
+OUTPUTS = {  # architecture → (nlu's output, transformers' output, compared at real tokens only)
+    "BertModel": (("hidden_states", "last_hidden_state", True), ("pooled", "pooler_output", False)),
+    "BertForPreTraining": (("mlm_logits", "prediction_logits", True), ("nsp_logits", "seq_relationship_logits", False)),
+    "BertForSequenceClassification": (("logits", "logits", False),),
+    "BertForTokenClassification": (("logits", "logits", True),),
+}
+
+
 @torch.no_grad()
-def compare_with_transformers(bert_options: dict, batch: int = 3, length: int = 13, seed: int = 0) -> dict[str, float]:
-    """Max absolute difference per output between nlu and transformers, both directions."""
+def compare_with_transformers(bert_options: dict, batch: int = 3, length: int = 13, seed: int = 0,
+                              device: torch.device | str = "cpu", bf16: bool = False) -> dict[str, float]:
+    """Max absolute difference per output (``direction/architecture.output``) between nlu and
+    transformers with the same weights on DEVICE, both directions: transformers imported into nlu,
+    and nlu exported and reloaded by transformers. With BF16 both sides run under bf16 autocast,
+    and each difference is relative to the largest |output| transformers gives in fp32: bf16 keeps
+    8 significant bits, and the two sides round at different places (fused QKV, attention kernels)."""
     import transformers
 
     torch.manual_seed(seed)
+    device = torch.device(device)
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     config = transformers.BertConfig(
         **bert_options, id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)}
     )
-    inputs = parity_batch(config.vocab_size, config.type_vocab_size, batch, length, seed)
+    inputs = {key: value.to(device) for key, value in
+              parity_batch(config.vocab_size, config.type_vocab_size, batch, length, seed).items()}
     mlm_labels = torch.full_like(inputs["input_ids"], -100)
     mlm_labels[:, 1::4] = inputs["input_ids"][:, 1::4]
     mlm_labels[inputs["attention_mask"] == 0] = -100
-    nsp_labels = torch.arange(batch) % 2
+    labelled = {"mlm_labels": mlm_labels, "nsp_labels": torch.arange(batch, device=device) % 2}
     differences: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        for architecture in ("BertModel", "BertForPreTraining", "BertForSequenceClassification",
-                             "BertForTokenClassification"):
+        for architecture in OUTPUTS:
             theirs = getattr(transformers, architecture)(config).eval()
             theirs.save_pretrained(scratch / architecture)
-            ours = from_transformers(scratch / architecture).eval()
+            ours = from_transformers(scratch / architecture).to(device).eval()
             to_transformers(ours, scratch / f"{architecture}-exported")
-            reloaded = getattr(transformers, architecture).from_pretrained(scratch / f"{architecture}-exported").eval()
-            for direction, reference in (("import", theirs), ("export", reloaded)):
-                for name, value in _output_differences(architecture, ours, reference, inputs, mlm_labels, nsp_labels).items():
-                    differences[f"{direction}/{name}"] = value
+            reloaded = getattr(transformers, architecture).from_pretrained(scratch / f"{architecture}-exported")
+            for direction, reference in (("import", theirs.to(device)), ("export", reloaded.to(device).eval())):
+                for name, value in _output_differences(architecture, ours, reference, inputs, labelled, bf16).items():
+                    differences[f"{direction}/{architecture}.{name}"] = value
     return differences
 
 
-def _output_differences(architecture, ours, theirs, inputs, mlm_labels, nsp_labels) -> dict[str, float]:
-    out_ours, out_theirs = ours(**inputs), theirs(**inputs)
+def _output_differences(architecture: str, ours, theirs, inputs: dict, labelled: dict, bf16: bool) -> dict[str, float]:
     real = inputs["attention_mask"]
-    if architecture == "BertModel":
-        return {
-            "hidden_states": max_difference(out_ours.hidden_states, out_theirs.last_hidden_state, real),
-            "pooled": max_difference(out_ours.pooled, out_theirs.pooler_output),
-        }
-    if architecture == "BertForPreTraining":
-        ours_loss = ours(**inputs, mlm_labels=mlm_labels, nsp_labels=nsp_labels).loss
-        theirs_loss = theirs(**inputs, labels=mlm_labels, next_sentence_label=nsp_labels).loss
-        return {
-            "mlm_logits": max_difference(out_ours.mlm_logits, out_theirs.prediction_logits, real),
-            "nsp_logits": max_difference(out_ours.nsp_logits, out_theirs.seq_relationship_logits),
-            "pretraining_loss(sparse vs dense)": max_difference(ours_loss, theirs_loss),
-        }
-    if architecture == "BertForSequenceClassification":
-        return {"sequence_logits": max_difference(out_ours.logits, out_theirs.logits)}
-    return {"token_logits": max_difference(out_ours.logits, out_theirs.logits, real)}
+    pretraining = architecture == "BertForPreTraining"
+    hf_labels = {"labels": labelled["mlm_labels"], "next_sentence_label": labelled["nsp_labels"]} if pretraining else {}
+    fp32 = theirs(**inputs, **hf_labels)
+    with torch.autocast(real.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out_ours, out_theirs = ours(**inputs), theirs(**inputs, **hf_labels)
+        # nlu's loss scores the masked positions only (its logits then come at those rows alone)
+        ours_loss = ours(**inputs, **labelled).loss if pretraining else None
+    pairs = [(getattr(out_ours, mine), getattr(out_theirs, their), getattr(fp32, their), real if tokenwise else None, mine)
+             for mine, their, tokenwise in OUTPUTS[architecture]]
+    if pretraining:
+        pairs.append((ours_loss, out_theirs.loss, fp32.loss, None, "loss (sparse vs dense)"))
+    differences = {}
+    for mine, their, reference, mask, name in pairs:
+        scale = float((reference[mask.bool()] if mask is not None else reference).abs().max()) if bf16 else 1.0
+        differences[name] = max_difference(mine.float(), their.float(), mask) / scale
+    return differences

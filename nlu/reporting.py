@@ -70,6 +70,19 @@ def mean_std(values: Iterable[float | None]) -> dict[str, Any]:
             "std": statistics.stdev(kept) if len(kept) > 1 else None, "values": kept}
 
 
+def paired_difference(values: Iterable[float], references: Iterable[float]) -> dict[str, Any] | None:
+    """``values`` minus ``references`` pair by pair (the same seed: same initial weights, data order
+    and masks), with the mean and two standard errors of the mean and the interval they make (None
+    for a single pair); None when there is no pair."""
+    differences = [value - reference for value, reference in zip(values, references)]
+    if not differences:
+        return None
+    spread, mean = mean_std(differences)["std"], statistics.mean(differences)
+    bound = None if spread is None else 2 * spread / len(differences) ** 0.5
+    return {"values": differences, "mean_difference": mean, "two_standard_errors": bound,
+            "low": None if bound is None else mean - bound, "high": None if bound is None else mean + bound}
+
+
 def cell(entry: dict[str, Any] | None, digits: int = 4) -> str:
     """A mean_std entry as a table cell: "0.1234 ± 0.0056", "0.1234" for one seed, "—" for none."""
     if entry is None or entry.get("mean") is None:

@@ -22,7 +22,6 @@ import fcntl
 import hashlib
 import itertools
 import json
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -41,7 +40,7 @@ from nlu.evaluation.confusion import entity_spans
 from nlu.evaluation.plots import plot_bars
 from nlu.files import write_text_atomic
 from nlu.options import fill
-from nlu.reporting import cell, command_line, machine_line, mean_std, table
+from nlu.reporting import cell, command_line, machine_line, mean_std, paired_difference, table
 from nlu.runs import resolve, run, run_in_own_process, task_entry
 from nlu.settings import load_settings, read_yaml_file
 from nlu.tokenizer import save_tokenizer, train_tokenizer
@@ -432,20 +431,17 @@ def statistics(results: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def seed_differences(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Row → its headline figure minus the first row's, seed by seed (both rows of a seed share the
-    initial weights, data order and masks), with the mean and two standard errors of the mean, and
-    the interval they make (all None with one seed): "within noise" when it holds 0."""
+    """Row → its headline figure minus the first row's, seed by seed (nlu.reporting.paired_difference):
+    "within noise" when the interval of two standard errors holds 0."""
     figure, rows = results["headline_figure"], list(results["rows"])
     reference = {run_["seed"]: run_["figures"].get(figure) for run_ in results["rows"][rows[0]]["runs"]}
     differences = {}
     for row in rows[1:]:
-        values = [run_["figures"][figure] - reference[run_["seed"]] for run_ in results["rows"][row]["runs"]
-                  if run_["figures"].get(figure) is not None and reference.get(run_["seed"]) is not None]
-        if values:
-            spread, mean = mean_std(values)["std"], sum(values) / len(values)
-            bound = None if spread is None else 2 * spread / math.sqrt(len(values))
-            differences[row] = {"figure": figure, "values": values, "mean_difference": mean, "two_standard_errors": bound,
-                                "low": None if bound is None else mean - bound, "high": None if bound is None else mean + bound}
+        pairs = [(run_["figures"][figure], reference[run_["seed"]]) for run_ in results["rows"][row]["runs"]
+                 if run_["figures"].get(figure) is not None and reference.get(run_["seed"]) is not None]
+        difference = paired_difference(*zip(*pairs)) if pairs else None
+        if difference:
+            differences[row] = {"figure": figure, **difference}
     return differences
 
 
@@ -555,6 +551,17 @@ def within(low: float, high: float, noise: str = "noise") -> str:
     return f"within {noise}" if low <= 0 <= high else f"outside {noise}"
 
 
+def noise_verdicts(by_seed: dict[str, Any] | None, interval: dict[str, Any] | None) -> list[str]:
+    """A row's difference to the first row judged by every measure it has: the seeds' spread (two
+    seeds or more) and the paired bootstrap over test examples (runs with test predictions)."""
+    verdicts = []
+    if by_seed and by_seed["low"] is not None:
+        verdicts.append(within(by_seed["low"], by_seed["high"], "seed noise"))
+    if interval:
+        verdicts.append(within(interval["low"], interval["high"], "test-set noise"))
+    return verdicts
+
+
 def headline_sentence(results: dict[str, Any]) -> str:
     """The report's result in one line (the results index quotes it): every row's headline figure,
     and for each later row whether its difference to the first is outside the noise."""
@@ -562,12 +569,7 @@ def headline_sentence(results: dict[str, Any]) -> str:
     parts = []
     for row, entry in stats.items():
         text = f"{row} {cell(entry.get(figure))}"
-        interval, by_seed = results["bootstrap"].get(row), results["seed_differences"].get(row)
-        verdicts = []
-        if by_seed and by_seed["low"] is not None:
-            verdicts.append(within(by_seed["low"], by_seed["high"], "seed noise"))
-        if interval:
-            verdicts.append(within(interval["low"], interval["high"], "test-set noise"))
+        verdicts = noise_verdicts(results["seed_differences"].get(row), results["bootstrap"].get(row))
         text += f" ({', '.join(verdicts)})" if verdicts else ""
         parts.append(text)
     baselines = {name: figures[figure] for name, figures in (results.get("data", {}).get("baselines") or {}).items()

@@ -37,9 +37,10 @@ from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokeni
 from nlu.evaluation.metrics import entity_scores
 from nlu.evaluation.plots import plot_curves
 from nlu.model import ForPreTraining, ForTokenClassification
-from nlu.reporting import cell, command_line, machine, machine_line, mean_std, table, write_report
+from nlu.reporting import (cell, command_line, machine, machine_line, mean_std, paired_difference, table,
+                           write_report)
 from nlu.settings import load_settings
-from nlu.sweep import load_sweep, misses_a_class, run_sweep, write_sweep
+from nlu.sweep import load_sweep, misses_a_class, noise_verdicts, run_sweep, write_sweep
 from nlu.tasks.ner import predict_tags
 from nlu.tokenizer import load_tokenizer
 from nlu.training.loop import parameter_groups
@@ -199,25 +200,29 @@ def fit(norm: str, seed: int, learning_rate: float, vocab_size: int, batches: li
 # ------------------------------------------------------------------------------------- report
 
 
-def ranking(entries: dict[str, dict], direction: str) -> tuple[str, list[str]]:
-    """The best entry and those tied with it: a gap no larger than the larger of the two stds
-    (with a single seed there is no spread, so nothing is tied)."""
-    entries = {key: entry for key, entry in entries.items() if entry["mean"] is not None}
-    order = sorted(entries, key=lambda k: entries[k]["mean"], reverse=direction == "max")
-    spread = lambda a, b: max(entries[a]["std"] or 0.0, entries[b]["std"] or 0.0)  # noqa: E731
-    return order[0], [o for o in order[1:] if abs(entries[order[0]]["mean"] - entries[o]["mean"]) <= spread(order[0], o)]
+def against_reference(differences: dict[str, dict], direction: str) -> tuple[list[str], list[str]] | None:
+    """Rows better and worse than BERT's variant by every measure of noise the sweeps give them
+    (seeds' spread, paired bootstrap over test examples); None when no row has one (a single seed
+    without test predictions)."""
+    better, worse, judged = [], [], False
+    for row, difference in differences.items():
+        verdicts = noise_verdicts(difference["by_seed"], difference["bootstrap"])
+        judged = judged or bool(verdicts)
+        if verdicts and all(verdict.startswith("outside") for verdict in verdicts):
+            gap = (difference["by_seed"] or difference["bootstrap"])["mean_difference"]
+            (better if (gap > 0) == (direction == "max") else worse).append(f"{row} ({gap:+.4f})")
+    return (better, worse) if judged else None
 
 
-def verdict(entries: dict[str, dict], label: str, direction: str) -> str:
-    best, tied = ranking(entries, direction)
-    text = f"**{label}**: best mean is {best} ({cell(entries[best])})"
-    if best != REFERENCE:
-        gap = entries[best]["mean"] - entries[REFERENCE]["mean"]
-        text += f", {gap:+.4f} from BERT's {REFERENCE} ({cell(entries[REFERENCE])})"
-    if entries[REFERENCE]["std"] is None:
-        return text + " (one seed: no spread to judge the gaps by)."
-    return text + (f"; tied with it (gap within one std): {', '.join(tied)}." if tied
-                   else "; every other variant is further than one std away.")
+def comparison(kind: str, differences: dict[str, dict]) -> str:
+    label, _, direction = METRICS[kind]
+    judged = against_reference(differences, direction)
+    if judged is None:
+        return f"{label}: one seed and no test predictions, so no measure of noise to judge a gap by"
+    better, worse = judged
+    return f"{label} against BERT's {REFERENCE}: " + ("; ".join(
+        part for part in (better and "better outside noise: " + ", ".join(better),
+                          worse and "worse outside noise: " + ", ".join(worse)) if part) or "every variant within noise")
 
 
 def stability_lines(section: dict) -> list[str]:
@@ -245,7 +250,6 @@ def render(result: dict) -> str:
     figures, reports = result["figures"], result["sweep_reports"]
     variants = list(figures["ner"])
     entries = {kind: {row: figures[kind][row][key] for row in variants} for kind, (_, key, _) in METRICS.items()}
-    several = any(entry["std"] is not None for entry in entries["ner"].values())
     lines = ["# Encoder variants: which to pick (issue #10)", "",
              f"Made by `{result['command']}`, finished {result['finished']} in {result['runtime_seconds'] / 60:.0f} min "
              f"({result['reused_runs']} of {result['runs']} runs reused from an earlier invocation; the runs' own "
@@ -263,27 +267,25 @@ def render(result: dict) -> str:
              f"Held-out MLM loss: on the held-out corpus's NSP pairs (masks drawn once); the unigram baseline (a model "
              f"that ignores context) scores {cell(figures['pretrain'][REFERENCE]['unigram_mlm_loss'])} on them.", "",
              f"![held-out MLM loss per variant]({Path(result['plot']).name})", "", "### What the numbers say", "",
-             *[f"- {verdict(entries[kind], label, direction)}" for kind, (label, _, direction) in METRICS.items()],
-             "- Ties: a gap no larger than the larger of the two stds; with a few seeds a rough bar, not a significance "
-             "test (the sweep reports give the paired intervals)." if several else
-             "- A single seed: every gap above could be seed noise."]
+             *[f"- {comparison(kind, variant_differences(result, kind))}." for kind in METRICS],
+             "- Outside noise: outside the sweep's interval of two standard errors over paired seeds and, where the "
+             "runs have test predictions, its paired bootstrap over test examples; the Δ is the mean paired gap."]
     stalled = {row: count for row, count in result["stalled"].items() if count[0]}
     if stalled:
         lines.append("- Classification runs that predict none of some class (a test recall of 0; macro-F1 near 0.5 or "
                      "below): " + ", ".join(f"{row} {count} of {runs}" for row, (count, runs) in stalled.items())
                      + ". At this budget the classification figure is mostly whether a run leaves that plateau.")
-    pooling = {name: figures["classify"][row]["test_macro_f1"] for name, row in POOLINGS.items()
-               if row in figures["classify"]}
+    pooling = {name: row for name, row in POOLINGS.items() if row in figures["classify"]}
     if len(pooling) > 1:
-        best, tied = ranking(pooling, "max")
+        differences = result["differences"]["classify"]
         lines += ["", f"## Pooling (classification, {REFERENCE})", "",
-                  *table(["pooling", "test macro-F1"],
+                  *table(["pooling", "test macro-F1", "Δ to cls"],
                          [[name + (" (BERT: [CLS] through the NSP-trained dense + tanh)" if name == "cls" else ""),
-                           cell(entry)] for name, entry in pooling.items()]), "",
-                  f"Best mean: **{best}** ({cell(pooling[best])})" + (
-                      f"; tied within one std: {', '.join(tied)}." if tied else "; the others are more than one std behind.")]
+                           cell(figures["classify"][row]["test_macro_f1"]),
+                           "reference" if row == REFERENCE else judged_cell(**differences[row])]
+                          for name, row in pooling.items()]), ""]
     lines += long_input_lines(result["long_inputs"], entries["ner"])
-    lines += ["", "## Recommendation", "", *recommendation(entries), ""]
+    lines += ["", "## Recommendation", "", *recommendation(result), ""]
     if "stability" in result:
         lines += stability_lines(result["stability"])
     lines += [f"All numbers: [{Path(result['json']).name}]({Path(result['json']).name}).", ""]
@@ -306,36 +308,44 @@ def long_input_lines(section: dict, short: dict) -> list[str]:
                     [[row, cell(short[row]), *(cell(entry[f"{m}_{t}"]) for t in LONG_TARGETS for m in ("windows", "whole"))]
                      for row, entry in scores.items()]), ""]
     for target in LONG_TARGETS:
-        options = {f"{row}, {m}": entry[f"{m}_{target}"] for row, entry in scores.items()
-                   for m in ("windows", "whole") if entry[f"{m}_{target}"]["mean"] is not None}
-        for row in scores:
-            if f"{row}, whole" in options:
-                whole, windows = options[f"{row}, whole"], options[f"{row}, windows"]
-                gap, spread = whole["mean"] - windows["mean"], max(whole["std"] or 0.0, windows["std"] or 0.0)
-                judged = "a tie (within one std)" if abs(gap) <= spread else ("whole wins" if gap > 0 else "windows win")
-                lines.append(f"- > {target}: {row} whole vs windows {gap:+.4f} F1: {judged}.")
-        best, tied = ranking(options, "max")
-        lines.append(f"- > {target}: best overall is {best} ({cell(options[best])})"
-                     + (f"; tied within one std: {'; '.join(tied)}." if tied else "."))
+        for row, entry in scores.items():
+            whole, windows = entry[f"whole_{target}"], entry[f"windows_{target}"]
+            if whole["values"]:
+                lines.append(f"- > {target}, {row}: whole minus windows by seed "
+                             f"{judged_cell(paired_difference(whole['values'], windows['values']))}.")
+        means = {f"{row}, {m}": entry[f"{m}_{target}"]["mean"] for row, entry in scores.items() for m in ("windows", "whole")}
+        best = max((key for key in means if means[key] is not None), key=means.get)
+        lines.append(f"- > {target}: best mean is {best} ({means[best]:.4f}).")
     return lines
 
 
-def recommendation(entries: dict[str, dict]) -> list[str]:
-    """Plain sentences from the measured table: what the evidence supports, ties said as ties."""
+def judged_cell(by_seed: dict | None, bootstrap: dict | None = None) -> str:
+    """A paired difference (by seed, and by bootstrap where there is one) with its verdicts."""
+    if not (by_seed or bootstrap):
+        return "n/a"
+    spread = f" ± {by_seed['two_standard_errors']:.4f}" if by_seed and by_seed["low"] is not None else ""
+    verdicts = noise_verdicts(by_seed, bootstrap)
+    return f"{(by_seed or bootstrap)['mean_difference']:+.4f}{spread} ({', '.join(verdicts) or 'one seed'})"
+
+
+def variant_differences(result: dict, kind: str) -> dict[str, dict]:
+    return {row: value for row, value in result["differences"][kind].items() if row in result["figures"]["ner"]}
+
+
+def recommendation(result: dict) -> list[str]:
+    """Plain sentences from the sweeps' judgements: a variant is recommended over BERT's only where
+    it is better outside noise."""
     lines = []
     for kind in ("ner", "classify"):
         label, _, direction = METRICS[kind]
-        best, tied = ranking(entries[kind], direction)
-        if REFERENCE not in (best, *tied):
-            lines.append(f"- {label}: {best} beats BERT's {REFERENCE} by more than one std "
-                         f"({cell(entries[kind][best])} vs {cell(entries[kind][REFERENCE])}).")
+        better, _ = against_reference(variant_differences(result, kind), direction) or ([], [])
+        if better:
+            lines.append(f"- {label}: {', '.join(better)} beat BERT's {REFERENCE} outside noise.")
     if not lines:
-        lines.append(f"- For fine-tuning quality at this scale the variant does not matter measurably: BERT's {REFERENCE} "
-                     "is within one std of the best on NER and classification, so keep the default (the only one that "
+        lines.append(f"- For fine-tuning quality at this scale the variant does not matter measurably: none beats BERT's "
+                     f"{REFERENCE} outside noise on NER or classification, so keep the default (the only one that "
                      "exports to transformers' BERT).")
-    best, tied = ranking(entries["pretrain"], "min")
-    return lines + [f"- Pretraining loss: {best} reaches the lowest held-out MLM loss at this budget"
-                    + (f" (tied within one std: {', '.join(tied)})." if tied else ".")]
+    return lines + [f"- Pretraining: {comparison('pretrain', variant_differences(result, 'pretrain'))}."]
 
 
 def mlm_curves(pretrain: dict) -> dict[str, dict[int, float]]:
@@ -360,14 +370,8 @@ def plot(result: dict, path: Path) -> None:
 
 
 def headline(result: dict) -> str:
-    """The results index's line: each figure's best variant, and BERT's for comparison."""
-    parts = []
-    for kind, (label, key, direction) in METRICS.items():
-        entries = {row: figures[key] for row, figures in result["figures"][kind].items() if row in result["figures"]["ner"]}
-        best, tied = ranking(entries, direction)
-        parts.append(f"{label}: {best} {cell(entries[best])}" + (f" (tied: {', '.join(tied)})" if tied else "")
-                     + ("" if best == REFERENCE else f", BERT's {REFERENCE} {cell(entries[REFERENCE])}"))
-    return "; ".join(parts)
+    """The results index's line: per figure, the variants that differ from BERT's outside noise."""
+    return "; ".join(comparison(kind, variant_differences(result, kind)) for kind in METRICS)
 
 
 def finish(args: argparse.Namespace, result: dict) -> None:
@@ -399,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
               "figures": {kind: {row: {key: value for key, value in figures.items()
                                        if key in (METRICS[kind][1], "unigram_mlm_loss")}
                                  for row, figures in results[kind]["statistics"].items()} for kind in results},
+              "differences": {kind: {row: {"by_seed": sweep["seed_differences"].get(row),
+                                           "bootstrap": sweep["bootstrap"].get(row)} for row in list(sweep["rows"])[1:]}
+                              for kind, sweep in results.items()},
               "stalled": {row: [sum(misses_a_class(run_["figures"]) for run_ in entry["runs"]), len(entry["runs"])]
                           for row, entry in results["classify"]["rows"].items()},
               "curves": mlm_curves(results["pretrain"]), "long_inputs": long_inputs(results),

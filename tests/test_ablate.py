@@ -1,5 +1,5 @@
 """scripts/ablate.py on top of nlu.sweep: its three sweep files make valid runs chained by init,
-long inputs keep every word and entity, ties are judged by the spread, and the report renders from
+long inputs keep every word and entity, gaps are judged by the sweeps' noise, and the report renders from
 its JSON alone with the sweeps' own figures. (Running and reusing runs is nlu.runs.run's, tested in
 test_run_folder; the sweep machinery is test_sweep's.)"""
 
@@ -47,11 +47,18 @@ def test_long_sequences_join_tweets_past_the_target_and_keep_every_word():
     assert [s.words for s in ablate.long_sequences(tweets, [200, 1, 1, 1, 1], 128)] == [["w0", "w1", "w2", "w3", "w4"]]
 
 
-def test_ties_are_gaps_within_the_larger_std():
-    entries = {"a": {"mean": 0.50, "std": 0.10}, "b": {"mean": 0.45, "std": 0.02}, "c": {"mean": 0.20, "std": 0.05}}
-    assert ablate.ranking(entries, "max") == ("a", ["b"])  # 0.05 <= 0.10
-    assert ablate.ranking(entries, "min") == ("c", [])  # 0.25 > 0.05
-    assert ablate.ranking({"a": {"mean": 0.5, "std": None}, "b": {"mean": 0.4, "std": None}}, "max") == ("a", [])
+def test_a_variant_differs_from_berts_only_outside_every_measure_of_noise():
+    def difference(mean, low, high, bootstrap=None):
+        return {"by_seed": {"mean_difference": mean, "low": low, "high": high, "two_standard_errors": (high - low) / 2},
+                "bootstrap": bootstrap}
+    differences = {"a": difference(0.10, 0.02, 0.18), "b": difference(-0.05, -0.09, -0.01),
+                   "c": difference(0.08, 0.01, 0.15, {"mean_difference": 0.08, "low": -0.01, "high": 0.17}),
+                   "d": difference(0.01, -0.03, 0.05)}
+    assert ablate.against_reference(differences, "max") == (["a (+0.1000)"], ["b (-0.0500)"])  # c: bootstrap holds 0
+    assert ablate.against_reference(differences, "min") == (["b (-0.0500)"], ["a (+0.1000)"])
+    one_seed = {"a": {"by_seed": {"mean_difference": 0.1, "low": None, "high": None}, "bootstrap": None}}
+    assert ablate.against_reference(one_seed, "max") is None
+    assert ablate.judged_cell(**differences["c"]) == "+0.0800 ± 0.0700 (outside seed noise, within test-set noise)"
 
 
 def test_the_stability_section_counts_runs_that_fit_below_the_context_free_loss():
