@@ -49,7 +49,7 @@ from nlu.data.ner import encode_ner, label_list, read_ner_file
 from nlu.hardware import choose_device
 from nlu.interop import hf_state_to_nlu
 from nlu.model import ForPreTraining, ForTokenClassification
-from nlu.reporting import command_line, machine, machine_line, write_report
+from nlu.reporting import command_line, machine, machine_line, table, write_report
 from nlu.tasks.finetune import pad_batch, predict_logits
 from nlu.tokenizer import train_tokenizer
 
@@ -353,21 +353,17 @@ def utilisation_peak(results: dict) -> tuple[float, str]:
     return measured, f"the measured {precision} matmul peak, {measured / 1e9:,.0f} GFLOP/s"
 
 
-def table(section: dict, prefix: str, tokens: float, flops: float, peak: float, reference: str,
-          fp32_peak: float | None = None) -> list[str]:
+def run_table(section: dict, prefix: str, tokens: float, flops: float, peak: float, reference: str,
+              fp32_peak: float | None = None) -> list[str]:
     """tokens/s, speed-up, utilisation and peak memory for the runs whose names start with ``prefix``
     (the fp32 comparison run against FP32_PEAK)."""
     seconds = {name[len(prefix):]: value for name, value in section["seconds"].items() if name.startswith(prefix)}
     memory = {name[len(prefix):]: value for name, value in section.get("peak_memory_bytes", {}).items()
               if name.startswith(prefix)}
-    lines = ["| run | tokens/s | speed-up vs reference | model FLOP utilisation | peak memory growth |",
-             "|---|---|---|---|---|"]
-    for name, value in seconds.items():
-        used = f"{memory[name] / 2**20:,.0f} MiB" if name in memory else "–"
-        against = fp32_peak if name == FP32_NLU and fp32_peak else peak
-        lines.append(f"| {name} | {tokens / value:,.0f} | {seconds[reference] / value:.2f}× | "
-                     f"{flops / value / against:.1%} | {used} |")
-    return lines
+    return table(["run", "tokens/s", "speed-up vs reference", "model FLOP utilisation", "peak memory growth"],
+                 [[name, f"{tokens / value:,.0f}", f"{seconds[reference] / value:.2f}×",
+                   f"{flops / value / (fp32_peak if name == FP32_NLU and fp32_peak else peak):.1%}",
+                   f"{memory[name] / 2**20:,.0f} MiB" if name in memory else "–"] for name, value in seconds.items()])
 
 
 def render(results: dict) -> str:
@@ -396,7 +392,7 @@ def render(results: dict) -> str:
             lines += [f"### Pretraining step (batch {pre.get('batch', 32)} × {pre.get('length', 128)}, {pre['masked']} "
                       f"masked, AdamW, {precision}); "
                       "reference: transformers dense", "",
-                      *table(pre, "", pre["tokens"], pre["useful_flops"], peak, "transformers dense",
+                      *run_table(pre, "", pre["tokens"], pre["useful_flops"], peak, "transformers dense",
                              results["matmul_peak_flops"]["fp32"]), "",
                       f"nlu vs transformers with the hand-made sparse projection: {sparse:.2f}×."
                       + (f" nlu in {precision} vs nlu in fp32 (same alternation): "
@@ -416,9 +412,9 @@ def render(results: dict) -> str:
                       "of each batch, which nlu skips on the CPU)", "",
                       "Utilisation counts the model's FLOPs at every real token; nlu's last layer runs only at the "
                       "labelled ones (first sub-tokens of words), so it executes fewer.", "",
-                      *table(ner, "train/", ner["train_tokens_per_batch"], ner["train_useful_flops"], peak, HF_NER), "",
+                      *run_table(ner, "train/", ner["train_tokens_per_batch"], ner["train_useful_flops"], peak, HF_NER), "",
                       f"### NER inference ({ner['inference_tokens']:,} real tokens, batches of 64)", "",
-                      *table(ner, "inference/", ner["inference_tokens"], ner["inference_useful_flops"], peak, HF_NER),
+                      *run_table(ner, "inference/", ner["inference_tokens"], ner["inference_useful_flops"], peak, HF_NER),
                       ""]
         if "profile" in entry:
             lines += ["### Where an nlu pretraining step spends its time (torch.profiler, self CPU time)", "",

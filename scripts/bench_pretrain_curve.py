@@ -39,6 +39,7 @@ import torch.nn.functional as F
 import transformers
 
 from bench import CONFIGS, VOCAB, bert_config, twin
+from nlu.benchmark import training_step
 from nlu.data.corpus import read_documents
 from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
 from nlu.evaluation.plots import plot_curves
@@ -99,28 +100,23 @@ class TimedRun:
     def __init__(self, label: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  batches: Iterator[dict], loss_of_batch: Callable[[dict], torch.Tensor],
                  score: Callable[[], float], warmup_steps: int, precision: Precision):
-        self.label, self.model, self.optimizer, self.precision = label, model, optimizer, precision
-        self.batches, self.loss_of_batch, self.score = batches, loss_of_batch, score
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_constant(warmup_steps))
+        self.label, self.batches, self.score = label, batches, score
+        self.batch: list[dict] = [{}]  # the step's batch, drawn before it (its tokens are counted)
+        self.step = training_step(model, optimizer, lambda _model, batch: loss_of_batch(batch), self.batch,
+                                  lambda: autocast(torch.device("cpu"), precision), max_grad_norm=1.0,
+                                  scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_constant(warmup_steps)))
         self.elapsed, self.steps, self.tokens = 0.0, 0, 0
         self.curve: list[dict] = []
         self.record()
 
     def train_until(self, seconds: float) -> None:
-        self.model.train()
         while self.elapsed < seconds:
             started = time.perf_counter()
-            batch = next(self.batches)
-            with autocast(torch.device("cpu"), self.precision):
-                loss = self.loss_of_batch(batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-            self.optimizer.step()
-            self.schedule.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            self.batch[0] = next(self.batches)
+            self.step(0)
             self.elapsed += time.perf_counter() - started
             self.steps += 1
-            self.tokens += int(batch["attention_mask"].sum())
+            self.tokens += int(self.batch[0]["attention_mask"].sum())
 
     def record(self) -> None:
         self.curve.append({"seconds": self.elapsed, "steps": self.steps, "heldout_mlm_loss": self.score()})
