@@ -147,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
                    "bench": attempt(f"bench: {plan['config']}, bf16, {device}", lambda: bench_step(device, plan, args.out),
                                     failures),
                    "ner": attempt(f"NER fine-tuning: nlu vs Trainer ({checkpoint}, {data})",
-                                  lambda: ner_step(plan, checkpoint, data, Path(folder) / "runs", args.out), failures)}
+                                  lambda: ner_step(plan, checkpoint, data, Path(folder) / "runs", args.out), failures)
+                   if checkpoint else None}
+    if not checkpoint:
+        failures.append(f"NER fine-tuning: skipped, no checkpoint in {', '.join(map(str, CHECKPOINTS))} (see --checkpoint)")
     if results["tests"] and results["tests"]["status"]:
         failures.append(f"tests: exit status {results['tests']['status']}")
     failures += [f"parity {precision}: outside the tolerance" for precision, check in (results["parity"] or {}).items()
