@@ -83,12 +83,6 @@ def cpu_bf16_support() -> tuple[bool, str]:
     return True, f"CPU has native bf16 (flag {found[0]}, torch capability {capability})"
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with AVX512-BF16, AMX-BF16 or Arm BF16, as torch uses them; ``NLU_CPU_BF16``
-    overrides."""
-    return cpu_bf16_support()[0]
-
-
 def choose_device(requested: str | None = None) -> torch.device:
     """``None`` or ``"auto"``: the GPU if there is one, else the CPU. A named device is honoured
     or refused in one line if this machine lacks it."""

@@ -57,24 +57,6 @@ TRAINER_LACKS = {"data.label_all_subtokens": False, "data.tokenizer": None, "dat
 """nlu options the Trainer has no counterpart for, at the value that means "not used"."""
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
-RECIPE_OPTIONS = {"max_length": "data.max_length", "eval_batch_size": "data.eval_batch_size",
-                  "batch_size": "training.batch_size", "learning_rate": "training.learning_rate",
-                  "warmup_ratio": "training.warmup_ratio", "epochs": "training.epochs"}
-"""The recipe both sides share, and the nlu option that holds each part of it."""
-
-
-def recipe_overrides(recipe: Mapping[str, Any]) -> list[str]:
-    """The nlu command-line overrides that give a run this recipe."""
-    return [f"{RECIPE_OPTIONS[key]}={value}" for key, value in recipe.items() if key in RECIPE_OPTIONS]
-
-
-def recipe_of(data, training) -> dict[str, Any]:
-    """The recipe of a run: its data options (the task's dataclass, e.g. NerData, defaults filled)
-    and its TrainingConfig."""
-    sections = {"data": data, "training": training}
-    return {key: getattr(sections[option.split(".")[0]], option.split(".")[1]) for key, option in RECIPE_OPTIONS.items()}
-
-
 def ner_figures(gold: Sequence[list[str]], predicted: Sequence[list[str]], mode: str = "strict") -> dict[str, Any]:
     """Entity scores (seqeval, strict IOB2 or ``default``) as the Trainer selects its best model by them."""
     scores = entity_scores(list(gold), list(predicted), mode=mode)

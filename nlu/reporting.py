@@ -6,23 +6,19 @@ nlu.evaluation.report's.)"""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shlex
-import shutil
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from nlu.files import write_text_atomic
-from nlu.machine import describe_machine, peak_resident_mib
+from nlu.machine import describe_machine
 
 Render = Callable[[dict[str, Any]], str]
 
@@ -112,39 +108,3 @@ def rerender(stem: Path, render: Render) -> Path:
     markdown = stem.with_suffix(".md")
     write_text_atomic(markdown, render(json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))))
     return markdown
-
-
-def measured_run(script: str | Path, spec: dict[str, Any], folder: Path, reuse: bool = False,
-                 cwd: Path | None = None) -> dict[str, Any]:
-    """SPEC run by ``python SCRIPT --worker FOLDER/spec.json`` (SCRIPT calls :func:`measured_worker`)
-    in a process of its own (in CWD, default the current folder), so its peak memory, imports and
-    threads are the run's alone; returns its
-    result.json. With REUSE a finished run is read back, else the folder starts empty (a time and a
-    peak memory are only measured by a run that happened). A failure is one SystemExit naming the
-    folder, with the tail of its log."""
-    result = folder / "result.json"
-    if not (reuse and result.exists()):
-        if not reuse:
-            shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "spec.json").write_text(json.dumps({**spec, "load_before": os.getloadavg()[0]}, indent=2))
-        with open(folder / "log.txt", "w") as log:
-            done = subprocess.run([sys.executable, str(script), "--worker", str(folder / "spec.json")], stdout=log,
-                                  stderr=subprocess.STDOUT, cwd=cwd)
-        if done.returncode:
-            raise SystemExit(f"{folder} failed (exit {done.returncode}); log {folder / 'log.txt'}:\n"
-                             + (folder / "log.txt").read_text()[-4000:])
-    return json.loads(result.read_text())
-
-
-def measured_worker(spec_path: Path, work: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """The worker side of :func:`measured_run`: SPEC's thread count, ``torch._dynamo`` imported up
-    front (the first optimizer step imports it, 1-3 s of import that are not training, on either
-    side of a comparison), WORK(spec), then the process's peak RSS and load beside the result."""
-    spec = json.loads(Path(spec_path).read_text())
-    torch.set_num_threads(spec["threads"])
-    importlib.import_module("torch._dynamo")
-    result = work(spec)
-    result |= {"peak_rss_mib": peak_resident_mib(),
-               "threads": torch.get_num_threads(), "load_before": spec["load_before"], "load_after": os.getloadavg()[0]}
-    (Path(spec_path).parent / "result.json").write_text(json.dumps(result, indent=2))

@@ -163,32 +163,20 @@ def test_from_hf_dataset_pairs_and_plain_labels() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_label_map_sorting_ids_and_json(tmp_path: Path) -> None:
+def test_label_map_sorting_and_ids() -> None:
     label_map = LabelMap.from_examples([example("a", "pos"), example("b", "neg"), example("c", None)])
     assert label_map.names == ("neg", "pos") and len(label_map) == 2
     assert (label_map.to_id("pos"), label_map.to_name(0)) == (1, "neg")
     assert "neg" in label_map and "x" not in label_map
     numeric = LabelMap.from_examples([example("a", str(n)) for n in (10, 2, 1, -1)])
     assert numeric.names == ("-1", "1", "2", "10")
-    path = tmp_path / "labels.json"
-    label_map.to_json(path)
-    assert LabelMap.from_json(path) == label_map
 
 
-def test_label_map_rejects_bad_input(tmp_path: Path) -> None:
+def test_label_map_rejects_bad_input() -> None:
     with pytest.raises(DataError, match="no labeled examples"):
         LabelMap.from_examples([example("a", None)])
     with pytest.raises(ConfigError, match="duplicate label name"):
         LabelMap(("a", "a"))
-    broken = write(tmp_path, "labels.json", '{"labels": ["a",\n')
-    with pytest.raises(DataError, match=r"labels\.json:2: invalid JSON"):
-        LabelMap.from_json(broken)
-    wrong = write(tmp_path, "wrong.json", '{"names": ["a"]}')
-    with pytest.raises(DataError, match=r"wrong\.json: expected"):
-        LabelMap.from_json(wrong)
-    duplicated = write(tmp_path, "dup.json", '{"labels": ["a", "a"]}')
-    with pytest.raises(DataError, match=r"dup\.json: duplicate label"):
-        LabelMap.from_json(duplicated)
 
 
 def test_check_labels_names_unknown_label_and_location() -> None:

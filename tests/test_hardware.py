@@ -6,7 +6,7 @@ import torch
 
 from nlu import hardware
 from nlu.errors import ConfigError
-from nlu.hardware import (Precision, autocast, choose_device, choose_precision, cpu_bf16_support, cpu_has_native_bf16,
+from nlu.hardware import (Precision, autocast, choose_device, choose_precision, cpu_bf16_support,
                           reads_values)
 
 X86_FLAGS = "fpu vme sse2 avx2 avx512f avx512bw avx512vl"
@@ -33,7 +33,7 @@ def test_cpu_bf16_detection(monkeypatch, tmp_path, flags, capability, native, ev
     fake_cpu(monkeypatch, tmp_path, flags, capability)
     found, reason = cpu_bf16_support()
     assert found is native and evidence in reason
-    assert cpu_has_native_bf16() is native
+    assert cpu_bf16_support()[0] is native
 
 
 def test_arm_bf16_feature_counts_whatever_the_capability(monkeypatch, tmp_path):
@@ -52,7 +52,7 @@ def test_environment_overrides_detection(monkeypatch, tmp_path, value, native):
 def test_a_bad_override_is_refused(monkeypatch):
     monkeypatch.setenv("NLU_CPU_BF16", "yes")
     with pytest.raises(ConfigError, match="NLU_CPU_BF16 must be 0 or 1, got 'yes'"):
-        cpu_has_native_bf16()
+        cpu_bf16_support()
 
 
 def test_the_real_host_is_read_without_error():

@@ -4,20 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from nlu.options import fill
-from nlu.reference import classification_figures, ner_figures, recipe_of, recipe_overrides
-from nlu.settings import load_settings
-from nlu.tasks.ner import NerData
+from nlu.reference import classification_figures, ner_figures
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_a_recipe_given_as_overrides_is_the_recipe_the_run_resolves():
-    recipe = {"max_length": 96, "eval_batch_size": 16, "batch_size": 8, "learning_rate": 3e-4, "warmup_ratio": 0.06,
-              "epochs": 2.0}
-    settings = load_settings(ROOT / "tasks" / "panx_de.yaml", [*recipe_overrides({**recipe, "train_limit": 5})],
-                             task="ner")
-    assert recipe_of(fill(NerData, settings.data, "data"), settings.training) == recipe
 
 
 def test_ner_figures_are_strict_entity_scores_counted_by_hand():

@@ -6,7 +6,7 @@ import pytest
 
 from nlu.data.classification import TextExample, read_table
 from nlu.data.ner import NerSentence, check_label_sets, read_ner_file
-from nlu.data.subsets import draw_subsets, write_records, write_slices
+from nlu.data.subsets import draw_subsets, write_records
 from nlu.errors import DataError
 
 
@@ -51,13 +51,3 @@ def test_written_subsets_read_back_as_they_were(tmp_path):
     assert [(e.text, e.text_pair, e.label) for e in read_table(write_records(tmp_path / "pairs", pairs),
                                                                           text_pair_column="text_pair")] == [
         (e.text, e.text_pair, e.label) for e in pairs]
-
-
-def test_write_slices_keeps_a_split_it_did_not_change(tmp_path):
-    train = write_records(tmp_path / "in" / "train", [sentence(line, "B-PER", "O") for line in range(1, 30, 3)])
-    test = write_records(tmp_path / "in" / "test", [sentence(40, "B-PER"), sentence(43, "O")])
-    dev = write_records(tmp_path / "in" / "dev", [sentence(50, "B-LOC"), sentence(53, "B-PER")])
-    files = write_slices({"train": train, "dev": dev, "test": test}, {"train": 4}, tmp_path / "out", seed=1)
-    assert len(read_ner_file(files["train"])) == 4
-    assert files["test"] == str(test)  # every test sentence kept: the original file
-    assert [s.line for s in read_ner_file(files["dev"])] == [1]  # rewritten without the B-LOC sentence

@@ -18,7 +18,7 @@ from nlu.cli import main as nlu_main
 from nlu.config import EncoderConfig
 from nlu.data.classification import read_table
 from nlu.data.ner import label_list, read_ner_file
-from nlu.data.subsets import write_slices
+from nlu.data.subsets import draw_subsets, write_records
 from nlu.errors import ConfigError
 from nlu.model import ForTokenClassification
 from nlu.predict import words_of_text
@@ -183,8 +183,9 @@ def tiny_bert(wnut_tokenizer, tmp_path_factory):
 def same_work(task: str, checkpoint: Path, folder: Path, framework: str, *extra: str) -> list[str]:
     """The overrides of one side: 48 training records, 24 dev and test, batch 16, one epoch."""
     data = load_settings(TASK_FILES[task], [], task=task).data
-    files = write_slices({split: ROOT / data[split] for split in ("train", "dev", "test")},
-                         {"train": 48, "dev": 24, "test": 24}, folder / "data", 13)
+    records = {split: (read_ner_file if task == "ner" else read_table)(ROOT / data[split]) for split in ("train", "dev", "test")}
+    drawn, _ = draw_subsets(records, {"train": 48, "dev": 24, "test": 24}, 13)
+    files = {split: write_records(folder / "data" / split, drawn[split]) for split in drawn}
     return [f"init={checkpoint}", f"framework={framework}", *[f"data.{split}={path}" for split, path in files.items()],
             f"data.max_length={128 if task == 'ner' else 64}", "training.batch_size=16", "training.epochs=1",
             "training.learning_rate=1e-3", "training.warmup_ratio=0.1", "training.early_stopping_patience=0",

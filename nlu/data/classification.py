@@ -9,7 +9,6 @@ quoting unless asked for.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -281,24 +280,6 @@ class LabelMap:
 
     def to_name(self, index: int) -> str:
         return self.names[index]
-
-    def to_json(self, path: str | PathLike) -> None:
-        text = json.dumps({"labels": list(self.names)}, indent=2, ensure_ascii=False)
-        Path(path).write_text(text + "\n", encoding="utf-8")
-
-    @classmethod
-    def from_json(cls, path: str | PathLike) -> LabelMap:
-        try:
-            data = json.loads(read_text(path))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON: {exc.msg}", path, exc.lineno) from None
-        labels = data.get("labels") if isinstance(data, dict) else None
-        if not isinstance(labels, list) or not labels or not all(isinstance(name, str) for name in labels):
-            raise DataError('expected {"labels": [<label name>, ...]}', path)
-        try:
-            return cls(tuple(labels))
-        except ConfigError as exc:
-            raise DataError(str(exc), path) from None
 
 
 def check_labels(examples: Sequence[TextExample], label_map: LabelMap, name: str) -> None:

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 
-from nlu.data.classification import TextExample, read_table
-from nlu.data.ner import NerSentence, label_list, read_ner_file
+from nlu.data.classification import TextExample
+from nlu.data.ner import NerSentence, label_list
 from nlu.errors import DataError
 
 
@@ -91,14 +91,3 @@ def write_records(stem: Path, records: Sequence[NerSentence | TextExample]) -> P
     if records and isinstance(records[0], NerSentence):
         return write_conll(stem.with_suffix(".conll"), records)
     return write_table(stem.with_suffix(".csv"), records)
-
-
-def write_slices(files: dict[str, str | PathLike], limits: dict[str, int | None], folder: Path,
-                 seed: int) -> dict[str, str]:
-    """The files of train, dev and test cut to ``limits`` (:func:`draw_subsets`), written under
-    ``folder``; a split that kept every record keeps its file. Returns the files to train on."""
-    records = {split: read_ner_file(path) if str(path).endswith(".conll") else read_table(path)
-               for split, path in files.items()}
-    drawn, unseen_types = draw_subsets(records, limits, seed)
-    return {split: str(write_records(folder / split, drawn[split]) if limits.get(split) or unseen_types.get(split)
-                       else files[split]) for split in files}
