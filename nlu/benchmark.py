@@ -24,8 +24,28 @@ GPU_DENSE_PEAKS = (
     ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0),
 )
 
+CONFIGS = {
+    "tiny": dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256),  # smoke tests
+    "small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
+    "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072),
+}
+"""The encoder sizes the speed studies compare at (scripts/bench.py, bench_pretrain_curve.py), with BERT's vocabulary."""
+VOCAB = 30522
+
 Step = Callable[[int], Any]
 """A unit of timed work, given the round it runs in (to pick its batch)."""
+
+
+def bert_config(options: dict, labels: list[str] | None = None):
+    """transformers' BertConfig of a CONFIGS entry: BERT's vocabulary and dropout, SDPA attention.
+    Its nlu twin (the same weights) is ``nlu.interop.from_transformers(model)``."""
+    import transformers
+
+    extra = {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}} if labels else {}
+    return transformers.BertConfig(vocab_size=VOCAB, hidden_size=options["hidden_size"],
+                                   num_hidden_layers=options["num_layers"], num_attention_heads=options["num_heads"],
+                                   intermediate_size=options["intermediate_size"], hidden_dropout_prob=0.1,
+                                   attention_probs_dropout_prob=0.1, attn_implementation="sdpa", **extra)
 
 
 def gpu_dense_peak(name: str) -> float | None:

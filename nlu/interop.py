@@ -173,17 +173,23 @@ def read_weight_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def from_transformers(
-    directory: str | Path, model_class: type[NluModel] | None = None, **config_overrides
+    source: str | Path | Any, model_class: type[NluModel] | None = None, **config_overrides
 ) -> NluModel:
-    """Load a transformers BERT checkpoint directory as an nlu model.
+    """Load a transformers BERT checkpoint directory, or a transformers BERT model object (a
+    benchmark's twin of the same weights), as an nlu model.
 
-    Without ``model_class`` the architecture recorded in its config.json is used. Asking for
+    Without ``model_class`` the architecture recorded in its config is used. Asking for
     another class (e.g. a token classifier on a ``BertModel`` checkpoint, with ``labels=``)
     keeps the encoder and starts the new head fresh.
     """
-    directory = Path(directory)
-    config_path = directory / "config.json"
-    bert = read_json_object(config_path, f"is {directory} a transformers checkpoint directory?")
+    in_memory = hasattr(source, "state_dict") and hasattr(source, "config")
+    if in_memory:
+        config_path = directory = Path(f"<{type(source).__name__} object>")
+        bert = {**source.config.to_dict(), "architectures": [type(source).__name__]}
+    else:
+        directory = Path(source)
+        config_path = directory / "config.json"
+        bert = read_json_object(config_path, f"is {directory} a transformers checkpoint directory?")
     saved_class = HF_ARCHITECTURES.get((bert.get("architectures") or ["BertModel"])[0])
     if model_class is None:
         if saved_class is None:
@@ -195,7 +201,11 @@ def from_transformers(
         config = EncoderConfig.from_dict({**config.to_dict(), **config_overrides}, source=str(config_path))
     except ConfigError as error:
         raise CheckpointError(str(error)) from None
-    state = hf_state_to_nlu(read_hf_weights(directory), config.num_layers)
+    # an object's tensors are copied to the CPU, as a checkpoint's are read: the two models must not share
+    # (and train) one set of weights
+    weights = {key: value.detach().to("cpu", copy=True) for key, value in source.state_dict().items()} if in_memory \
+        else read_hf_weights(directory)
+    state = hf_state_to_nlu(weights, config.num_layers)
     saved_labels = config_from_bert(bert, config_path, with_labels=True).labels if saved_class in CLASSIFIERS else []
     labels_changed = "labels" in config_overrides and list(config_overrides["labels"]) != saved_labels
     # A BertModel saved without its pooler (multilingual-e5, sentence encoders) starts that head fresh.

@@ -42,43 +42,20 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from nlu.benchmark import (Clock, Step, alternate, gpu_dense_peak, matmul_peak, operator_shares, operator_times,
-                           peak_memory_growth, training_step)
-from nlu.config import EncoderConfig
+from nlu.benchmark import (CONFIGS, VOCAB, Clock, Step, alternate, bert_config, gpu_dense_peak, matmul_peak,
+                           operator_shares, operator_times, peak_memory_growth, training_step)
 from nlu.data.ner import encode_ner, label_list, read_ner_file
 from nlu.hardware import choose_device
-from nlu.interop import hf_state_to_nlu
-from nlu.model import ForPreTraining, ForTokenClassification
+from nlu.interop import from_transformers
 from nlu.reporting import command_line, machine, machine_line, table, write_report
 from nlu.tasks.finetune import pad_batch, predict_logits
 from nlu.tokenizer import train_tokenizer
 
-CONFIGS = {
-    "tiny": dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256),  # smoke tests
-    "small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
-    "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072),
-}
-VOCAB = 30522
 PRETRAINING_BATCH = {"tiny": (4, 32)}
 """(sequences, length) of the pretraining step where it is not 32 × 128."""
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 AUTOCAST_NOTE = " autocast on both sides (weights, optimizer, softmax accumulation, LayerNorm and losses in fp32)"
-
-
-def bert_config(options: dict, labels: list[str] | None = None) -> transformers.BertConfig:
-    extra = {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}} if labels else {}
-    return transformers.BertConfig(vocab_size=VOCAB, hidden_size=options["hidden_size"],
-                                   num_hidden_layers=options["num_layers"], num_attention_heads=options["num_heads"],
-                                   intermediate_size=options["intermediate_size"], hidden_dropout_prob=0.1,
-                                   attention_probs_dropout_prob=0.1, attn_implementation="sdpa", **extra)
-
-
-def twin(hf_model, nlu_class, options: dict, labels: list[str] | None = None):
-    """The nlu model holding exactly the transformers model's weights."""
-    model = nlu_class(EncoderConfig(vocab_size=VOCAB, labels=labels or [], max_position_embeddings=512, **options))
-    model.load_state_dict(hf_state_to_nlu(hf_model.state_dict(), options["num_layers"]), strict=False)
-    return model.to(next(hf_model.parameters()).device)
 
 
 def encoder_parameters(model) -> int:
@@ -119,7 +96,7 @@ def pretraining_runs(config: str, compile_nlu: bool, setting: Setting) -> tuple[
     nsp_labels = torch.randint(0, 2, (batch,))
     input_ids, mlm_labels, nsp_labels = input_ids.to(device), mlm_labels.to(device), nsp_labels.to(device)
     hf = transformers.BertForPreTraining(bert_config(options)).to(device)
-    ours = twin(hf, ForPreTraining, options)
+    ours = from_transformers(hf).to(device)
     masked = int(chosen.sum())
 
     def hf_dense(model, _batch):
@@ -139,9 +116,9 @@ def pretraining_runs(config: str, compile_nlu: bool, setting: Setting) -> tuple[
             "transformers sparse (by hand)": lambda: setting.trainer(hf, hf_sparse),
             "nlu": lambda: setting.trainer(ours, nlu)}
     if compile_nlu:
-        runs["nlu + torch.compile"] = lambda: setting.trainer(torch.compile(twin(hf, ForPreTraining, options)), nlu)
+        runs["nlu + torch.compile"] = lambda: setting.trainer(torch.compile(from_transformers(hf).to(device)), nlu)
     if setting.precision != "fp32":  # the gain over fp32, measured in the same alternation
-        runs[FP32_NLU] = lambda: setting.trainer(twin(hf, ForPreTraining, options), nlu, precision="fp32")
+        runs[FP32_NLU] = lambda: setting.trainer(from_transformers(hf).to(device), nlu, precision="fp32")
     tokens = batch * length
     useful = 6 * encoder_parameters(ours) * tokens + 6 * VOCAB * options["hidden_size"] * masked \
         + attention_flops(options, tokens, length, passes=3)
@@ -165,7 +142,7 @@ def ner_runs(config: str, compile_nlu: bool, setting: Setting) -> tuple[dict[str
     windows = encode_ner(sentences, tokenizer, {label: i for i, label in enumerate(labels)}, 128, 32)
     features = [w.features() for w in windows]
     hf = transformers.BertForTokenClassification(bert_config(options, labels)).to(device)
-    ours = twin(hf, ForTokenClassification, options, labels)
+    ours = from_transformers(hf).to(device)
     collator = transformers.DataCollatorForTokenClassification(tokenizer)
     batches = [features[i:i + 32] for i in range(0, 32 * 20, 32)]
     real_tokens = sum(len(f["input_ids"]) for batch in batches for f in batch) / len(batches)
@@ -182,7 +159,7 @@ def ner_runs(config: str, compile_nlu: bool, setting: Setting) -> tuple[dict[str
             "train/nlu": lambda: setting.trainer(ours, labelled_loss, nlu_batches)}
     if compile_nlu:
         runs["train/nlu + torch.compile"] = lambda: setting.trainer(
-            torch.compile(twin(hf, ForTokenClassification, options, labels), dynamic=True), labelled_loss, nlu_batches)
+            torch.compile(from_transformers(hf).to(device), dynamic=True), labelled_loss, nlu_batches)
     inference_features = features[:1024]
     inference_tokens = sum(len(f["input_ids"]) for f in inference_features)
 

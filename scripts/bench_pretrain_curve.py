@@ -38,11 +38,11 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from bench import CONFIGS, VOCAB, bert_config, twin
-from nlu.benchmark import training_step
+from nlu.benchmark import CONFIGS, VOCAB, bert_config, training_step
 from nlu.data.corpus import read_documents
 from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
 from nlu.evaluation.plots import plot_curves
+from nlu.interop import from_transformers
 from nlu.hardware import PRECISIONS, Precision, autocast, choose_precision
 from nlu.model import ForPreTraining
 from nlu.reporting import command_line, machine, machine_line, table, write_report
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace, precision: Precision) -> dict:
     heldout_batches = [heldout_masker(heldout[i:i + 32]) for i in range(0, len(heldout), 32)]
 
     reference = transformers.BertForPreTraining(bert_config(options))
-    ours = twin(reference, ForPreTraining, options)
+    ours = from_transformers(reference)
     optimizer_options = dict(lr=args.learning_rate, betas=(0.9, 0.999), eps=1e-6)
     warmup = args.warmup_steps
 

@@ -19,6 +19,20 @@ def test_parity_with_transformers_both_directions(name):
     assert differences[worst] <= TOLERANCE, f"{worst}: {differences[worst]:.2e}"
 
 
+def test_a_transformers_model_object_imports_with_its_own_copy_of_the_weights():
+    labels = ["O", "B-PER", "I-PER"]
+    config = transformers.BertConfig(**PARITY_CONFIGS["tiny"], id2label=dict(enumerate(labels)),
+                                     label2id={label: i for i, label in enumerate(labels)})
+    theirs = transformers.BertForTokenClassification(config).eval()
+    ours = from_transformers(theirs).eval()
+    assert isinstance(ours, ForTokenClassification) and ours.config.labels == labels
+    ids = torch.randint(1, 97, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, theirs(input_ids=ids).logits, atol=1e-5, rtol=0)
+        ours.encoder.embeddings.word_embeddings.weight.add_(1.0)  # training one must not move the other
+    assert not torch.equal(ours.encoder.embeddings.word_embeddings.weight, theirs.bert.embeddings.word_embeddings.weight)
+
+
 def test_exported_token_classifier_loads_in_transformers_auto_classes(tmp_path, tiny_config):
     tiny_config.labels = ["O", "B-LOC", "I-LOC"]
     model = ForTokenClassification(tiny_config).eval()
