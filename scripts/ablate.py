@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from nlu.benchmark import training_step
 from nlu.config import EncoderConfig
 from nlu.data.corpus import read_documents
 from nlu.data.ner import NerSentence, read_ner_file
@@ -186,14 +187,15 @@ def fit(norm: str, seed: int, learning_rate: float, vocab_size: int, batches: li
                                          max_position_embeddings=64, hidden_dropout=0.0, attention_dropout=0.0,
                                          norm_placement=norm))
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.01), lr=learning_rate, betas=(0.9, 0.999), eps=1e-6)
-    losses = []
-    for step in range(STABILITY["steps"]):
-        loss = model(**batches[step % len(batches)]).loss
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
+    losses: list[float] = []
+
+    def loss(model_: ForPreTraining, batch: dict) -> torch.Tensor:
+        value = model_(**batch).loss
+        losses.append(value.item())
+        return value
+    step = training_step(model, optimizer, loss, batches, max_grad_norm=1.0)
+    for round_ in range(STABILITY["steps"]):
+        step(round_)
     return sum(losses[-5:]) / 5
 
 
