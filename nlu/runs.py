@@ -287,7 +287,12 @@ def run(settings: RunSettings, force: bool = False) -> RunRecord:
 def run_in_own_process(settings: RunSettings, force: bool = False) -> RunRecord:
     """:func:`run` in a fresh (spawned) process with this process's torch threads, so that its peak
     memory, imports and caches are the run's alone. The figures are kept in ``<run>/process.json``:
-    a finished run that is reused reports those of the process that made it."""
+    a finished run that is reused reports those of the process that made it, and is read back here
+    (a process of its own would spend seconds importing torch to read two files)."""
+    settings = resolve(settings)
+    output_dir = Path(settings.training.output_dir)
+    if not force and all((output_dir / name).is_file() for name in (SETTINGS_FILE, task_entry(settings.task).summary_file)):
+        return with_process_figures(run(settings))
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=context) as pool:
         return pool.submit(_measured_run, settings, force, torch.get_num_threads()).result()
@@ -296,11 +301,15 @@ def run_in_own_process(settings: RunSettings, force: bool = False) -> RunRecord:
 def _measured_run(settings: RunSettings, force: bool, threads: int) -> RunRecord:
     torch.set_num_threads(threads)
     record = run(settings, force)
-    path = record.output_dir / PROCESS_FILE
     if not record.reused:
         figures = {"peak_rss_mib": peak_resident_mib(),
                    "wall_seconds": record.wall_seconds, "cpu_seconds": record.cpu_seconds, "threads": threads}
-        write_text_atomic(path, json.dumps(figures, indent=2))
+        write_text_atomic(record.output_dir / PROCESS_FILE, json.dumps(figures, indent=2))
+    return with_process_figures(record)
+
+
+def with_process_figures(record: RunRecord) -> RunRecord:
+    path = record.output_dir / PROCESS_FILE
     return dataclasses.replace(record, process=json.loads(path.read_text()) if path.exists() else None)
 
 

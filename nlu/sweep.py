@@ -585,7 +585,7 @@ def render_sweep(results: dict[str, Any]) -> str:
     stats, data = results["statistics"], results.get("data") or {}
     headline = results["headline_figure"]
     columns = list(dict.fromkeys([headline, *minority_keys(results), "train_seconds",
-                                  *[f"{headline}@{name}" for name in results.get("test_sets", {})],
+                                  *test_set_columns(results),
                                   *results.get("columns", [])]))  # a figure named twice is one column
     rows = list(stats)
     recall_zero_header = " | runs with a test recall of 0" if results["task"] == "classify" else ""
@@ -647,11 +647,16 @@ def render_sweep(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def test_set_columns(results: dict[str, Any]) -> list[str]:
+    """The headline figure on every extra test set, a column each."""
+    return [f"{results['headline_figure']}@{name}" for name in results.get("test_sets", {})]
+
+
 def compact_table(results: dict[str, Any]) -> list[str]:
     """The table a README quotes (scripts/reports_index.py): per row its seeds, the headline figure on
     the sweep's own test split and on every test set, and training seconds; mean ± std over seeds."""
     headline, stats = results["headline_figure"], results["statistics"]
-    digits = {headline: 4, **{f"{headline}@{name}": 4 for name in results.get("test_sets", {})}, "train_seconds": 0}
+    digits = {headline: 4, **dict.fromkeys(test_set_columns(results), 4), "train_seconds": 0}
     lines = []
     for row, entry in results["rows"].items():
         seeds = ", ".join(str(run_["seed"]) for run_ in entry["runs"])

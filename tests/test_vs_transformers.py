@@ -342,6 +342,7 @@ def test_a_sweep_puts_the_trainer_beside_nlu_each_run_in_its_own_process(tiny_be
     assert all(100 < peak < 8000 for peak in peaks.values()), peaks  # torch alone is over 100 MiB
     assert results["bootstrap"]["nlu"]["test_examples"] == 24
     assert "| tokens_per_second | process.peak_rss_mib |" in render_sweep(results).splitlines()[4]  # the table's header
+    monkeypatch.setattr("nlu.runs.ProcessPoolExecutor", None)  # a finished run is read back here: no process
     again = run_sweep(sweep, "classify", tmp_path / "runs")
     assert all(entry["runs"][0]["reused"] for entry in again["rows"].values())
     assert {row: entry["runs"][0]["figures"]["process.peak_rss_mib"] for row, entry in again["rows"].items()} == peaks
