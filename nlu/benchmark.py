@@ -13,9 +13,12 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    import transformers
 
 # Dense (no sparsity) tensor-core peaks in TFLOP/s, bf16 with fp32 accumulation, from the vendors'
 # datasheets; matched in order against torch.cuda.get_device_name().
@@ -36,7 +39,7 @@ Step = Callable[[int], Any]
 """A unit of timed work, given the round it runs in (to pick its batch)."""
 
 
-def bert_config(options: dict, labels: list[str] | None = None):
+def bert_config(options: dict, labels: list[str] | None = None) -> "transformers.BertConfig":
     """transformers' BertConfig of a CONFIGS entry: BERT's vocabulary and dropout, SDPA attention.
     Its nlu twin (the same weights) is ``nlu.interop.from_transformers(model)``."""
     import transformers

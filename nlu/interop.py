@@ -182,7 +182,9 @@ def from_transformers(
     another class (e.g. a token classifier on a ``BertModel`` checkpoint, with ``labels=``)
     keeps the encoder and starts the new head fresh.
     """
-    in_memory = hasattr(source, "state_dict") and hasattr(source, "config")
+    from transformers import PreTrainedModel
+
+    in_memory = isinstance(source, PreTrainedModel)
     if in_memory:
         config_path = directory = Path(f"<{type(source).__name__} object>")
         bert = {**source.config.to_dict(), "architectures": [type(source).__name__]}

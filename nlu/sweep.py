@@ -432,16 +432,15 @@ def statistics(results: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
 
 def seed_differences(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Row → its headline figure minus the first row's, seed by seed (nlu.reporting.paired_difference):
-    "within noise" when the interval of two standard errors holds 0."""
+    "within noise" when its 95% Student-t interval holds 0."""
     figure, rows = results["headline_figure"], list(results["rows"])
     reference = {run_["seed"]: run_["figures"].get(figure) for run_ in results["rows"][rows[0]]["runs"]}
     differences = {}
     for row in rows[1:]:
         pairs = [(run_["figures"][figure], reference[run_["seed"]]) for run_ in results["rows"][row]["runs"]
                  if run_["figures"].get(figure) is not None and reference.get(run_["seed"]) is not None]
-        difference = paired_difference(*zip(*pairs)) if pairs else None
-        if difference:
-            differences[row] = {"figure": figure, **difference}
+        if pairs:
+            differences[row] = {"figure": figure, **paired_difference(*zip(*pairs))}
     return differences
 
 
@@ -592,8 +591,9 @@ def render_sweep(results: dict[str, Any]) -> str:
     seeds = ", ".join(map(str, results["seeds"]))
     lines = [f"# {results.get('title') or 'Sweep: ' + results['name']}", "",
              f"Made by `{results['command']}` from `{results['config']}`; seeds {seeds}; mean ± std over seeds. "
-             f"Δ columns: the row minus the first row on {headline}, by seed (mean ± 2 standard errors over seeds: "
-             "training noise, which needs two seeds or more) and by a 95% paired bootstrap over test examples (the "
+             f"Δ columns: the row minus the first row on {headline}, by seed (mean ± the half-width of its 95% "
+             "Student-t interval over seeds: training noise, which needs two seeds or more) and by a 95% paired "
+             "bootstrap over test examples (the "
              "test set's sampling noise only); \"within noise\" when the interval holds 0.", "",
              "| row | " + " | ".join(columns) + recall_zero_header + " | Δ by seed | Δ, paired bootstrap |",
              "|---|" + "---|" * (len(columns) + 2 + bool(recall_zero_header))]
@@ -601,7 +601,7 @@ def render_sweep(results: dict[str, Any]) -> str:
         by_seed, interval = results["seed_differences"].get(row), results["bootstrap"].get(row)
         seed_cell = "reference" if row == rows[0] else "n/a" if not by_seed else (
             f"{by_seed['mean_difference']:+.4f}" if by_seed["low"] is None else
-            f"{by_seed['mean_difference']:+.4f} ± {by_seed['two_standard_errors']:.4f} "
+            f"{by_seed['mean_difference']:+.4f} ± {by_seed['half_width']:.4f} "
             f"({within(by_seed['low'], by_seed['high'])})")
         boot_cell = "reference" if row == rows[0] else "n/a" if not interval else (
             f"{interval['mean_difference']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}] "

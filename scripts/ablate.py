@@ -270,7 +270,7 @@ def render(result: dict) -> str:
              f"that ignores context) scores {cell(figures['pretrain'][REFERENCE]['unigram_mlm_loss'])} on them.", "",
              f"![held-out MLM loss per variant]({Path(result['plot']).name})", "", "### What the numbers say", "",
              *[f"- {comparison(kind, variant_differences(result, kind))}." for kind in METRICS],
-             "- Outside noise: outside the sweep's interval of two standard errors over paired seeds and, where the "
+             "- Outside noise: outside the sweep's 95% Student-t interval over paired seeds and, where the "
              "runs have test predictions, its paired bootstrap over test examples; the Δ is the mean paired gap."]
     stalled = {row: count for row, count in result["stalled"].items() if count[0]}
     if stalled:
@@ -325,7 +325,7 @@ def judged_cell(by_seed: dict | None, bootstrap: dict | None = None) -> str:
     """A paired difference (by seed, and by bootstrap where there is one) with its verdicts."""
     if not (by_seed or bootstrap):
         return "n/a"
-    spread = f" ± {by_seed['two_standard_errors']:.4f}" if by_seed and by_seed["low"] is not None else ""
+    spread = f" ± {by_seed['half_width']:.4f}" if by_seed and by_seed["low"] is not None else ""
     verdicts = noise_verdicts(by_seed, bootstrap)
     return f"{(by_seed or bootstrap)['mean_difference']:+.4f}{spread} ({', '.join(verdicts) or 'one seed'})"
 
@@ -344,9 +344,8 @@ def recommendation(result: dict) -> list[str]:
         if better:
             lines.append(f"- {label}: {', '.join(better)} beat BERT's {REFERENCE} outside noise.")
     if not lines:
-        lines.append(f"- For fine-tuning quality at this scale the variant does not matter measurably: none beats BERT's "
-                     f"{REFERENCE} outside noise on NER or classification, so keep the default (the only one that "
-                     "exports to transformers' BERT).")
+        lines.append(f"- Fine-tuning: no variant beats BERT's {REFERENCE} outside noise on NER or classification, so "
+                     "keep the default (the only one that exports to transformers' BERT).")
     return lines + [f"- Pretraining: {comparison('pretrain', variant_differences(result, 'pretrain'))}."]
 
 

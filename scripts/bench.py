@@ -297,10 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     results["matmul_peak_readings"] = readings
     results["matmul_peak_flops"] = {precision: max(r[precision] for r in readings) for precision in DTYPES}
     results["machine"]["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
-    stem = Path(args.out) / ("bench" + ("" if args.precision == "fp32" else f"_{args.precision}")
-                             + ("" if setting.device.type == "cpu" else f"_{setting.device.type}"))
+    stem = report_stem(Path(args.out), args.precision, setting.device.type)
     print(write_report(stem, results | {"headline": headline(results)}, render).read_text())
     return 0
+
+
+def report_stem(out: Path, precision: str, device_type: str) -> Path:
+    """OUT/bench[_bf16][_cuda]: one report per precision and kind of device."""
+    return out / ("bench" + ("" if precision == "fp32" else f"_{precision}")
+                  + ("" if device_type == "cpu" else f"_{device_type}"))
 
 
 def headline(results: dict) -> str | None:

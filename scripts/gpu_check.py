@@ -3,7 +3,7 @@
 minutes on one H100/H200, at most 8):
 
     scripts/gpu_check.sh                      # on the GPU machine: reports/gpu.md, and each step's own report
-    scripts/gpu_check.sh --dry-run --out DIR  # the same steps on the CPU at tiny sizes (the test suite runs this)
+    scripts/gpu_check.sh --dry-run            # the same steps on the CPU at tiny sizes, into runs/gpu_check_dry_run
 
 1. the tests of the code that behaves differently on a GPU (hardware choice, the model's layouts and
    host syncs, attention, dropout); with CUDA present, the CUDA tests in them run too;
@@ -43,7 +43,7 @@ from nlu.tokenizer import save_tokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = {"dry_run": {"tests": ["tests/test_hardware.py"], "config": "tiny", "steps": 2,
-                     "sweep": {"subsets": {"train": 16, "dev": 16, "test": 32}, "training.epochs": 1}},
+                     "sweep": {"subsets": {"train": 16, "dev": 16, "test": 32}, "training.epochs": 1, "training.cpu": True}},
          "gpu": {"tests": ["tests/test_hardware.py", "tests/test_model.py", "tests/test_attention.py"],
                  "config": "base", "steps": 10, "sweep": {}}}
 CHECKPOINTS = [root / name for name in ("multilingual-e5-small", "all-MiniLM-L6-v2") for root in (
@@ -60,8 +60,8 @@ def tests(files: list[str]) -> dict:
 def bench_step(device: str, plan: dict, out: Path) -> dict:
     bench.main(["--device", device, "--precision", "bf16", "--configs", plan["config"], "--sections", "pretraining",
                 "--steps", str(plan["steps"]), "--warmup", "2", "--no-memory", "--out", str(out)])
-    report = out / ("bench_bf16" + ("_cuda" if device == "cuda" else "") + ".md")
-    return {"report": report.name, "headline": json.loads(report.with_suffix(".json").read_text())["headline"]}
+    stem = bench.report_stem(out, "bf16", torch.device(device).type)
+    return {"report": stem.with_suffix(".md").name, "headline": json.loads(stem.with_suffix(".json").read_text())["headline"]}
 
 
 def ner_step(plan: dict, checkpoint: Path, data: Path, runs: Path, out: Path) -> dict:
@@ -127,37 +127,46 @@ def render(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="every step on the CPU at tiny sizes")
-    parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    parser.add_argument("--out", type=Path, help="where the reports go (default reports/; a dry run: runs/gpu_check_dry_run,"
+                                                 " so that it never writes over the committed reports)")
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--data", type=Path, help="a folder with train/dev/test.conll (default runs/panx_data/de)")
     parser.add_argument("--command", help=argparse.SUPPRESS)  # the gpu_check.sh command line, for the report
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
         parser.error("torch sees no GPU (use --dry-run)")
+    args.out = args.out or ROOT / ("runs/gpu_check_dry_run" if args.dry_run else "reports")
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
+        results = steps(args, Path(folder))
+    print(write_report(args.out / "gpu", results, render))
+    print("\n".join(results["failures"]) or "every step passed", file=sys.stderr)
+    return 1 if results["failures"] else 0
+
+
+def steps(args: argparse.Namespace, work: Path) -> dict:
+    """Every step, each through :func:`attempt`, and the failures they and their checks give."""
     plan, device = STEPS["dry_run" if args.dry_run else "gpu"], "cpu" if args.dry_run else "cuda"
     data = args.data or ROOT / ("data/ner/wnut16" if args.dry_run else "runs/panx_data/de")
     failures: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
-        checkpoint = args.checkpoint or (tiny_checkpoint(Path(folder) / "tiny-bert", data) if args.dry_run else next(
-            (path for path in CHECKPOINTS if (path / "config.json").is_file()), None))
-        results = {"command": args.command or command_line(), "dry_run": args.dry_run, "machine": machine("transformers"),
-                   "tests": attempt("tests", lambda: tests(plan["tests"]), failures),
-                   "parity": attempt(f"parity on {device}", lambda: {precision: check_hf_parity.check(device, bf16)
-                                     for precision, bf16 in (("fp32", False), ("bf16", True))}, failures),
-                   "bench": attempt(f"bench: {plan['config']}, bf16, {device}", lambda: bench_step(device, plan, args.out),
-                                    failures),
-                   "ner": attempt(f"NER fine-tuning: nlu vs Trainer ({checkpoint}, {data})",
-                                  lambda: ner_step(plan, checkpoint, data, Path(folder) / "runs", args.out), failures)
-                   if checkpoint else None}
+    checkpoint = args.checkpoint or (attempt("a tiny checkpoint", lambda: tiny_checkpoint(work / "tiny-bert", data), failures)
+                                     if args.dry_run else next((path for path in CHECKPOINTS
+                                                                if (path / "config.json").is_file()), None))
+    results = {"command": args.command or command_line(), "dry_run": args.dry_run, "machine": machine("transformers"),
+               "tests": attempt("tests", lambda: tests(plan["tests"]), failures),
+               "parity": attempt(f"parity on {device}", lambda: {precision: check_hf_parity.check(device, bf16)
+                                 for precision, bf16 in (("fp32", False), ("bf16", True))}, failures),
+               "bench": attempt(f"bench: {plan['config']}, bf16, {device}", lambda: bench_step(device, plan, args.out),
+                                failures),
+               "ner": attempt(f"NER fine-tuning: nlu vs Trainer ({checkpoint}, {data})",
+                              lambda: ner_step(plan, checkpoint, data, work / "runs", args.out), failures)
+               if checkpoint else None}
     if not checkpoint:
         failures.append(f"NER fine-tuning: skipped, no checkpoint in {', '.join(map(str, CHECKPOINTS))} (see --checkpoint)")
     if results["tests"] and results["tests"]["status"]:
         failures.append(f"tests: exit status {results['tests']['status']}")
     failures += [f"parity {precision}: outside the tolerance" for precision, check in (results["parity"] or {}).items()
                  if not check["ok"]]
-    print(write_report(args.out / "gpu", results | {"failures": failures}, render))
-    print("\n".join(failures) or "every step passed", file=sys.stderr)
-    return 1 if failures else 0
+    return results | {"failures": failures}
 
 
 if __name__ == "__main__":

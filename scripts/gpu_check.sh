@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One command for a GPU (issue #21): scripts/gpu_check.py's steps, about 5 minutes on one H100/H200.
 #
-#   scripts/gpu_check.sh                      # on the GPU machine: writes reports/gpu.md and gpu.json
-#   scripts/gpu_check.sh --dry-run --out DIR  # the same steps on the CPU at tiny sizes (the test suite runs this)
+#   scripts/gpu_check.sh             # on the GPU machine: reports/gpu.md, bench_bf16_cuda.md, gpu_panx/
+#   scripts/gpu_check.sh --dry-run   # the same steps on the CPU at tiny sizes, into runs/gpu_check_dry_run
 #
 # Options and steps: python scripts/gpu_check.py --help. This wrapper only installs seqeval from
 # .gpu/wheels where the GPU machine lacks it (it has no index to install from).

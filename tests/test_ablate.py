@@ -49,7 +49,7 @@ def test_long_sequences_join_tweets_past_the_target_and_keep_every_word():
 
 def test_a_variant_differs_from_berts_only_outside_every_measure_of_noise():
     def difference(mean, low, high, bootstrap=None):
-        return {"by_seed": {"mean_difference": mean, "low": low, "high": high, "two_standard_errors": (high - low) / 2},
+        return {"by_seed": {"mean_difference": mean, "low": low, "high": high, "half_width": (high - low) / 2},
                 "bootstrap": bootstrap}
     differences = {"a": difference(0.10, 0.02, 0.18), "b": difference(-0.05, -0.09, -0.01),
                    "c": difference(0.08, 0.01, 0.15, {"mean_difference": 0.08, "low": -0.01, "high": 0.17}),

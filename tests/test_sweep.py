@@ -208,7 +208,7 @@ def test_a_row_names_another_sweeps_run_and_a_pretraining_sweep_shares_one_vocab
     assert f"{tmp_path}/p/post_LN/seed-2" in given  # the pretraining run that init names
 
 
-def test_seed_differences_are_paired_by_seed_with_two_standard_errors():
+def test_seed_differences_are_paired_by_seed_with_a_student_t_interval():
     def runs(values: dict[int, float]) -> dict:
         return {"runs": [{"seed": seed, "figures": {"loss": value}} for seed, value in values.items()]}
 
@@ -217,11 +217,11 @@ def test_seed_differences_are_paired_by_seed_with_two_standard_errors():
     entry = seed_differences(results)["bf16"]
     assert entry["values"] == pytest.approx([0.5, 0.1, 0.4])  # seed 3's pair is matched by seed, not position
     assert entry["mean_difference"] == pytest.approx(1.0 / 3)
-    assert entry["two_standard_errors"] == pytest.approx(2 * np.std([0.5, 0.1, 0.4], ddof=1) / np.sqrt(3))
-    assert (entry["low"], entry["high"]) == pytest.approx((1 / 3 - entry["two_standard_errors"],
-                                                           1 / 3 + entry["two_standard_errors"]))
+    # t(0.975, 2 degrees of freedom) = 4.3027 from a printed table: three seeds need 4.3 standard errors, not 2
+    assert entry["half_width"] == pytest.approx(4.3027 * np.std([0.5, 0.1, 0.4], ddof=1) / np.sqrt(3), rel=1e-4)
+    assert (entry["low"], entry["high"]) == pytest.approx((1 / 3 - entry["half_width"], 1 / 3 + entry["half_width"]))
     one_seed = {"headline_figure": "loss", "rows": {"a": runs({1: 1.0}), "b": runs({1: 1.5})}}
-    assert seed_differences(one_seed)["b"]["two_standard_errors"] is seed_differences(one_seed)["b"]["low"] is None
+    assert seed_differences(one_seed)["b"]["half_width"] is seed_differences(one_seed)["b"]["low"] is None
 
 
 def test_run_figures_name_nested_numbers_by_their_path_and_read_the_last_training_loss(tmp_path):

@@ -250,7 +250,7 @@ def _label_order(name: str) -> tuple[int, int, str]:
 
 @dataclass(frozen=True)
 class LabelMap:
-    """Label names in id order. Saved beside a model so predictions map back to the same names."""
+    """Label names in id order; a model keeps them as ``config.labels``, so predictions map back to the same names."""
 
     names: tuple[str, ...]
     _ids: dict[str, int] = field(init=False, repr=False, compare=False)
