@@ -186,6 +186,15 @@ def command_config(args: argparse.Namespace) -> None:
     print(describe_task_file(args.task_file))
 
 
+def seed_value(text: str) -> int:
+    """--seeds takes every word after it, so an override written there is named as one."""
+    try:
+        return int(text)
+    except ValueError:
+        hint = "; put overrides such as it before --seeds" if "=" in text else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (a whole number){hint}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlu", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -259,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "transformers")
     sweep.add_argument("--config", help="task YAML the grid varies, e.g. tasks/rotten_tomatoes.yaml")
     sweep.add_argument("--grid", action="append", default=[], help="section.key=v1,v2 (repeat for a product)")
-    sweep.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the sweep file's, else 42)")
+    sweep.add_argument("--seeds", type=seed_value, nargs="+", help="training seeds (default: the sweep file's, else 42); "
+                                                                    "overrides go before --seeds")
     sweep.add_argument("--name", help="sweep name: runs/sweeps/NAME (default: the file's stem)")
     sweep.add_argument("--runs-dir", default="runs")
     sweep.add_argument("--out", help="report folder (default: runs/sweeps/NAME)")

@@ -540,10 +540,10 @@ def minority_keys(results: dict[str, Any]) -> list[str]:
     return [key for key in recalls if supports[key] is None or supports[key] < np.mean(known)]
 
 
-def misses_a_class(figures: dict[str, float]) -> bool:
-    """A classifier with a test recall of 0 for some class: the plateau an imbalanced run stalls on
-    (every text of that class given to another), which a macro average alone can hide."""
-    return any(value == 0.0 for key, value in figures.items() if key.startswith("test_recall["))
+def missed_classes(figures: dict[str, float]) -> list[str]:
+    """The classes a classifier never predicted right (test recall 0): the plateau an imbalanced run
+    stalls on (every text of the class given to another), which a macro average alone can hide."""
+    return [key[len("test_recall["):-1] for key, value in figures.items() if key.startswith("test_recall[") and value == 0.0]
 
 
 def within(low: float, high: float, noise: str = "noise") -> str:
@@ -587,7 +587,7 @@ def render_sweep(results: dict[str, Any]) -> str:
                                   *test_set_columns(results),
                                   *results.get("columns", [])]))  # a figure named twice is one column
     rows = list(stats)
-    recall_zero_header = " | runs with a test recall of 0" if results["task"] == "classify" else ""
+    recall_zero_header = " | runs with a test recall of 0 (classes)" if results["task"] == "classify" else ""
     seeds = ", ".join(map(str, results["seeds"]))
     lines = [f"# {results.get('title') or 'Sweep: ' + results['name']}", "",
              f"Made by `{results['command']}` from `{results['config']}`; seeds {seeds}; mean ± std over seeds. "
@@ -607,13 +607,15 @@ def render_sweep(results: dict[str, Any]) -> str:
             f"{interval['mean_difference']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}] "
             f"({within(interval['low'], interval['high'])})")
         runs = results["rows"][row]["runs"]
-        stalled = f" | {sum(misses_a_class(run_['figures']) for run_ in runs)} of {len(runs)}" if recall_zero_header else ""
+        missed = sorted({name for run_ in runs for name in missed_classes(run_["figures"])})
+        stalled = (f" | {sum(bool(missed_classes(run_['figures'])) for run_ in runs)} of {len(runs)}"
+                   + (f" ({', '.join(missed)})" if missed else "")) if recall_zero_header else ""
         lines.append(f"| {row} | " + " | ".join(counted_cell(stats[row].get(key), len(runs)) for key in columns)
                      + f"{stalled} | {seed_cell} | {boot_cell} |")
     for name, figures in (data.get("baselines") or {}).items():
         lines.append(f"| baseline: {name} | " + " | ".join(
             "—" if figures.get(key) is None else f"{figures[key]:.4f}" if key != "train_seconds" else f"{figures[key]:.1f}"
-            for key in columns) + (f" | {'yes' if misses_a_class(figures) else 'no'}" if recall_zero_header else "")
+            for key in columns) + (f" | {', '.join(missed_classes(figures)) or 'no'}" if recall_zero_header else "")
             + " | | |")
     lines += ["", "Rows (overrides on top of the task file"
               + (f" and {json.dumps(results['overrides'])}" if results["overrides"] else "") + "):", ""]

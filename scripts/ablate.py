@@ -41,7 +41,7 @@ from nlu.model import ForPreTraining, ForTokenClassification
 from nlu.reporting import (cell, command_line, machine, machine_line, mean_std, paired_difference, table,
                            write_report)
 from nlu.settings import load_settings
-from nlu.sweep import load_sweep, misses_a_class, noise_verdicts, run_sweep, write_sweep
+from nlu.sweep import load_sweep, missed_classes, noise_verdicts, run_sweep, write_sweep
 from nlu.tasks.ner import predict_tags
 from nlu.tokenizer import load_tokenizer
 from nlu.training.loop import parameter_groups
@@ -71,7 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=Path, help="the sweeps' run folders, from the repository's root (default "
                                                   "runs/sweeps, nlu sweep's own, --quick: runs/ablation_quick)")
     parser.add_argument("--progress", action="store_true", help="show the training loop's progress bars")
-    parser.add_argument("--out", type=Path, help="output stem: OUT.md, OUT.json, OUT_mlm.png (default reports/ablation)")
+    parser.add_argument("--out", type=Path, help="output stem: OUT.md, OUT.json, OUT_mlm.png (default reports/ablation; "
+                                                                   "--quick: RUNS/ablation)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 variants, 1 seed, tiny budgets and data")
     parser.add_argument("--report-only", action="store_true", help="rewrite OUT.md and the plot from OUT.json")
     args = parser.parse_args(argv)
@@ -253,10 +254,11 @@ def render(result: dict) -> str:
     variants = list(figures["ner"])
     entries = {kind: {row: figures[kind][row][key] for row in variants} for kind, (_, key, _) in METRICS.items()}
     lines = ["# Encoder variants: which to pick (issue #10)", "",
-             f"Made by `{result['command']}`, finished {result['finished']} in {result['runtime_seconds'] / 60:.0f} min "
+             f"Made by `{result['command']}`, finished {result['finished']} in {result['runtime_seconds'] / 60:.1f} min "
              f"({result['reused_runs']} of {result['runs']} runs reused from an earlier invocation; the runs' own "
-             f"training took {result['train_seconds'] / 60:.0f} min), on {machine_line(result['machine'])}.", "",
-             "Every figure below is a mean ± sample std over the seeds of three sweeps, each with its own report "
+             f"training took {result['train_seconds'] / 60:.1f} min), on {machine_line(result['machine'])}.", "",
+             "Every figure below is a mean ± sample std over the seeds (one value with one seed) of three sweeps, each "
+             "with its own report "
              "(the budget as overrides of the task files, every figure, per-seed and paired-bootstrap differences to "
              "BERT's variant, baselines): "
              + ", ".join(f"[{kind}]({link})" for kind, link in reports.items())
@@ -272,6 +274,7 @@ def render(result: dict) -> str:
              *[f"- {comparison(kind, variant_differences(result, kind))}." for kind in METRICS],
              "- Outside noise: outside the sweep's 95% Student-t interval over paired seeds and, where the "
              "runs have test predictions, its paired bootstrap over test examples; the Δ is the mean paired gap."]
+    lines += degenerate_lines(figures, entries, variants)
     stalled = {row: count for row, count in result["stalled"].items() if count[0]}
     if stalled:
         lines.append("- Classification runs that predict none of some class (a test recall of 0; macro-F1 near 0.5 or "
@@ -292,6 +295,21 @@ def render(result: dict) -> str:
         lines += stability_lines(result["stability"])
     lines += [f"All numbers: [{Path(result['json']).name}]({Path(result['json']).name}).", ""]
     return "\n".join(lines)
+
+
+def degenerate_lines(figures: dict, entries: dict, variants: list[str]) -> list[str]:
+    """Runs that learned nothing, said beside the gaps (a gap between two of them says nothing)."""
+    lines = []
+    untagged = {row: sum(value == 0 for value in entries["ner"][row]["values"]) for row in variants}
+    if any(untagged.values()):
+        lines.append("- NER runs that tag no entity (test F1 0): " + ", ".join(
+            f"{row} {count} of {len(entries['ner'][row]['values'])}" for row, count in untagged.items() if count) + ".")
+    unigram = figures["pretrain"][REFERENCE]["unigram_mlm_loss"]["mean"]
+    behind = [row for row in variants if entries["pretrain"][row]["mean"] >= unigram]
+    if behind:
+        lines.append(f"- Pretraining no better than the context-free unigram baseline ({unigram:.4f}): "
+                     f"{', '.join(behind)}.")
+    return lines
 
 
 def long_input_lines(section: dict, short: dict) -> list[str]:
@@ -315,9 +333,11 @@ def long_input_lines(section: dict, short: dict) -> list[str]:
             if whole["values"]:
                 lines.append(f"- > {target}, {row}: whole minus windows by seed "
                              f"{judged_cell(paired_difference(whole['values'], windows['values']))}.")
-        means = {f"{row}, {m}": entry[f"{m}_{target}"]["mean"] for row, entry in scores.items() for m in ("windows", "whole")}
-        best = max((key for key in means if means[key] is not None), key=means.get)
-        lines.append(f"- > {target}: best mean is {best} ({means[best]:.4f}).")
+        means = {f"{row}, {m}": entry[f"{m}_{target}"]["mean"] for row, entry in scores.items() for m in ("windows", "whole")
+                 if entry[f"{m}_{target}"]["mean"] is not None}
+        if len(set(means.values())) > 1:  # no winner among equals (a smoke run's zeros)
+            best = max(means, key=means.get)
+            lines.append(f"- > {target}: best mean is {best} ({means[best]:.4f}).")
     return lines
 
 
@@ -337,6 +357,8 @@ def variant_differences(result: dict, kind: str) -> dict[str, dict]:
 def recommendation(result: dict) -> list[str]:
     """Plain sentences from the sweeps' judgements: a variant is recommended over BERT's only where
     it is better outside noise."""
+    if len(next(iter(result["figures"]["ner"].values()))["test_f1"]["values"]) < 2:
+        return ["- One seed per variant (a smoke run): no recommendation follows from it."]
     lines = []
     for kind in ("ner", "classify"):
         label, _, direction = METRICS[kind]
@@ -407,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
               "differences": {kind: {row: {"by_seed": sweep["seed_differences"].get(row),
                                            "bootstrap": sweep["bootstrap"].get(row)} for row in list(sweep["rows"])[1:]}
                               for kind, sweep in results.items()},
-              "stalled": {row: [sum(misses_a_class(run_["figures"]) for run_ in entry["runs"]), len(entry["runs"])]
+              "stalled": {row: [sum(bool(missed_classes(run_["figures"])) for run_ in entry["runs"]), len(entry["runs"])]
                           for row, entry in results["classify"]["rows"].items()},
               "curves": mlm_curves(results["pretrain"]), "long_inputs": long_inputs(results),
               "stability": stability(), "plot": f"{args.out.name}_mlm.png", "json": args.out.with_suffix(".json").name}

@@ -285,10 +285,13 @@ def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, c
     report = (out / "sweep.md").read_text()
     assert report == render_sweep(results) and "| baseline: majority class |" in report
     assert report.startswith("# A tiny study\n") and results["headline"].startswith("test_macro_f1: loss=ce ")
-    stalled = sum(min(value for key, value in run["figures"].items() if key.startswith("test_recall[")) == 0
-                  for run in results["rows"]["loss=ce"]["runs"])
-    assert f"| {stalled} of 2 | reference | reference |" in report  # runs with a class never recalled, counted
-    assert "| baseline: majority class | " in report and " | yes | | |" in report  # the majority class misses two
+    missed = [[key[12:-1] for key, value in run["figures"].items() if key.startswith("test_recall[") and value == 0]
+              for run in results["rows"]["loss=ce"]["runs"]]
+    named = f" ({', '.join(sorted({name for names in missed for name in names}))})" if any(missed) else ""
+    assert f"| {sum(map(bool, missed))} of 2{named} | reference | reference |" in report  # runs with a class never recalled
+    majority = results["data"]["baselines"]["majority class"]
+    others = sorted(key[12:-1] for key in majority if key.startswith("test_recall[") and majority[key] == 0)
+    assert len(others) == 2 and f" | {', '.join(others)} | | |" in report  # the majority class misses the other two
     # Every run's model scored on the other test set too: its figure is the test set's predictions, scored anew.
     scored = sorted(Path(runs[0]["output_dir"]).glob("test_sets/held-*/predictions.csv"))
     assert len(scored) == 1 and results["test_sets"]["held"]["records"] == 200
