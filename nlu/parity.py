@@ -96,7 +96,7 @@ def _output_differences(architecture: str, ours, theirs, inputs: dict, labelled:
     hf_labels = {"labels": labelled["mlm_labels"], "next_sentence_label": labelled["nsp_labels"]} if pretraining else {}
     fp32 = theirs(**inputs, **hf_labels)
     with torch.autocast(real.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out_ours, out_theirs = ours(**inputs), theirs(**inputs, **hf_labels)
+        out_ours, out_theirs = ours(**inputs), theirs(**inputs, **hf_labels) if bf16 else fp32
         # nlu's loss scores the masked positions only (its logits then come at those rows alone)
         ours_loss = ours(**inputs, **labelled).loss if pretraining else None
     pairs = [(getattr(out_ours, mine), getattr(out_theirs, their), getattr(fp32, their), real if tokenwise else None, mine)
@@ -106,5 +106,5 @@ def _output_differences(architecture: str, ours, theirs, inputs: dict, labelled:
     differences = {}
     for mine, their, reference, mask, name in pairs:
         scale = float((reference[mask.bool()] if mask is not None else reference).abs().max()) if bf16 else 1.0
-        differences[name] = max_difference(mine.float(), their.float(), mask) / scale
+        differences[name] = max_difference(mine, their, mask) / scale
     return differences

@@ -607,9 +607,10 @@ def render_sweep(results: dict[str, Any]) -> str:
             f"{interval['mean_difference']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}] "
             f"({within(interval['low'], interval['high'])})")
         runs = results["rows"][row]["runs"]
-        missed = sorted({name for run_ in runs for name in missed_classes(run_["figures"])})
-        stalled = (f" | {sum(bool(missed_classes(run_['figures'])) for run_ in runs)} of {len(runs)}"
-                   + (f" ({', '.join(missed)})" if missed else "")) if recall_zero_header else ""
+        missed = [missed_classes(run_["figures"]) for run_ in runs]
+        names = sorted(set().union(*missed))
+        stalled = (f" | {sum(map(bool, missed))} of {len(runs)}" + (f" ({', '.join(names)})" if names else "")
+                   if recall_zero_header else "")
         lines.append(f"| {row} | " + " | ".join(counted_cell(stats[row].get(key), len(runs)) for key in columns)
                      + f"{stalled} | {seed_cell} | {boot_cell} |")
     for name, figures in (data.get("baselines") or {}).items():

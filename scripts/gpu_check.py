@@ -36,6 +36,7 @@ import transformers
 
 import bench  # scripts/ is on sys.path for a script
 import check_hf_parity
+from nlu.data.ner import read_ner_file
 from nlu.reporting import command_line, machine, machine_line, table, write_report
 from nlu.sources import cache_root
 from nlu.sweep import load_sweep, run_sweep, write_sweep
@@ -80,8 +81,7 @@ def ner_step(plan: dict, checkpoint: Path, data: Path, runs: Path, out: Path) ->
 def tiny_checkpoint(folder: Path, data: Path) -> Path:
     """A small random transformers BERT with a WordPiece vocabulary trained on DATA's train split:
     the dry run's stand-in for a real checkpoint (no download, seconds to build)."""
-    text = (data / "train.conll").read_text(encoding="utf-8")
-    tokenizer = train_tokenizer(iter(line.split()[0] for line in text.splitlines() if line.strip()), vocab_size=2000)
+    tokenizer = train_tokenizer(iter(" ".join(s.words) for s in read_ner_file(data / "train.conll")), vocab_size=2000)
     save_tokenizer(tokenizer, folder)
     config = transformers.BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                                      intermediate_size=128, max_position_embeddings=128)
@@ -162,7 +162,7 @@ def steps(args: argparse.Namespace, work: Path) -> dict:
                "ner": attempt(f"NER fine-tuning: nlu vs Trainer ({checkpoint}, {data})",
                               lambda: ner_step(plan, checkpoint, data, work / "runs", args.out), failures)
                if checkpoint else None}
-    if not checkpoint:
+    if not checkpoint and not args.dry_run:  # a dry run's tiny checkpoint failed as a step of its own
         failures.append(f"NER fine-tuning: skipped, no checkpoint in {', '.join(map(str, CHECKPOINTS))} (see --checkpoint)")
     if results["tests"] and results["tests"]["status"]:
         failures.append(f"tests: exit status {results['tests']['status']}")
