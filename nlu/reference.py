@@ -185,9 +185,15 @@ def classification_inputs(splits, tokenizer, max_length: int) -> Encoded:
     for split in ("train", "dev", "test"):
         examples = getattr(splits, split)
         pairs = [e.text_pair for e in examples] if any(e.text_pair is not None for e in examples) else None
-        whole = tokenizer([e.text for e in examples], pairs) if examples else {"input_ids": []}
-        cut[split] = sum(len(row) > max_length for row in whole["input_ids"])
-        rows = tokenizer([e.text for e in examples], pairs, truncation=True, max_length=max_length) if examples else {}
+        rows = tokenizer([e.text for e in examples], pairs) if examples else {}
+        long = [i for i, row in enumerate(rows.get("input_ids", [])) if len(row) > max_length]
+        cut[split] = len(long)
+        if long:  # only the inputs that are cut are encoded again, truncated as the tokenizer truncates
+            short = tokenizer([examples[i].text for i in long], pairs and [pairs[i] for i in long], truncation=True,
+                              max_length=max_length)
+            for key in short:
+                for i, row in zip(long, short[key]):
+                    rows[key][i] = row
         datasets[split] = Dataset.from_dict({**{key: rows[key] for key in MODEL_INPUTS if key in rows},
                                              "labels": [splits.label_map.to_id(e.label) for e in examples]})
 

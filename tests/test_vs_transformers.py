@@ -256,6 +256,29 @@ def test_the_trainer_truncates_a_long_sentence_counts_it_and_predicts_its_cut_wo
     assert tags[1] == ["B-geo-loc"] * 3
 
 
+def test_the_trainer_cuts_only_long_text_pairs_and_counts_them(tiny_bert):
+    """Classification inputs for the Trainer: pairs longer than max_length are truncated exactly as the
+    tokenizer truncates (longest first) and counted per split; the others are left as encoded."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from nlu.data.classification import LabelMap, TextExample
+    from nlu.reference import classification_inputs
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    examples = [TextExample("paris is big " * n, "so is rome " * (8 - n), "a", "pairs.csv", n + 1)
+                for n in range(8)] + [TextExample("rome", "paris", "b", "pairs.csv", 10)]
+    splits = SimpleNamespace(train=examples, dev=examples[-1:], test=[], label_map=LabelMap(["a", "b"]))
+    encoded = classification_inputs(splits, tokenizer, 20)
+    whole = tokenizer([e.text for e in examples], [e.text_pair for e in examples])["input_ids"]
+    assert encoded.cut == {"train": sum(len(row) > 20 for row in whole), "dev": 0, "test": 0} and encoded.cut["train"] > 0
+    expected = tokenizer([e.text for e in examples], [e.text_pair for e in examples], truncation=True, max_length=20)
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        assert encoded.datasets["train"][key] == expected[key]
+    assert encoded.datasets["train"]["labels"] == [0] * 8 + [1]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["ner", "classify"])
 def test_both_frameworks_train_the_same_tokens_and_are_scored_alike(task, tiny_bert, tmp_path, one_thread):
