@@ -72,7 +72,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
             from nlu.tasks.ner import NerData, evaluate_ner
 
             data = NerData(max_length=predictor.max_length, stride=predictor.stride, eval_batch_size=args.batch_size)
-            results = evaluate_ner(predictor.model, predictor.tokenizer, read_ner_file(args.data, **ner_format(args, predictor)),
+            results = evaluate_ner(predictor.model, predictor.tokenizer, read_ner_file(args.data, **file_format(args, predictor)),
                                    out, data)
             headline = {"entity_f1_strict": results["entity_strict"]["averages"]["micro"]["f1"],
                         "entity_f1_default": results["entity_default"]["averages"]["micro"]["f1"]}
@@ -80,7 +80,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
             from nlu.data.classification import read_table
             from nlu.tasks.classify import evaluate_classification
 
-            examples = read_table(args.data, args.text_column, args.text_pair_column, args.label_column)
+            examples = read_table(args.data, **file_format(args, predictor))
             results = evaluate_classification(predictor.model, predictor.tokenizer, examples, out, predictor.max_length,
                                               args.batch_size, predictor.adjustment)
             headline = {key: results["scores"][key] for key in ("macro_f1", "balanced_accuracy", "accuracy")}
@@ -88,15 +88,20 @@ def command_evaluate(args: argparse.Namespace) -> None:
     print(f"report: {out / 'report.md'}")
 
 
-def ner_format(args: argparse.Namespace, predictor) -> dict:
-    """How to read the labelled file: as the model's training files were read (IOB scheme, tag
-    map, columns, saved with the model), unless the command line says otherwise."""
+def file_format(args: argparse.Namespace, predictor) -> dict:
+    """How to read the labelled file: as the model's training files were read (NER: scheme, tag
+    map, columns; classification: columns, TSV quoting; saved with the model), unless the command
+    line says otherwise."""
     from nlu.tasks.finetune import input_settings
 
     saved = input_settings(predictor.directory)
-    return {"repair": args.repair, "scheme": args.scheme or saved.get("scheme", "iob2"),
-            "tag_map": saved.get("tag_map"), "token_column": saved.get("token_column", 0),
-            "tag_column": saved.get("tag_column", -1)}
+    if args.task == "ner":
+        return {"repair": args.repair, "scheme": args.scheme or saved.get("scheme", "iob2"),
+                "tag_map": saved.get("tag_map"), "token_column": saved.get("token_column", 0),
+                "tag_column": saved.get("tag_column", -1)}
+    defaults = {"text_column": "text", "text_pair_column": None, "label_column": "label", "tsv_quotes": False}
+    return {key: getattr(args, key) if getattr(args, key) is not None else saved.get(key, default)
+            for key, default in defaults.items()}
 
 
 def command_predict(args: argparse.Namespace) -> None:
@@ -195,6 +200,17 @@ def seed_value(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a seed (a whole number){hint}") from None
 
 
+def positive(text: str) -> int:
+    """A size (--batch-size, --max-length): a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlu", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,20 +244,24 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--scheme", choices=["iob2", "iob1"], default=None,
                              help="ner: the file's tagging scheme (default: as the model's training files; "
                                   "the tag map saved with the model applies too)")
-            sub.add_argument("--text-column", default="text", help="classify: column holding the text")
-            sub.add_argument("--text-pair-column", default=None, help="classify: column of the second text of a pair")
-            sub.add_argument("--label-column", default="label", help="classify: column holding the label")
+            sub.add_argument("--text-column", help="classify: column holding the text (default: as in training, else text)")
+            sub.add_argument("--text-pair-column", help="classify: column of the second text of a pair (default: as in "
+                                                        "training)")
+            sub.add_argument("--label-column", help="classify: column holding the label (default: as in training, else "
+                                                    "label)")
+            sub.add_argument("--tsv-quotes", action="store_true", default=None,
+                             help="classify: the TSV quotes fields the CSV way (default: as in training)")
         else:
             source = sub.add_mutually_exclusive_group(required=True)
             source.add_argument("--text", nargs="+", help="one or more texts (ner: raw text; punctuation is split "
                                                           "from words as BERT's tokenizer splits it)")
             source.add_argument("--file", help="a UTF-8 text file, one text per line (blank lines are skipped)")
-        sub.add_argument("--max-length", type=int, default=None,
+        sub.add_argument("--max-length", type=positive, default=None,
                          help="sub-tokens per input (default: as the model was fine-tuned, else 128)")
         sub.add_argument("--stride", type=int, default=None,
                          help="ner: sub-tokens shared by consecutive windows (default: as fine-tuned when it fits "
                               "max-length, else half a window)")
-        sub.add_argument("--batch-size", type=int, default=64)
+        sub.add_argument("--batch-size", type=positive, default=64)
         sub.add_argument("--device", default=None, help="auto (default: the GPU if there is one), cpu, cuda or cuda:N")
         if name == "evaluate":
             sub.add_argument("--precision", default="no", choices=["auto", "no", "bf16", "fp16"],

@@ -31,7 +31,7 @@ from nlu.sources import model_directory
 from nlu.predict import input_lengths
 from nlu.runs import SETTINGS_FILE, TASKS
 from nlu.tasks.classify import prediction_adjustment
-from nlu.tasks.finetune import is_nlu_checkpoint, save_input_settings
+from nlu.tasks.finetune import input_settings, is_nlu_checkpoint, save_input_settings
 from nlu.tokenizer import load_tokenizer
 
 CARD_FILE = "README.md"
@@ -58,6 +58,9 @@ def run_record(model_dir: Path) -> dict[str, Any]:
 def export(source: str | Path, out: str | Path) -> Path:
     """Write the nlu model at ``source`` (a run folder or a model folder) to ``out``; returns ``out``."""
     model_dir, out = model_directory(source), Path(out)
+    if out.resolve() == model_dir.resolve() or out.resolve() in model_dir.resolve().parents:
+        raise CheckpointError(f"{out}: the export would write over the model it exports ({model_dir}); "
+                              f"give another --out")
     if not is_nlu_checkpoint(model_dir):
         raise CheckpointError(f"{model_dir}: not an nlu model folder (its config.json has no 'architecture'); "
                               f"a transformers folder needs no export")
@@ -72,7 +75,8 @@ def export(source: str | Path, out: str | Path) -> Path:
         tokenizer.model_max_length = lengths[0]
     to_transformers(model, out, tokenizer)
     if lengths is not None:
-        save_input_settings(out, max_length=lengths[0], stride=lengths[1])
+        # how files were read (NER scheme, tag map, columns) travels too: `nlu evaluate` on the export reads as before
+        save_input_settings(out, **{**input_settings(model_dir), "max_length": lengths[0], "stride": lengths[1]})
     write_text_atomic(out / CARD_FILE, model_card(model, out, lengths, adjustment is not None, run_record(model_dir)))
     return out
 

@@ -53,8 +53,8 @@ def coerce(value: Any, declared: str, where: str) -> Any:
 
     YAML reads ``5e-5`` (no dot) as a string: it becomes the declared number. A boolean option
     takes yes/no/on/off/true/false as words. An integer option refuses ``1.5`` and a boolean;
-    a list option takes one value as a one-element list. Anything else is left to the
-    dataclass's own validation."""
+    a list option takes one value as a one-element list, and each item is coerced to the list's
+    item type (``[1, 2e-1]`` is two numbers). Anything else is left to the dataclass's own validation."""
     kinds = {part.strip() for part in declared.split("|")}
     if value is None:
         if "None" in kinds:
@@ -82,8 +82,12 @@ def coerce(value: Any, declared: str, where: str) -> Any:
             return float(number)
         if "str" not in kinds:
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if any(kind.startswith("list") for kind in kinds) and not isinstance(value, list):
-        return [value] if isinstance(value, str) else value
+    listed = next((kind for kind in kinds if kind.startswith("list[")), None)
+    if listed:
+        items = value if isinstance(value, list) else [value] if isinstance(value, str) else None
+        if items is None:
+            raise ConfigError(f"{where}: expected a list ({declared}), got {value!r}")
+        return [coerce(item, listed[5:-1], f"{where}[{index}]") for index, item in enumerate(items)]
     if kinds <= {"str", "None"} and not isinstance(value, str):
         raise ConfigError(f"{where}: expected text, got {value!r}" + (" (quote it in YAML)" if isinstance(value, bool) else ""))
     return value

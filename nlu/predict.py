@@ -213,15 +213,17 @@ class Tagger(Predictor):
         if isinstance(texts, str):
             return self.predict([texts], source=source)[0]
         items = list(texts)
-        if is_split_into_words and all(isinstance(item, str) for item in items):
+        if is_split_into_words and any(isinstance(item, str) for item in items):  # one sentence's words
             return self.predict([items], source=source)[0]
         inputs = []
         for line, item in enumerate(items, start=1):
             if isinstance(item, str):
                 inputs.append((item, *words_of_text(item)))
-            else:
+            elif isinstance(item, Sequence):
                 text, offsets = text_of_words(list(item), source, line)
                 inputs.append((text, list(item), offsets))
+            else:
+                raise DataError(f"{item!r} is neither a text nor a list of words", source, line)
         sentences = [NerSentence(words, ["O"] * len(words), source, line)
                      for line, (_, words, _) in enumerate(inputs, start=1) if words]
         with autocast(self.device, self.precision):

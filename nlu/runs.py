@@ -9,9 +9,10 @@ the study scripts — goes through ``run(settings)``, so they share these guaran
   the main process for the whole run. The kernel releases it on any exit, ``kill -9`` included,
   so a lock left by a dead process is simply taken over; a live owner is named in the error.
 - An existing folder means "resume", which is only sound with the settings it started with; a
-  finished run with the same settings is reused, not repeated; ``force`` starts over.
-- A run that fails on bad input before its first checkpoint leaves no folder behind, so the
-  corrected command is not refused as "other settings".
+  finished run with the same settings is reused, not repeated; ``force`` starts over. A folder of
+  other files is never a run folder: nlu neither writes into it nor empties it.
+- A run that fails before its first checkpoint (bad input, or a bug) leaves no folder behind, so
+  the corrected command is not refused as "other settings".
 """
 
 from __future__ import annotations
@@ -204,8 +205,13 @@ def clear_folder(output_dir: Path) -> None:
 
 
 def make_folder(output_dir: Path) -> bool:
-    """Create the run folder; True if it did not exist. An unwritable place is a one-line error."""
+    """Create the run folder; True if it did not exist. An unwritable place, or a folder of other
+    files (``training.output_dir=data`` by mistake, which ``--force`` would empty), is a one-line error."""
     existed = output_dir.is_dir()
+    if existed and not any((output_dir / name).exists() for name in (LOCK_FILE, SETTINGS_FILE)) \
+            and any(output_dir.iterdir()):
+        raise ConfigError(f"{output_dir} holds files but is not an nlu run folder (no {SETTINGS_FILE}); nlu writes "
+                          f"and --force deletes only run folders: choose a new or empty training.output_dir")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / LOCK_FILE).touch()
@@ -272,7 +278,7 @@ def run(settings: RunSettings, force: bool = False) -> RunRecord:
             else:
                 try:
                     summary = (reference.run if settings.framework == "transformers" else entry.run)(settings)
-                except NluError:
+                except Exception:  # bad input (NluError) or a bug: either way nothing was trained
                     if state.is_main_process and not started_training(output_dir):
                         forget_failed_start(output_dir, created)
                     raise
@@ -319,7 +325,8 @@ def started_training(output_dir: Path) -> bool:
 
 
 def forget_failed_start(output_dir: Path, created: bool) -> None:
-    """Bad input found while reading data: the run never started, so nothing of it is kept."""
+    """The run failed before its first checkpoint (bad input found while reading data, or a bug): nothing of
+    it is kept, so the corrected command starts afresh instead of meeting "other settings"."""
     doomed = [entry for entry in output_dir.iterdir() if entry.name != LOCK_FILE] if created else [output_dir / SETTINGS_FILE]
     for entry in doomed:
         if entry.is_dir():

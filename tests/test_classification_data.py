@@ -170,6 +170,8 @@ def test_label_map_sorting_and_ids() -> None:
     assert "neg" in label_map and "x" not in label_map
     numeric = LabelMap.from_examples([example("a", str(n)) for n in (10, 2, 1, -1)])
     assert numeric.names == ("-1", "1", "2", "10")
+    odd = LabelMap.from_examples([example("a", name) for name in ("²", "--5", "3", "b")])  # int() reads neither
+    assert odd.names == ("3", "--5", "b", "²")
 
 
 def test_label_map_rejects_bad_input() -> None:

@@ -154,3 +154,24 @@ def test_export_command_and_its_errors(classifier_export, tmp_path, capsys):
     data.write_text("text,label\nso so," + label + "\na fine film,fresh\na man goes home,plot\n")
     assert cli.main(["evaluate", "classify", "--model", str(tmp_path / "hf"), "--data", str(data)]) == 0
     assert (tmp_path / "hf" / "evaluation" / "metrics.json").is_file()
+
+
+def test_an_export_reads_files_as_its_model_did_and_never_writes_over_it(tmp_path, capsys):
+    """input_settings.json travels whole: evaluate on the export reads the IOB1, tag-mapped file the
+    model was trained on without being told again; --out onto the model (or its run folder) is refused."""
+    torch.manual_seed(5)
+    model = save_tiny_model(ForTokenClassification, tmp_path / "run" / "best", ["O", "B-PER", "I-PER"], max_length=32,
+                            stride=8, scheme="iob1", tag_map={"PERSON": "PER"}, token_column=0, tag_column=-1)
+    out = export(model, tmp_path / "hf")
+    saved = json.loads((out / "input_settings.json").read_text())
+    assert saved == {"max_length": 32, "stride": 8, "scheme": "iob1", "tag_map": {"PERSON": "PER"},
+                     "token_column": 0, "tag_column": -1}
+    data = tmp_path / "iob1.conll"
+    data.write_text("Anna I-PERSON\nKarenina I-PERSON\nreads O\n")
+    assert cli.main(["evaluate", "ner", "--model", str(out), "--data", str(data)]) == 0
+    assert json.loads((out / "evaluation" / "metrics.json").read_text())["entity_strict"]["averages"]["micro"]["support"] == 1
+    for target in (model, tmp_path / "run"):
+        capsys.readouterr()
+        assert cli.main(["export", "--model", str(model), "--out", str(target)]) == 2
+        assert "would write over the model it exports" in capsys.readouterr().err
+    assert json.loads((model / "config.json").read_text())["architecture"] == "ForTokenClassification"

@@ -106,11 +106,15 @@ def test_length_mismatch_names_the_sentence():
         token_scores(TRUE, pred)
     with pytest.raises(DataError, match="3 true sentences but 2 predicted"):
         entity_scores(TRUE, PRED[:2])
+    with pytest.raises(DataError, match="no sentences to score"):
+        entity_scores([], [])
 
 
 def test_malformed_tags_and_mode_rejected():
     with pytest.raises(DataError, match=r"sentence 0, token 1: predicted tag 'PER' is not IOB2"):
         entity_scores([["O", "B-PER"]], [["O", "PER"]])
+    with pytest.raises(DataError, match=r"sentence 0, token 0: true tag 'B-PER-' is not IOB2"):
+        entity_scores([["B-PER-"]], [["O"]])
     with pytest.raises(ConfigError, match="strict"):
         entity_scores(TRUE, PRED, mode="lenient")
 

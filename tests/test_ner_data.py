@@ -99,6 +99,8 @@ def test_read_conll_choose_columns(tmp_path: Path) -> None:
         ("a\t\tO\n", 1, "column 2 is empty"),
         ("a\tO\nb\tE-PER\n", 2, "'E-PER' is not O, B-<type> or I-<type>"),
         ("a\tO\n\nb\tB-\n", 3, "'B-'"),
+        ("a\tB-PER-\n", 1, "does not start or end with '-'"),  # seqeval's two modes read 'PER-' apart
+        ("a\tB--PER\n", 1, "'B--PER'"),
         ("a\tX\n", 1, "'X'"),
         ("a\tO\nb\tI-PER\n", 2, "I-PER after O"),
         ("a\tO\n\nb\tI-PER\n", 3, "I-PER at the start of a sentence"),
@@ -189,14 +191,16 @@ def test_iob1_file_without_the_option_says_which_option_reads_it(tmp_path: Path)
         read_conll(path)
     assert str(caught.value) == (
         f"{path}:3: I-PER at the start of a sentence: this input looks like IOB1 (3 entities start with I-, and B- "
-        f"only follows an entity of the same type); set data.scheme=iob1 to convert it to IOB2"
+        f"only follows an entity of the same type); set data.scheme=iob1 (nlu evaluate: --scheme iob1) to convert it "
+        f"to IOB2"
     )
 
 
 def test_stray_i_tag_in_iob2_file_hints_the_command_line_syntax(tmp_path: Path) -> None:
     path = write(tmp_path, "stray.conll", "a B-PER\nb O\nc I-LOC\n")
     with pytest.raises(DataError, match=r"stray\.conll:3: I-LOC after O: in IOB2 an entity starts with B-LOC .*"
-                                        r"set data\.repair=true to turn such tags into B-, or data\.scheme=iob1"):
+                                        r"set data\.repair=true \(nlu evaluate: --repair\) to turn such tags into "
+                                        r"B-, or data\.scheme=iob1 \(--scheme iob1\)"):
         read_conll(path)
 
 

@@ -16,7 +16,7 @@ import nlu
 from nlu import cli, predict, sources
 from nlu.config import EncoderConfig
 from nlu.data.ner import NerSentence, label_list, read_ner_file
-from nlu.errors import CheckpointError
+from nlu.errors import CheckpointError, DataError
 from nlu.evaluation.confusion import entity_spans
 from nlu.model import ForSequenceClassification, ForTokenClassification
 from nlu.predict import entities_from_tags, input_lengths, split_words, text_of_words
@@ -170,7 +170,11 @@ def test_inputs_of_every_shape_give_the_same_predictions(tagger_dir):
     words = [text.split() for text in texts]
     assert_same_predictions(tagger.predict(words), many)
     assert_same_predictions([tagger.predict(words[2], is_split_into_words=True)], many[2:])
-    assert tagger.predict([]) == []
+    assert tagger.predict([]) == [] and tagger.predict([], is_split_into_words=True) == []
+    with pytest.raises(DataError, match=r"<input>:1: word 1 is 5: pre-split words must be non-empty strings"):
+        tagger.predict(["John", 5], is_split_into_words=True)
+    with pytest.raises(DataError, match=r"<input>:2: 5 is neither a text nor a list of words"):
+        tagger.predict(["John", 5])
 
 
 def test_predictions_equal_predict_tags_and_cover_every_word_of_long_texts(tagger_dir, wnut_test):
@@ -310,6 +314,9 @@ def test_cli_refuses_a_model_of_the_other_task_and_bad_files(tagger_dir, tmp_pat
                                "--file", str(tmp_path / "long_word.txt"))
     assert status == 2
     assert err.startswith(f"nlu: error: {tmp_path / 'long_word.txt'}:3: word 1 ('supercalifragilisticexpialidocious') has")
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "ner", "--model", str(tagger_dir), "--text", "hello", "--batch-size", "0"])
+    assert "argument --batch-size: '0' is not a whole number of at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -353,6 +360,21 @@ def test_evaluate_reads_a_raw_file_the_way_the_training_files_were_read(tmp_path
     assert cli.main(["evaluate", "ner", "--model", str(model), "--data", str(raw), "--out", str(tmp_path / "e2"),
                      "--scheme", "iob2"]) == 2
     assert "data.scheme=iob1" in capsys.readouterr().err
+
+
+def test_evaluate_reads_a_classification_file_as_training_read_its_files(tmp_path, capsys):
+    """Columns and TSV quoting are saved with the classifier: a quoted TSV with a two-line text and
+    other column names is read without flags; the command line still overrides them."""
+    model = save_tiny_model(ForSequenceClassification, tmp_path / "model", ["good", "bad"], 0.5, max_length=32,
+                            text_column="review", text_pair_column=None, label_column="verdict", tsv_quotes=True)
+    data = tmp_path / "test.tsv"
+    data.write_text('review\tverdict\n"a ""great"" film\nin two lines"\tgood\nso so\tbad\n', encoding="utf-8")
+    assert cli.main(["evaluate", "classify", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "e")]) == 0
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["examples"] == 2
+    capsys.readouterr()
+    assert cli.main(["evaluate", "classify", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "e2"),
+                     "--label-column", "label"]) == 2
+    assert "label" in capsys.readouterr().err
 
 
 def test_evaluate_names_the_file_and_line_of_a_tag_the_model_does_not_know(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """One owner per run folder, settings validated before the disk is touched, resume only with the
 settings a folder started with, and a failed start that leaves nothing behind."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import yaml
 
 from nlu import cli
 from nlu.errors import ConfigError, NluError
-from nlu.runs import check_settings, resolve, run, run_folder_lock
+from nlu.runs import TASKS, check_settings, resolve, run, run_folder_lock
 from nlu.settings import RunSettings, load_settings
 from nlu.training.config import TrainingConfig
 
@@ -68,6 +69,8 @@ def test_an_option_added_later_at_its_default_still_resumes(tmp_path):
     ("model.layer_norm_eps=1e-12", ("model", "layer_norm_eps", 1e-12)),
     ("data.repair=yes", ("data", "repair", True)),
     ("training.learning_rate=auto", ("training", "learning_rate", "auto")),
+    ("training.seed=010", ("training", "seed", 10)),  # YAML 1.2: not octal 8
+    ("data.panx_lang=no", ("data", "panx_lang", "no")),  # Norwegian, not False
 ])
 def test_yaml_words_and_numbers_arrive_as_the_declared_type(override, expected):
     settings = resolve(load_settings(NER_TASK, [override, "data.tokenizer=x"], task="ner"))
@@ -84,6 +87,7 @@ def test_yaml_words_and_numbers_arrive_as_the_declared_type(override, expected):
     ("data.max_lenght=64", "command line: data: unknown option(s) ['max_lenght']"),
     ("model.hiden_size=64", "command line: model: unknown option(s) ['hiden_size']"),
     ("training.learning_rate=fast", "training.learning_rate must be a number or auto, got 'fast'"),
+    ("data.stride=1:30", "command line: data.stride: expected an integer, got '1:30'"),  # not 90, base 60
 ])
 def test_bad_values_are_named_with_where_they_came_from(override, message):
     with pytest.raises(ConfigError) as error:
@@ -138,6 +142,28 @@ def test_bad_data_found_while_reading_leaves_no_folder_and_the_corrected_command
     corrected = resolve(load_settings(NER_TASK, [f"training.output_dir={output}"], task="ner"))
     output.mkdir()
     assert check_settings(corrected, output) is True
+
+
+def test_a_bug_before_the_first_checkpoint_leaves_no_settings_to_block_the_corrected_command(tmp_path, monkeypatch):
+    """Not only bad input: any failure before training starts (here a bug raising TypeError) forgets the start."""
+    def broken(settings):
+        raise TypeError("a bug")
+
+    monkeypatch.setitem(TASKS, "ner", dataclasses.replace(TASKS["ner"], run=broken))
+    output = tmp_path / "run"
+    with pytest.raises(TypeError):
+        run(load_settings(NER_TASK, [f"training.output_dir={output}", "training.seed=1"], task="ner"))
+    assert not output.exists()
+
+
+def test_a_folder_of_other_files_is_not_taken_as_a_run_folder(tmp_path, capsys):
+    """training.output_dir=<a data folder> by mistake: nothing is written there, and --force deletes nothing."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.conll").write_text("Anna\tB-PER\n")
+    assert cli.main(["finetune", "ner", "--config", NER_TASK, f"training.output_dir={folder}", "--force"]) == 2
+    assert "is not an nlu run folder" in capsys.readouterr().err
+    assert sorted(path.name for path in folder.iterdir()) == ["train.conll"]
 
 
 def test_an_unwritable_place_for_the_run_folder_is_one_line(tmp_path):
@@ -284,3 +310,11 @@ def test_bad_data_under_torchrun_is_reported_once_and_leaves_no_folder(tmp_path)
 def test_pretraining_without_held_out_files_says_which_files_it_needs():
     with pytest.raises(ConfigError, match=r"data.heldout_files is empty: pretraining needs corpus files for training"):
         resolve(load_settings(str(ROOT / "tasks" / "pretrain_news.yaml"), ["data.heldout_files=[]"], task="pretrain"))
+
+
+def test_list_items_arrive_as_the_declared_type_or_are_named():
+    classify = str(ROOT / "tasks" / "rotten_tomatoes.yaml")
+    data = resolve(load_settings(classify, ["data.class_weights=[1, 2e-1, 3.5]"], task="classify")).data
+    assert data["class_weights"] == [1.0, 0.2, 3.5] and all(type(weight) is float for weight in data["class_weights"])
+    with pytest.raises(ConfigError, match=r"command line: data.class_weights\[1\]: expected a number, got 'heavy'"):
+        resolve(load_settings(classify, ["data.class_weights=[1, heavy]"], task="classify"))

@@ -244,7 +244,7 @@ def from_hf_dataset(
 
 def _label_order(name: str) -> tuple[int, int, str]:
     """Integer-like labels sort numerically, so "2" comes before "10" and ids follow the scale."""
-    is_number = name.lstrip("-").isdigit()
+    is_number = re.fullmatch(r"-?[0-9]+", name) is not None  # ASCII digits: int() reads them, "²" or "--5" it does not
     return (0, int(name), name) if is_number else (1, 0, name)
 
 

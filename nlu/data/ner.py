@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
 DOCSTART = "-DOCSTART-"
-TAG_PATTERN = re.compile(r"O|[BI]-\S+")
-TYPE_PATTERN = re.compile(r"\S+")
+TYPE_PATTERN = re.compile(r"[^\s-]|[^\s-]\S*[^\s-]")
+"""An entity type: no spaces, and no '-' at either end (seqeval's strict and default modes read those differently)."""
+TAG_PATTERN = re.compile(rf"O|[BI]-(?:{TYPE_PATTERN.pattern})")
 SCHEMES = ("iob2", "iob1")
 HUB_TIMEOUT_S = 3.0
 HUB_SPLITS = {"dev": "validation"}
@@ -164,7 +165,8 @@ class _Reading:
         iob2: list[str] = []
         for tag, line in zip(tags, lines, strict=True):
             if not TAG_PATTERN.fullmatch(tag):
-                raise DataError(f"tag {tag!r} is not O, B-<type> or I-<type>", self.file.source, line)
+                raise DataError(f"tag {tag!r} is not O, B-<type> or I-<type> (a type has no spaces and does not start or "
+                                f"end with '-')", self.file.source, line)
             previous = iob2[-1] if iob2 else None
             opens = tag != "O" and previous not in (f"B-{tag[2:]}", f"I-{tag[2:]}")
             if opens and tag.startswith("I-"):
@@ -212,9 +214,11 @@ class _Reading:
         where = "at the start of a sentence" if previous is None else f"after {previous}"
         if not self.b_starts:
             return (f"{tag} {where}: this input looks like IOB1 ({self.i_starts:,} entities start with I-, and B- "
-                    f"only follows an entity of the same type); set data.scheme=iob1 to convert it to IOB2")
+                    f"only follows an entity of the same type); set data.scheme=iob1 (nlu evaluate: --scheme iob1) "
+                    "to convert it to IOB2")
         return (f"{tag} {where}: in IOB2 an entity starts with B-{tag[2:]} ({self.i_starts:,} entities here start "
-                f"with I-); set data.repair=true to turn such tags into B-, or data.scheme=iob1 if the file is IOB1")
+                f"with I-); set data.repair=true (nlu evaluate: --repair) to turn such tags into B-, or "
+                f"data.scheme=iob1 (--scheme iob1) if the file is IOB1")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,7 +356,7 @@ def from_hf_dataset(
 
 def read_ner(path: str | PathLike, fmt: NerFormat = NerFormat()) -> NerFile:
     """JSONL by its ``.jsonl`` extension, CoNLL columns otherwise (``.conll``, ``.txt``, ``.iob``...)."""
-    return read_jsonl(path, fmt) if Path(path).suffix == ".jsonl" else read_conll(path, fmt)
+    return read_jsonl(path, fmt) if Path(path).suffix.lower() == ".jsonl" else read_conll(path, fmt)
 
 
 def read_ner_file(

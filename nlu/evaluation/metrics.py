@@ -42,13 +42,16 @@ EntityMode = Literal["strict", "default"]
 
 # seqeval does not validate tags: "X-PER" crashes strict mode with a bare KeyError and "PER"
 # silently becomes an entity of type "ER" in default mode, so we check the scheme ourselves.
-_IOB2_TAG = re.compile(r"O|[BI]-.+")
+# A type that starts or ends with "-" is read as two different types by the two modes.
+_IOB2_TAG = re.compile(r"O|[BI]-(?:[^-]|[^-].*[^-])")
 
 
 def check_tag_sequences(true_tags: list[list[str]], pred_tags: list[list[str]]) -> None:
     """Fail early, naming the sentence, so a misaligned decoder is not reported as a low score."""
     if len(true_tags) != len(pred_tags):
         raise DataError(f"{len(true_tags)} true sentences but {len(pred_tags)} predicted sentences")
+    if not true_tags:
+        raise DataError("no sentences to score")
     for index, (true, pred) in enumerate(zip(true_tags, pred_tags)):
         if len(true) != len(pred):
             raise DataError(f"sentence {index}: {len(true)} true tags but {len(pred)} predicted tags")

@@ -100,9 +100,15 @@ class ClassifyData:
             raise ConfigError(f"data.logit_adjustment must be none, train or predict; got {self.logit_adjustment!r}")
 
 
+def reading_settings(data: ClassifyData) -> dict[str, Any]:
+    """How the files are read (columns, TSV quoting); saved beside the classifier, so that
+    ``nlu evaluate`` reads a test file as training read its files."""
+    return {"text_column": data.text_column, "text_pair_column": data.text_pair_column,
+            "label_column": data.label_column, "tsv_quotes": data.tsv_quotes}
+
+
 def read_examples(data: ClassifyData, path: str, require_label: bool = True) -> list[TextExample]:
-    return read_table(path, data.text_column, data.text_pair_column, data.label_column, require_label,
-                      tsv_quotes=data.tsv_quotes)
+    return read_table(path, require_label=require_label, **reading_settings(data))
 
 
 def prediction_adjustment(model_dir: Path) -> torch.Tensor | None:
@@ -165,7 +171,7 @@ class ClassifyTask(FineTuningTask):
 
     def save_artifacts(self, directory: Path) -> None:
         save_tokenizer(self.tokenizer, directory)
-        save_input_settings(directory, max_length=self.max_length)
+        save_input_settings(directory, max_length=self.max_length, **reading_settings(self.data))
         if self.predict_adjustment is not None:
             write_text_atomic(directory / ADJUSTMENT_FILE, json.dumps({"subtract": self.predict_adjustment.tolist()}))
 
