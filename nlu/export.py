@@ -11,6 +11,9 @@ entities ``nlu.load(...).predict`` gives:
 - a model card (README.md, in the layout the Hugging Face hub reads) says what the model is, how
   it was trained and scored, and how to call it: ``aggregation_strategy="first"`` (nlu labels a
   word at its first sub-token) and ``stride`` for NER, ``truncation=True`` for classification.
+  A SentencePiece NER model (XLM-R's vocabulary, multilingual-e5's) cannot be served by the
+  pipeline, which cannot find its words (:func:`word_aware`): its card gives word-level code that
+  transformers runs to the same tags.
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ def export(source: str | Path, out: str | Path) -> Path:
     if lengths is not None:
         # how files were read (NER scheme, tag map, columns) travels too: `nlu evaluate` on the export reads as before
         save_input_settings(out, **{**input_settings(model_dir), "max_length": lengths[0], "stride": lengths[1]})
-    write_text_atomic(out / CARD_FILE, model_card(model, out, lengths, adjustment is not None, run_record(model_dir)))
+    write_text_atomic(out / CARD_FILE, model_card(model, out, lengths, adjustment is not None, run_record(model_dir),
+                                                  tokenizer))
     return out
 
 
@@ -86,7 +90,41 @@ def export(source: str | Path, out: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-def usage(model: NluModel, out: Path, lengths: tuple[int, int] | None) -> list[str]:
+def word_aware(tokenizer: Any) -> bool:
+    """Whether transformers' token-classification pipeline can tell a word's continuation pieces:
+    its own test, a continuation prefix (WordPiece's ``##``). SentencePiece vocabularies (XLM-R's,
+    multilingual-e5's) have none, so the pipeline guesses words from spaces: "London," is one word
+    there, and a lone "▁" piece becomes a word of its own."""
+    return tokenizer is None or bool(getattr(tokenizer.backend_tokenizer.model, "continuing_subword_prefix", None))
+
+
+def usage(model: NluModel, out: Path, lengths: tuple[int, int] | None, tokenizer: Any = None) -> list[str]:
+    if isinstance(model, ForTokenClassification) and not word_aware(tokenizer):
+        return [
+            "```python", "import torch", "from tokenizers.pre_tokenizers import BertPreTokenizer",
+            "from transformers import AutoModelForTokenClassification, AutoTokenizer", "",
+            f'model = AutoModelForTokenClassification.from_pretrained("{out}").eval()',
+            f'tokenizer = AutoTokenizer.from_pretrained("{out}")', "", "",
+            "def tag(text):",
+            '    """(word, tag) for each word, read at its first sub-token as nlu trained it."""',
+            "    words = [word for word, _ in BertPreTokenizer().pre_tokenize_str(text)]",
+            '    encoded = tokenizer(words, is_split_into_words=True, truncation=True, return_tensors="pt")',
+            "    with torch.no_grad():",
+            "        predicted = model(**encoded).logits[0].argmax(-1).tolist()",
+            "    first = {}",
+            "    for position, word in enumerate(encoded.word_ids()):",
+            "        if word is not None:",
+            "            first.setdefault(word, position)",
+            "    return [(words[word], model.config.id2label[predicted[position]]) for word, position in first.items()]",
+            "", "",
+            'print(tag("Obama visited London, then Berlin."))', "```", "",
+            "This tokenizer is SentencePiece, whose pieces do not say where a word continues, so transformers' "
+            '`pipeline("token-classification")` guesses words from spaces ("London," becomes one word) and '
+            "tags other pieces than the ones nlu trained. The code above splits words as nlu does (BERT's "
+            "pre-tokenizer: whitespace, and each punctuation character on its own) and reads each word's tag at "
+            "its first sub-token, which gives nlu's tags. It reads the first "
+            f"{lengths[0] if lengths else 'max_length'} sub-tokens; `nlu.load(folder).predict` windows longer texts.",
+        ]
     if isinstance(model, ForTokenClassification):
         stride = lengths[1] if lengths else 32
         return [
@@ -143,7 +181,7 @@ def metric_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def model_card(model: NluModel, out: Path, lengths: tuple[int, int] | None, folded: bool,
-               record: dict[str, Any]) -> str:
+               record: dict[str, Any], tokenizer: Any = None) -> str:
     config = model.config
     kind, tag = {ForTokenClassification: ("token classification (named-entity recognition, IOB2 tags)",
                                           "token-classification"),
@@ -153,19 +191,19 @@ def model_card(model: NluModel, out: Path, lengths: tuple[int, int] | None, fold
     lines = [
         "---", "library_name: transformers", f"pipeline_tag: {tag}", "tags:", "- bert", "- nlu", "---", "",
         f"# {out.name}", "",
-        f"A small BERT-style model for {kind}, trained with nlu {__version__} and exported as a transformers "
-        f"`{EXPORT_ARCHITECTURES[type(model)]}`.",
+        f"A BERT-style model of {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters for {kind}, "
+        f"trained with nlu {__version__} and exported as a transformers `{EXPORT_ARCHITECTURES[type(model)]}`.",
         "", f"{config.num_layers} layers, hidden size {config.hidden_size}, {config.num_heads} heads, "
         f"vocabulary {config.vocab_size:,}, at most {config.max_position_embeddings} positions.", "",
         "## Labels", "", labels, "",
-        "## Use", "", *usage(model, out, lengths), "",
+        "## Use", "", *usage(model, out, lengths, tokenizer), "",
         "## Training", "", *training_lines(record), "",
         "## Scores", "", *metric_lines(record.get("summary", {})), "",
         "## Limits", "",
         f"- Inputs are read {lengths[0] if lengths else config.max_position_embeddings} sub-tokens at a time "
         f"(the length it was fine-tuned on).",
-        "- It knows only what its training data shows (see Training); scores on other text, domains or "
-        "languages will be lower, and small models like this one trail large pretrained ones.",
+        "- It knows only what its training data shows (see Training); expect lower scores on other text, domains "
+        "or languages.",
     ]
     if record.get("summary", {}).get("warning"):
         lines.append(f"- The run warned: {record['summary']['warning']}.")

@@ -175,3 +175,50 @@ def test_an_export_reads_files_as_its_model_did_and_never_writes_over_it(tmp_pat
         assert cli.main(["export", "--model", str(model), "--out", str(target)]) == 2
         assert "would write over the model it exports" in capsys.readouterr().err
     assert json.loads((model / "config.json").read_text())["architecture"] == "ForTokenClassification"
+
+
+def unigram_tokenizer(texts: list[str]) -> transformers.PreTrainedTokenizerFast:
+    """A small SentencePiece-style (Unigram + Metaspace) vocabulary with XLM-R's specials, as multilingual-e5's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    backend = Tokenizer(models.Unigram())
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.train_from_iterator(texts, trainers.UnigramTrainer(
+        vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], unk_token="<unk>"))
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+                                                           special_tokens=[("<s>", 0), ("</s>", 2)])
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                                unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+                                                cls_token="<s>", sep_token="</s>")
+
+
+def test_a_sentencepiece_tagger_is_served_by_the_code_its_card_gives(wnut_texts, tmp_path):
+    """transformers' pipeline cannot find the words of a SentencePiece tokenizer's pieces, so the card of such
+    an export gives word-level code instead: run as printed, it gives nlu's tag for every word."""
+    from nlu.config import EncoderConfig
+    from nlu.tasks.finetune import save_input_settings
+    from nlu.tokenizer import save_tokenizer
+
+    tokenizer = unigram_tokenizer(wnut_texts[:800])
+    torch.manual_seed(6)
+    config = EncoderConfig(vocab_size=len(tokenizer), hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                           max_position_embeddings=64, labels=["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+                           initializer_range=0.5, pad_token_id=tokenizer.pad_token_id)
+    ForTokenClassification(config).save_pretrained(tmp_path / "model")
+    save_tokenizer(tokenizer, tmp_path / "model")
+    save_input_settings(tmp_path / "model", max_length=64, stride=16)
+    out = export(tmp_path / "model", tmp_path / "hf")
+    card = (out / "README.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "pipeline(" not in code and "is_split_into_words=True" in code
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 — the card's own example, as a user would paste it
+    tagger = nlu.load(tmp_path / "model")
+    texts = ["Obama visited London, then Berlin.", "Hello (world) - it's 5:30pm!", *wnut_texts[:200]]
+    fitting = [text for text in texts if len(tokenizer(tagger.predict(text).words, is_split_into_words=True)
+                                              ["input_ids"]) <= 64]
+    assert len(fitting) > 100
+    tagged = [namespace["tag"](text) for text in fitting]
+    assert tagged == [list(zip(result.words, result.tags)) for result in tagger.predict(fitting)]
+    assert len({tag for sentence in tagged for _, tag in sentence}) >= 3  # the weights tell words apart
