@@ -84,7 +84,7 @@ def coerce(value: Any, declared: str, where: str) -> Any:
             raise ConfigError(f"{where}: expected a number, got {value!r}")
     listed = next((kind for kind in kinds if kind.startswith("list[")), None)
     if listed:
-        items = value if isinstance(value, list) else [value] if isinstance(value, str) else None
+        items = list(value) if isinstance(value, (list, tuple)) else [value] if isinstance(value, str) else None
         if items is None:
             raise ConfigError(f"{where}: expected a list ({declared}), got {value!r}")
         return [coerce(item, listed[5:-1], f"{where}[{index}]") for index, item in enumerate(items)]

@@ -37,6 +37,7 @@ import numpy as np
 from accelerate.state import AcceleratorState
 
 from nlu.constants import IGNORE_INDEX
+from nlu.data.classification import tokenize_cut
 from nlu.data.ner import NerSentence, label_list
 from nlu.errors import ConfigError
 from nlu.evaluation.metrics import classification_scores, classification_summary, entity_scores
@@ -184,16 +185,7 @@ def classification_inputs(splits, tokenizer, max_length: int) -> Encoded:
     datasets, cut = {}, {}
     for split in ("train", "dev", "test"):
         examples = getattr(splits, split)
-        pairs = [e.text_pair for e in examples] if any(e.text_pair is not None for e in examples) else None
-        rows = tokenizer([e.text for e in examples], pairs) if examples else {}
-        long = [i for i, row in enumerate(rows.get("input_ids", [])) if len(row) > max_length]
-        cut[split] = len(long)
-        if long:  # only the inputs that are cut are encoded again, truncated as the tokenizer truncates
-            short = tokenizer([examples[i].text for i in long], pairs and [pairs[i] for i in long], truncation=True,
-                              max_length=max_length)
-            for key in short:
-                for i, row in zip(long, short[key]):
-                    rows[key][i] = row
+        rows, cut[split] = tokenize_cut(tokenizer, examples, max_length) if examples else ({}, 0)
         datasets[split] = Dataset.from_dict({**{key: rows[key] for key in MODEL_INPUTS if key in rows},
                                              "labels": [splits.label_map.to_id(e.label) for e in examples]})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from pathlib import Path
@@ -259,6 +260,15 @@ def test_encode_pairs_use_segment_ids(tokenizer: BertTokenizerFast) -> None:
     assert features[0]["token_type_ids"] == [0, 0, 0, 0, 1, 1, 1]
     assert len(features[1]["input_ids"]) == 8 and features[1]["token_type_ids"][-2:] == [1, 1]  # longest first
     assert truncated == 1
+
+
+def test_encode_asks_for_segment_ids_a_tokenizer_leaves_out(tokenizer: BertTokenizerFast) -> None:
+    """XLM-R's tokenizer (multilingual-e5's) does not return token_type_ids unless asked; the encoder reads them."""
+    plain = copy.deepcopy(tokenizer)
+    plain.model_input_names = ["input_ids", "attention_mask"]
+    examples = [example("good film", "pos", 1, pair="it is"), example("bad " * 10, "neg", 2, pair="really")]
+    assert encode_classification(examples, plain, LabelMap(("neg", "pos")), 8) == encode_classification(
+        examples, tokenizer, LabelMap(("neg", "pos")), 8)
 
 
 def test_encode_rejects_unknown_labels_and_mixed_pairs(tokenizer: BertTokenizerFast) -> None:

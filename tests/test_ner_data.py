@@ -654,7 +654,10 @@ def test_dev_and_test_split_from_one_file(tmp_path: Path) -> None:
         ({"test": None, "test_fraction": 0.5, "dev": None, "dev_fraction": 0.5}, ConfigError,
          "data.dev_fraction + data.test_fraction = 1 leaves nothing to train on"),
         ({"test": None, "test_fraction": 0.0}, ConfigError, "data.test_fraction must be between 0 and 1"),
-        ({"panx_lang": "de", "test_fraction": 0.1}, ConfigError, "PAN-X (data.panx_lang) has its own test split"),
+        ({"panx_lang": "de", "test_fraction": 0.1, **{split: f"data/ner/wnut16/{split}.conll" for split in
+                                                      ("train", "dev", "test")}},  # the defaults: not named
+         ConfigError, "PAN-X (data.panx_lang) has its own test split"),
+        ({"panx_lang": "de"}, ConfigError, "so data.train="),  # the user's files would be unused
         ({"train": "ONE", "dev": None, "dev_fraction": 0.5}, DataError,
          "1 sentences are too few to split off data.dev_fraction=0.5"),
     ],

@@ -333,6 +333,25 @@ def _text_pairs(examples: Sequence[TextExample]) -> list[str] | None:
     return None
 
 
+def tokenize_cut(tokenizer: PreTrainedTokenizerFast, examples: Sequence[TextExample], max_length: int
+                 ) -> tuple[dict[str, list[list[int]]], int]:
+    """``input_ids``, ``token_type_ids`` and ``attention_mask`` of every example, cut to
+    ``max_length`` as the tokenizer cuts (longest text first for pairs), and how many were cut.
+    Texts are encoded once; only the cut ones again. Segment ids are asked for: XLM-R's tokenizer
+    (multilingual-e5's) leaves them out by default, and a BERT model reads them."""
+    texts, pairs = [example.text for example in examples], _text_pairs(examples)
+    encoded = tokenizer(texts, pairs, return_token_type_ids=True, return_attention_mask=True)
+    rows = {key: list(encoded[key]) for key in ("input_ids", "token_type_ids", "attention_mask")}
+    long = [index for index, ids in enumerate(rows["input_ids"]) if len(ids) > max_length]
+    if long:
+        cut = tokenizer([texts[i] for i in long], pairs and [pairs[i] for i in long], truncation=True,
+                        max_length=max_length, return_token_type_ids=True, return_attention_mask=True)
+        for key, column in rows.items():
+            for index, row in zip(long, cut[key]):
+                column[index] = row
+    return rows, len(long)
+
+
 def encode_classification(
     examples: Sequence[TextExample],
     tokenizer: PreTrainedTokenizerFast,
@@ -348,20 +367,16 @@ def encode_classification(
     check_labels(examples, label_map, "the examples to encode")
     if not examples:
         return [], 0
-    texts, pairs = [example.text for example in examples], _text_pairs(examples)
-    full_lengths = [len(ids) for ids in tokenizer(texts, pairs)["input_ids"]]
-    encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+    rows, cut = tokenize_cut(tokenizer, examples, max_length)
     features = [
         {
             "input_ids": input_ids,
             "token_type_ids": token_type_ids,
             "label": None if example.label is None else label_map.to_id(example.label),
         }
-        for example, input_ids, token_type_ids in zip(
-            examples, encoded["input_ids"], encoded["token_type_ids"], strict=True
-        )
+        for example, input_ids, token_type_ids in zip(examples, rows["input_ids"], rows["token_type_ids"], strict=True)
     ]
-    return features, sum(length > max_length for length in full_lengths)
+    return features, cut
 
 
 def sampler_weights(label_ids: Sequence[int], num_classes: int, power: float = 1.0) -> list[float]:

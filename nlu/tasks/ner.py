@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -85,6 +86,13 @@ class NerData:
 
     def __post_init__(self) -> None:
         self.format()  # a bad scheme or tag map is a ConfigError before any file is read
+        if self.panx_lang:  # PAN-X replaces the files: one named by the user would be silently unused
+            named = [f"data.{f.name}={getattr(self, f.name)}" for f in fields(self)
+                     if f.name in ("train", "dev", "test") and getattr(self, f.name) != f.default]
+            if named:
+                raise ConfigError(f"data.panx_lang={self.panx_lang} reads PAN-X (from "
+                                  f"{'data.local_dir' if self.local_dir else 'the hub'}), so {', '.join(named)} would "
+                                  f"be unused; set data.panx_lang=null to train on your files")
 
     def format(self) -> NerFormat:
         return NerFormat(self.scheme, self.repair, self.tag_map, self.token_column, self.tag_column)
@@ -300,12 +308,37 @@ def load_data(data: NerData) -> NerSplits:
     unused = [entity for entity, count in mapped.items() if not count]
     if unused:
         warnings.warn(f"data.tag_map: no entity of type {', '.join(unused)} in the files read, so mapping it did "
-                      f"nothing (check the spelling if you expected some)", stacklevel=2)
+                      f"nothing (types there: {', '.join(sorted(entity_types(train + dev + test)))})", stacklevel=2)
+    warn_rare_types(train)
     if not data.allow_no_entities:
         check_has_entities(train)
     check_label_sets(train, dev, "dev")
     check_label_sets(train, test, "test")
     return NerSplits(train, dev, test, made, files, tag_map, mapped)
+
+
+def entity_types(sentences: Sequence[NerSentence]) -> set[str]:
+    return {tag[2:] for sentence in sentences for tag in sentence.tags if tag != "O"}
+
+
+def warn_rare_types(train: Sequence[NerSentence], most: int = 2, common: int = 100) -> None:
+    """A type with at most ``most`` entities beside one with ``common`` or more is likely a typo
+    (``B-PRE`` for ``B-PER``): trained on, it is a label of its own, so it is named where it first occurs."""
+    first: dict[str, NerSentence] = {}
+    counts: Counter = Counter()
+    for sentence in train:
+        for tag in sentence.tags:
+            if tag.startswith("B-"):
+                counts[tag[2:]] += 1
+                first.setdefault(tag[2:], sentence)
+    if not counts or counts.most_common(1)[0][1] < common:
+        return
+    leader, led = counts.most_common(1)[0]
+    for kind, count in counts.items():
+        if count <= most:
+            warnings.warn(f"{first[kind].source}:{first[kind].line}: entity type {kind!r} occurs {count} time(s) in "
+                          f"the training data, against {led:,} of {leader}: a typo? data.tag_map={{{kind}: ...}} "
+                          f"renames it, and it is trained as a label of its own otherwise", stacklevel=3)
 
 
 def run(settings: RunSettings) -> dict[str, Any]:
