@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from nlu import __version__
@@ -321,7 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PACKAGE_DIR = str(Path(__file__).resolve().parent)
+DEFAULT_FORMAT = warnings.formatwarning
+
+
+def warning_line(message, category, filename, lineno, line=None) -> str:
+    """nlu's own warnings as its errors are, one line without a path into nlu's code; others as Python shows them."""
+    if str(Path(filename).resolve()).startswith(PACKAGE_DIR):
+        return f"nlu: warning: {message}\n"
+    return DEFAULT_FORMAT(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = warning_line
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse cannot take positional overrides interleaved with options (--force after them).

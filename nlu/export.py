@@ -27,7 +27,7 @@ import yaml
 
 from nlu import __version__
 from nlu.errors import CheckpointError
-from nlu.files import write_text_atomic
+from nlu.files import as_umask_allows, write_text_atomic
 from nlu.interop import EXPORT_ARCHITECTURES, to_transformers
 from nlu.model import ForSequenceClassification, ForTokenClassification, NluModel, load_model
 from nlu.sources import model_directory
@@ -64,6 +64,8 @@ def export(source: str | Path, out: str | Path) -> Path:
     if out.resolve() == model_dir.resolve() or out.resolve() in model_dir.resolve().parents:
         raise CheckpointError(f"{out}: the export would write over the model it exports ({model_dir}); "
                               f"give another --out")
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out}: a file, not a folder to export into; give another --out")
     if not is_nlu_checkpoint(model_dir):
         raise CheckpointError(f"{model_dir}: not an nlu model folder (its config.json has no 'architecture'); "
                               f"a transformers folder needs no export")
@@ -77,6 +79,8 @@ def export(source: str | Path, out: str | Path) -> Path:
         lengths = input_lengths(model_dir, model, tokenizer, None, None)
         tokenizer.model_max_length = lengths[0]
     to_transformers(model, out, tokenizer)
+    for written in out.glob("*.safetensors"):
+        as_umask_allows(written)
     if lengths is not None:
         # how files were read (NER scheme, tag map, columns) travels too: `nlu evaluate` on the export reads as before
         save_input_settings(out, **{**input_settings(model_dir), "max_length": lengths[0], "stride": lengths[1]})

@@ -8,6 +8,8 @@ way YAML leaves them as strings (``1e-12``) turned into numbers, booleans as wor
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
 
 from nlu.errors import ConfigError
@@ -37,8 +39,15 @@ def coerce_options(cls: type, values: dict[str, Any], where: str | Callable[[str
     unknown = sorted(set(values) - set(fields))
     if unknown:
         place = name_of(unknown[0]).rpartition(".")[0] if len(unknown) == 1 or not callable(where) else name_of("")[:-1]
-        raise ConfigError(f"{place}: unknown option(s) {unknown}; known: {sorted(fields)}")
+        raise ConfigError(f"{place}: unknown option(s) {unknown}{suggestion(unknown[0], fields)}; known: "
+                          f"{sorted(fields)}")
     return {key: coerce(value, fields[key], name_of(key)) for key, value in values.items()}
+
+
+def suggestion(name: str, known: Iterable[str]) -> str:
+    """A hint for a misspelt name: " (did you mean 'x'?)" with the closest known one, else nothing."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _namer(where: str | Callable[[str], str]) -> Callable[[str], str]:

@@ -24,7 +24,7 @@ import yaml
 
 from nlu.errors import ConfigError
 from nlu.files import write_text_atomic
-from nlu.options import coerce, fill
+from nlu.options import coerce, fill, suggestion
 from nlu.training.config import TrainingConfig
 
 SECTIONS = ("task", "model", "data", "training", "init", "from_scratch", "framework")
@@ -144,9 +144,11 @@ def load_settings(path: str | Path | None, overrides: list[str] = (), task: str 
                for key in options}
     for override in overrides:
         apply_override(values, override, origins)
-    unknown = sorted(set(values) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {unknown}; sections are {', '.join(SECTIONS)}")
+    for name in sorted(set(values) - set(SECTIONS)):
+        given_by = COMMAND_LINE if any(origins.get(key) == COMMAND_LINE for key in origins
+                                       if key == name or key.startswith(f"{name}.")) else source
+        raise ConfigError(f"{given_by}: unknown section {name!r}{suggestion(name, SECTIONS)}; sections are "
+                          f"{', '.join(SECTIONS)}")
     for section in ("model", "data", "training"):
         if not isinstance(values.get(section) or {}, dict):
             raise ConfigError(f"{source}: {section} must be a mapping of options, got {values[section]!r}")

@@ -126,6 +126,15 @@ def test_write_confusion_csv_exact_content(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw.csv", "true.csv"]  # no temp files left
 
 
+def test_a_ratio_of_nothing_is_left_blank_not_written_as_zero(tmp_path):
+    """'x' is never true (its recall row is 0/0) and 'y' never predicted (its precision column is 0/0)."""
+    save_confusion_reports(["a", "y", "a"], ["a", "a", "x"], ["a", "x", "y"], tmp_path, "intent", "test")
+    rows = {kind: (tmp_path / f"intent_confusion_{kind}.csv").read_text().splitlines()[1:] for kind in ("true", "pred")}
+    assert rows["true"] == ["a,0.500000,0.500000,0.000000", "x,,,", "y,1.000000,0.000000,0.000000"]
+    assert rows["pred"] == ["a,0.500000,1.000000,", "x,0.000000,0.000000,", "y,0.500000,0.000000,"]
+    assert (tmp_path / "intent_confusion_raw.csv").read_text().splitlines()[2] == "x,0,0,0"
+
+
 def test_save_confusion_reports_for_labels_and_entity_types(tmp_path):
     paths = save_confusion_reports(Y_TRUE, Y_PRED, LABELS, tmp_path, "intent", "test")
     names = [p.name for p in paths]

@@ -175,6 +175,9 @@ def test_an_export_reads_files_as_its_model_did_and_never_writes_over_it(tmp_pat
         assert cli.main(["export", "--model", str(model), "--out", str(target)]) == 2
         assert "would write over the model it exports" in capsys.readouterr().err
     assert json.loads((model / "config.json").read_text())["architecture"] == "ForTokenClassification"
+    capsys.readouterr()
+    assert cli.main(["export", "--model", str(model), "--out", str(data)]) == 2
+    assert "a file, not a folder to export into" in capsys.readouterr().err
 
 
 def unigram_tokenizer(texts: list[str]) -> transformers.PreTrainedTokenizerFast:

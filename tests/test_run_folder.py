@@ -84,7 +84,8 @@ def test_yaml_words_and_numbers_arrive_as_the_declared_type(override, expected):
     ("training.max_steps=[1", "command line: override 'training.max_steps=[1' is not valid YAML"),
     ("model.layer_norm_eps=tiny", "command line: model.layer_norm_eps: expected a number, got 'tiny'"),
     ("data.repair=maybe", "command line: data.repair: expected true or false"),
-    ("data.max_lenght=64", "command line: data: unknown option(s) ['max_lenght']"),
+    ("data.max_lenght=64", "command line: data: unknown option(s) ['max_lenght'] (did you mean 'max_length'?)"),
+    ("trainig.seed=1", "command line: unknown section 'trainig' (did you mean 'training'?)"),
     ("model.hiden_size=64", "command line: model: unknown option(s) ['hiden_size']"),
     ("training.learning_rate=fast", "training.learning_rate must be a number or auto, got 'fast'"),
     ("data.stride=1:30", "command line: data.stride: expected an integer, got '1:30'"),  # not 90, base 60

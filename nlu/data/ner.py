@@ -634,7 +634,7 @@ def encode_ner(
         for word, count in enumerate(counts):
             if count > budget:
                 raise DataError(
-                    f"word {word} ({sentence.words[word]!r}) has {count} sub-tokens, more than the {budget} "
+                    f"word {word} ({shortened(sentence.words[word])}) has {count} sub-tokens, more than the {budget} "
                     f"that fit in a window of max_length={max_length}",
                     sentence.source,
                     sentence.line,
@@ -646,6 +646,11 @@ def encode_ner(
             responsible = [word for word in range(*span) if owners[word] == k]
             windows.append(_build_window(pieces, labels, span, tokenizer, index, responsible))
     return windows
+
+
+def shortened(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a one-line message: its first ``limit`` characters and its length when longer."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text):,} characters)"
 
 
 def merge_window_predictions(

@@ -34,7 +34,7 @@ def confusion_matrices(y_true: list[str], y_pred: list[str], labels: list[str]) 
     """Raw counts and the three normalisations, rows = true label, columns = predicted label.
 
     Computed by scikit-learn so the numbers match what anyone re-checking with it gets; a row
-    or column with no examples is 0 (scikit-learn's choice), not NaN.
+    or column with no examples is 0 here (scikit-learn's choice), and blank in the CSV files.
     """
     from sklearn.metrics import confusion_matrix  # imported on use: see nlu.evaluation.metrics
 
@@ -169,18 +169,21 @@ def entity_confusion(
     )
 
 
-def write_confusion_csv(matrix: np.ndarray, labels: list[str], path: str | os.PathLike) -> Path:
+def write_confusion_csv(matrix: np.ndarray, labels: list[str], path: str | os.PathLike,
+                        undefined: np.ndarray | None = None) -> Path:
     """Labelled CSV (first column = true label, header = predicted labels) that opens in any spreadsheet.
 
-    Counts are written as integers, normalised values with six decimals.
+    Counts are written as integers, normalised values with six decimals; ``undefined`` cells
+    (0/0: a recall row without true examples, a precision column without predictions) are blank.
     """
     matrix = np.asarray(matrix)
     integral = np.issubdtype(matrix.dtype, np.integer)
+    blank = np.zeros(matrix.shape, dtype=bool) if undefined is None else undefined
     with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["true \\ predicted", *labels])
-        for label, row in zip(labels, matrix):
-            writer.writerow([label, *(str(int(v)) if integral else f"{v:.6f}" for v in row)])
+        for label, row, empty in zip(labels, matrix, blank):
+            writer.writerow([label, *("" if e else str(int(v)) if integral else f"{v:.6f}" for v, e in zip(row, empty))])
     return Path(path)
 
 
@@ -199,10 +202,13 @@ def save_confusion_reports(
     out = Path(out_dir)
     paths = []
     matrices = confusion_matrices(y_true, y_pred, labels)
-    support = matrices["raw"].sum(axis=1)
+    raw = matrices["raw"]
+    support = raw.sum(axis=1)
+    undefined = {"true": np.broadcast_to(support[:, None] == 0, raw.shape),
+                 "pred": np.broadcast_to(raw.sum(axis=0)[None, :] == 0, raw.shape)}
     for kind, matrix in matrices.items():
         stem = f"{prefix}_confusion_{kind}"
-        paths.append(write_confusion_csv(matrix, labels, out / f"{stem}.csv"))
+        paths.append(write_confusion_csv(matrix, labels, out / f"{stem}.csv", undefined.get(kind)))
         title = f"{split} · {prefix}: {NORMALIZATIONS[kind]}"
         paths.append(plot_heatmap(matrix, labels, out / f"{stem}.png", title, normalized=kind != "raw", support=support))
     return paths

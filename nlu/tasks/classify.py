@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ from nlu.settings import RunSettings, fill
 from nlu.tasks.finetune import FineTuningTask, choose_selection, finish_on_main_process, initial_model, model_input_length
 from nlu.tasks.finetune import predict_logits, save_input_settings
 from nlu.tokenizer import save_tokenizer
-from nlu.training.losses import build_loss, class_weights, logit_adjustment
+from nlu.training.losses import LossKind, build_loss, class_weights, logit_adjustment
 from nlu.training.loop import distributed_state, train
 
 ADJUSTMENT_FILE = "logit_adjustment.json"
@@ -96,6 +96,8 @@ class ClassifyData:
     """Scale tau of the log-prior logit adjustment."""
 
     def __post_init__(self) -> None:
+        if self.loss not in get_args(LossKind):
+            raise ConfigError(f"data.loss must be {', '.join(get_args(LossKind))}; got {self.loss!r}")
         if self.logit_adjustment not in ("none", "train", "predict"):
             raise ConfigError(f"data.logit_adjustment must be none, train or predict; got {self.logit_adjustment!r}")
 

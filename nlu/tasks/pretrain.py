@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from nlu.config import EncoderConfig
 from nlu.evaluation.report import write_pretraining_report
 from nlu.data.corpus import corpus_statistics, read_documents
-from nlu.errors import ConfigError
+from nlu.errors import ConfigError, DataError
 from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
 from nlu.model import ForPreTraining
 from nlu.settings import RunSettings, fill
@@ -131,6 +131,9 @@ def prepare_tokenizer(data: PretrainData, output_dir: Path, state: PartialState)
 def build_examples(files: list[str], tokenizer, data: PretrainData, seed: int) -> tuple[list[dict], dict]:
     documents = read_documents(files)
     tokenized = tokenize_documents(documents, tokenizer)
+    if len(tokenized) < 2:
+        raise DataError(f"{len(tokenized)} document(s) with text in {', '.join(files)}: next-sentence prediction needs "
+                        "2 or more, separated by a blank line (one sentence per line, a blank line between documents)")
     examples: list[dict] = []
     for duplicate in range(data.duplicates):
         examples += build_nsp_examples(tokenized, data.max_length, seed=seed + duplicate,
