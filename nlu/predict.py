@@ -21,6 +21,7 @@ its first sub-token (the pipeline's ``score`` with ``aggregation_strategy="first
 from __future__ import annotations
 
 import unicodedata
+import warnings
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -96,6 +97,13 @@ def split_words(text: str) -> list[tuple[int, int]]:
     if start is not None:
         spans.append((start, end))
     return spans
+
+
+def listed(items: Any, source: str) -> list:
+    """The inputs of ``predict`` as a list; anything but a sequence (None, a number) is named."""
+    if not isinstance(items, Sequence):
+        raise DataError(f"expected a text or a list of them, got {items!r}", source)
+    return list(items)
 
 
 def words_of_text(text: str) -> tuple[list[str], list[tuple[int, int]]]:
@@ -212,7 +220,7 @@ class Tagger(Predictor):
         the input in error messages (items are numbered from 1)."""
         if isinstance(texts, str):
             return self.predict([texts], source=source)[0]
-        items = list(texts)
+        items = listed(texts, source)
         if is_split_into_words and any(isinstance(item, str) for item in items):  # one sentence's words
             return self.predict([items], source=source)[0]
         inputs = []
@@ -253,13 +261,19 @@ class TextClassifier(Predictor):
         Inputs longer than ``max_length`` sub-tokens are read up to that length."""
         if isinstance(texts, str):
             return self.predict([texts], None if pairs is None else [pairs], source)[0]
-        texts = list(texts)
-        pairs = [None] * len(texts) if pairs is None else list(pairs)
+        texts = listed(texts, source)
+        pairs = [None] * len(texts) if pairs is None else listed(pairs, source)
         if len(pairs) != len(texts):
             raise DataError(f"{len(texts)} texts but {len(pairs)} pairs", source)
-        examples = [TextExample(text, pair, None, source, line)
-                    for line, (text, pair) in enumerate(zip(texts, pairs), start=1)]
-        return self.classify(examples)[0]
+        for line, (text, pair) in enumerate(zip(texts, pairs), start=1):
+            if not isinstance(text, str) or not isinstance(pair, (str, type(None))):
+                raise DataError(f"{text if isinstance(text, str) else pair!r} is not a text", source, line)
+        results, truncated = self.classify([TextExample(text, pair, None, source, line)
+                                            for line, (text, pair) in enumerate(zip(texts, pairs), start=1)])
+        if truncated:
+            warnings.warn(f"{truncated} text(s) longer than max_length={self.max_length} sub-tokens were classified "
+                          f"from their first {self.max_length}", stacklevel=2)
+        return results
 
     def classify(self, examples: Sequence[TextExample]) -> tuple[list[Classification], int]:
         """One result per example, and how many examples were longer than max_length."""

@@ -186,6 +186,15 @@ def test_csv_malformed_quoting_is_an_error_not_a_rewrite(tmp_path: Path, row: st
     assert str(caught.value) == f"{path}:3: {fragment}"
 
 
+def test_an_unclosed_quote_swallowing_the_next_row_is_traced_to_its_line(tmp_path: Path) -> None:
+    """The quote opened on line 3 closes at line 4's opening quote: the error is found on line 4 and points back."""
+    path = write_bytes(tmp_path, "bad.csv", 'text,label\nfine,neg\n"no closing quote,pos\n"next text",neg\n'.encode())
+    with pytest.raises(DataError) as caught:
+        read_table(path)
+    assert str(caught.value).startswith(f"{path}:4: column 2: text after the closing quote of a quoted field (the "
+                                        f"field opened on line 3: is a closing quote missing there?)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Degenerate label sets
 # ---------------------------------------------------------------------------------------------

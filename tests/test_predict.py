@@ -383,3 +383,16 @@ def test_evaluate_names_the_file_and_line_of_a_tag_the_model_does_not_know(tmp_p
     raw.write_text("Anna\tB-PER\n\nin\tO\nLondon\tB-XYZ\n", encoding="utf-8")
     assert cli.main(["evaluate", "ner", "--model", str(model), "--data", str(raw), "--out", str(tmp_path / "eval")]) == 2
     assert f"{raw}:3: tag(s) ['B-XYZ'] are not among the model's labels" in capsys.readouterr().err
+
+
+def test_predict_names_inputs_it_cannot_read_and_says_when_it_cuts_a_text(tagger_dir, tmp_path):
+    classifier = nlu.load(save_tiny_model(ForSequenceClassification, tmp_path / "classifier", ["a", "b"], 0.5,
+                                          max_length=16))
+    for predictor in (nlu.load(tagger_dir), classifier):
+        with pytest.raises(DataError, match=r"^<input>: expected a text or a list of them, got None$"):
+            predictor.predict(None)
+    with pytest.raises(DataError, match=r"^<input>:2: None is not a text$"):
+        classifier.predict(["fine", None])
+    with pytest.warns(UserWarning, match=r"^1 text\(s\) longer than max_length=16 sub-tokens were classified from "
+                                         r"their first 16$"):
+        classifier.predict(["short", "word " * 40])

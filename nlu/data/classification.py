@@ -84,9 +84,12 @@ def _csv_records(text: str, delimiter: str, path: str | PathLike) -> Iterator[tu
                 fields.append(quoted.group(1).replace('""', '"'))
                 position = quoted.end()
                 if position < len(text) and text[position] not in end_of_field:
+                    opened = index.line(quoted.start())
+                    spans = "" if opened == index.line(position) else (
+                        f" (the field opened on line {opened}: is a closing quote missing there?)")
                     raise DataError(
-                        f"column {index.column(position)}: text after the closing quote of a quoted field; inside "
-                        f'quotes write a quote as "" (RFC 4180)', path, index.line(position))
+                        f"column {index.column(position)}: text after the closing quote of a quoted field{spans}; "
+                        f'inside quotes write a quote as "" (RFC 4180)', path, index.line(position))
             else:
                 field_match = plain.match(text, position)
                 position = field_match.end()  # type: ignore[union-attr]  # the pattern matches the empty string
