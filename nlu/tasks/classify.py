@@ -36,11 +36,10 @@ from nlu.evaluation.metrics import classification_scores, classification_summary
 from nlu.evaluation.report import collapse_warning, confusion_links, composition_markdown, split_composition
 from nlu.evaluation.report import split_label, write_run_report
 from nlu.files import write_text_atomic
-from nlu.recipes import Start, resolve_auto
 from nlu.model import ForSequenceClassification
 from nlu.settings import RunSettings, fill
 from nlu.tasks.finetune import FineTuningTask, choose_selection, finish_on_main_process, initial_model, model_input_length
-from nlu.tasks.finetune import predict_logits, save_input_settings
+from nlu.tasks.finetune import predict_logits, resolve_recipe, save_input_settings
 from nlu.tokenizer import save_tokenizer
 from nlu.training.losses import LossKind, build_loss, class_weights, logit_adjustment
 from nlu.training.loop import distributed_state, train
@@ -265,8 +264,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
     max_length = model_input_length(model.config, data.max_length)
     features, truncated = encode_classification(train_examples, tokenizer, label_map, max_length)
     choose_selection(settings.training, "macro_f1", CLASSIFY_METRICS)
-    pretrained = settings.init is not None and not settings.from_scratch
-    recipe = resolve_auto(settings.training, Start.of(model.config, pretrained), len(features))
+    recipe = resolve_recipe(settings, model, len(features))
     task = ClassifyTask(tokenizer, data, dev, label_map, [f["label"] for f in features], max_length)
     result = train(task, model, features, settings.training)
     output_dir = Path(settings.training.output_dir)

@@ -19,6 +19,7 @@ from nlu.files import write_text_atomic
 from nlu.interop import from_transformers
 from nlu.constants import IGNORE_INDEX
 from nlu.model.models import NluModel
+from nlu.recipes import Start, resolve_auto
 from nlu.settings import RunSettings
 from nlu.tokenizer import load_tokenizer
 
@@ -43,7 +44,8 @@ def initial_model(settings: RunSettings, model_class: type[NluModel], labels: li
                           f"it needs init (a pretrained model) without from_scratch")
     if settings.init is None:
         if tokenizer_dir is None:
-            raise ConfigError(f"{settings.source}: give init (a pretrained model) or data.tokenizer (for a model from scratch)")
+            raise ConfigError(f"{settings.source}: give init (a pretrained model) or data.tokenizer (for a model from "
+                              f"scratch: a tokenizer folder, such as runs/<pretraining>/tokenizer from nlu pretrain)")
         tokenizer = load_tokenizer(tokenizer_dir)
         options = {**settings.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
                    "labels": labels}
@@ -67,6 +69,16 @@ def initial_model(settings: RunSettings, model_class: type[NluModel], labels: li
     if settings.training.freeze_embeddings:
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     return model, tokenizer
+
+
+def resolve_recipe(settings: RunSettings, model: NluModel, train_examples: int) -> str | None:
+    """Resolve ``auto`` options (nlu.recipes) and say what they became before training starts: an
+    auto rate may also raise the epochs, which settings.yaml (the options as given) does not show."""
+    pretrained = settings.init is not None and not settings.from_scratch
+    recipe = resolve_auto(settings.training, Start.of(model.config, pretrained), train_examples)
+    if recipe and PartialState().is_main_process:
+        print(f"recipe (auto): {recipe}")
+    return recipe
 
 
 def model_shape(model: NluModel) -> str:

@@ -30,11 +30,10 @@ from nlu.evaluation.metrics import entity_scores, prediction_collapse, scores_ma
 from nlu.evaluation.report import collapse_warning, confusion_links, composition_markdown, split_composition
 from nlu.evaluation.report import split_label, write_run_report
 from nlu.files import write_text_atomic
-from nlu.recipes import Start, resolve_auto
 from nlu.model import ForTokenClassification
 from nlu.settings import RunSettings, fill
 from nlu.tasks.finetune import FineTuningTask, choose_selection, finish_on_main_process, initial_model, model_input_length
-from nlu.tasks.finetune import predict_logits, save_input_settings, supervised_step
+from nlu.tasks.finetune import predict_logits, resolve_recipe, save_input_settings, supervised_step
 from nlu.tokenizer import save_tokenizer
 from nlu.training.loop import distributed_state, train
 
@@ -352,8 +351,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
                          data.stride, data.label_all_subtokens)
     features = [w.features() for w in windows]
     choose_selection(settings.training, "f1", NER_METRICS)
-    pretrained = settings.init is not None and not settings.from_scratch
-    recipe = resolve_auto(settings.training, Start.of(model.config, pretrained), len(features))
+    recipe = resolve_recipe(settings, model, len(features))
     task = NerTask(tokenizer, data, dev, max_length)
     result = train(task, model, features, settings.training)
     output_dir = Path(settings.training.output_dir)

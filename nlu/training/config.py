@@ -17,7 +17,8 @@ class TrainingConfig:
     """The run folder: settings.yaml, log.jsonl, checkpoints, best/ and model/, the report."""
     learning_rate: float | str = 5e-4
     """Peak AdamW learning rate, reached after warmup and then decayed linearly to 0; ``auto``
-    (fine-tuning) chooses it from the starting point and the amount of data (nlu.recipes)."""
+    (fine-tuning) chooses it from the starting point and the amount of data, and raises ``epochs``
+    to at least 300 optimizer steps (nlu.recipes; printed at the start and kept in the summary)."""
     weight_decay: float = 0.01
     """AdamW weight decay; biases and LayerNorm parameters get none (BERT's recipe)."""
     warmup_ratio: float | str = 0.1
