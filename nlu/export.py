@@ -158,16 +158,21 @@ def training_lines(record: dict[str, Any]) -> list[str]:
         return ["No run folder was found beside the model, so its training settings and scores are not known here."]
     settings, summary = record["settings"], record["summary"]
     data, training = settings.get("data") or {}, settings.get("training") or {}
-    files = [f"{split} `{data[split]}`" for split in ("train", "dev", "test") if data.get(split)]
+    if data.get("panx_lang"):  # PAN-X replaces the files (whose defaults settings.yaml still lists)
+        source = f"PAN-X.{data['panx_lang']}" + (f" from `{data['local_dir']}`" if data.get("local_dir") else "")
+    else:
+        source = ", ".join(f"{split} `{data[split]}`" for split in ("train", "dev", "test") if data.get(split)) \
+            or "see settings.yaml"
+    read = [f"{key} {data[key]}" for key in ("scheme", "tag_map", "loss", "oversample", "logit_adjustment")
+            if data.get(key) not in (None, False, "iob2", "ce", "none", {})]
     lines = [f"- Task: `{settings.get('task')}`, run folder `{record['run_dir']}`.",
-             f"- Data: {', '.join(files) if files else 'see settings.yaml'}."]
-    if data.get("panx_lang"):
-        lines.append(f"- PAN-X language: `{data['panx_lang']}`.")
+             f"- Data: {source}" + (f"; {', '.join(read)}" if read else "") + "."]
     start = settings.get("init") or "random weights (no pretraining)"
     lines.append(f"- Started from: `{start}`{' (architecture only: from_scratch)' if settings.get('from_scratch') else ''}.")
     trained = [f"{key} {training[key]}" for key in ("max_steps", "epochs", "learning_rate", "batch_size", "seed")
                if key in training]
-    lines.append(f"- Training: {', '.join(trained)}; nlu {__version__}.")
+    lines.append(f"- Training: {', '.join(trained)}; nlu {__version__}."
+                 + (f" Chosen by `auto`: {summary['recipe']}." if summary.get("recipe") else ""))
     splits = [summary[key] for key in ("train split", "dev split", "test split") if isinstance(summary.get(key), str)]
     if splits:
         lines.append(f"- Splits: {'; '.join(splits)}.")
@@ -181,7 +186,9 @@ def metric_lines(summary: dict[str, Any]) -> list[str]:
               if key.startswith(("test_", "dev_")) and isinstance(value, (int, float))}
     if not scores:
         return ["No scores were recorded with the run."]
-    return ["| metric | value |", "|---|---|", *(f"| {key} | {value:.4f} |" for key, value in scores.items())]
+    return ["| metric | value |", "|---|---|",
+            *(f"| {key} | {int(value) if isinstance(value, int) or 'support' in key else format(value, '.4f')} |"
+              for key, value in scores.items())]
 
 
 def model_card(model: NluModel, out: Path, lengths: tuple[int, int] | None, folded: bool,

@@ -137,7 +137,7 @@ def test_model_cards_say_how_to_serve_and_what_was_trained(ner_export, classifie
     assert "pipeline_tag: text-classification" in card and "truncation=True" in card
     assert "| test_macro_f1 | 0.6123 |" in card and "| dev_macro_f1 | 0.6456 |" in card
     assert "Started from: `runs/pretrain_news/model`" in card and "max_steps 300" in card
-    assert "train `data/classification/rotten_tomatoes/train.csv`" in card
+    assert "train `data/classification/rotten_tomatoes/train.csv`; logit_adjustment predict." in card
     assert "folded into the classifier bias" in card
 
 
