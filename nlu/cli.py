@@ -69,12 +69,14 @@ def command_evaluate(args: argparse.Namespace) -> None:
     out = Path(args.out or predictor.directory / "evaluation")
     with autocast(predictor.device, predictor.precision):
         if args.task == "ner":
-            from nlu.data.ner import read_ner_file
+            from nlu.data.ner import NerFormat, read_ner
             from nlu.tasks.ner import NerData, evaluate_ner
 
             data = NerData(max_length=predictor.max_length, stride=predictor.stride, eval_batch_size=args.batch_size)
-            results = evaluate_ner(predictor.model, predictor.tokenizer, read_ner_file(args.data, **file_format(args, predictor)),
-                                   out, data)
+            fmt = NerFormat(**file_format(args, predictor))
+            file = read_ner(args.data, fmt)
+            results = evaluate_ner(predictor.model, predictor.tokenizer, file.sentences, out, data,
+                                   changes=file.changes(tag_map=fmt.tag_map))
             headline = {"entity_f1_strict": results["entity_strict"]["averages"]["micro"]["f1"],
                         "entity_f1_default": results["entity_default"]["averages"]["micro"]["f1"]}
         else:
@@ -86,6 +88,8 @@ def command_evaluate(args: argparse.Namespace) -> None:
                                               args.batch_size, predictor.adjustment)
             headline = {key: results["scores"][key] for key in ("macro_f1", "balanced_accuracy", "accuracy")}
     print(json.dumps(headline, indent=2))
+    if results.get("warning"):
+        print(f"nlu: warning: {results['warning']}", file=sys.stderr)
     print(f"report: {out / 'report.md'}")
 
 

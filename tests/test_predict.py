@@ -357,6 +357,10 @@ def test_evaluate_reads_a_raw_file_the_way_the_training_files_were_read(tmp_path
     assert cli.main(["evaluate", "ner", "--model", str(model), "--data", str(raw), "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["sentences"] == 2 and metrics["entity_strict"]["per_class"]["PER"]["support"] == 2
+    # the report says what reading changed: 3 entities opened by I- (IOB1), Anna and Bob Lee renamed, Paris dropped
+    assert metrics["reading_changes"] == {"IOB1 entities converted": 3, "tag_map PERSON → PER": 2,
+                                          "tag_map MISC → O (dropped)": 1}
+    assert "IOB1 entities converted: 3; tag_map PERSON → PER: 2" in (tmp_path / "eval" / "report.md").read_text()
     assert cli.main(["evaluate", "ner", "--model", str(model), "--data", str(raw), "--out", str(tmp_path / "e2"),
                      "--scheme", "iob2"]) == 2
     assert "data.scheme=iob1" in capsys.readouterr().err

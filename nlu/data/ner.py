@@ -141,6 +141,15 @@ class NerFile:
     repaired: int = 0
     mapped: dict[str, int] = field(default_factory=dict)
 
+    def changes(self, split: str = "", tag_map: Mapping[str, str] | None = None) -> dict[str, int]:
+        """What reading changed, as report figures: IOB1 conversions, repairs and, given the
+        ``tag_map``, the entities it renamed or dropped."""
+        suffix = f" ({split})" if split else ""
+        figures = {f"IOB1 entities converted{suffix}": self.converted, f"I- tags repaired{suffix}": self.repaired}
+        for entity, count in self.mapped.items() if tag_map else ():
+            figures[f"tag_map {entity} → {tag_map[entity]}" + (" (dropped)" if tag_map[entity] == "O" else "")] = count
+        return {key: value for key, value in figures.items() if value or key.startswith("tag_map")}
+
 
 # ---------------------------------------------------------------------------------------------
 # Tags shared by all readers: IOB2 validation, IOB1 conversion, type mapping

@@ -175,16 +175,20 @@ def check_tags_known(sentences: Sequence[NerSentence], labels: list[str]) -> Non
 
 
 def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSentence], out_dir: Path,
-                 data: NerData, title: str = "NER evaluation", split: str = "evaluation") -> dict[str, Any]:
+                 data: NerData, title: str = "NER evaluation", split: str = "evaluation",
+                 changes: dict[str, int] | None = None) -> dict[str, Any]:
     """Score ``sentences`` and write every table and figure of the NER report into ``out_dir``.
-    ``split`` names the sentences ("test") in titles, with their files."""
+    ``split`` names the sentences ("test") in titles, with their files; ``changes`` says what
+    reading the file changed (NerFile.changes), for a file read outside a run."""
     check_tags_known(sentences, list(model.config.labels))
     max_length = model_input_length(model.config, data.max_length)
     predicted, windowed = predict_tags(model, tokenizer, sentences, max_length, data.stride, data.eval_batch_size)
     reading = (f"sentences longer than max_length={max_length} sub-tokens were predicted in overlapping windows, "
-               f"{windowed} extra window(s) in all (no word is dropped)")
+               f"{windowed} extra window(s) in all (no word is dropped)"
+               + "".join(f"; {name}: {count:,}" for name, count in (changes or {}).items()))
     return write_ner_evaluation(sentences, predicted, list(model.config.labels), out_dir, data.mode, title, split,
-                                reading, {"windowed_sentences": windowed, "max_length": max_length})
+                                reading, {"windowed_sentences": windowed, "max_length": max_length,
+                                          "reading_changes": changes or {}})
 
 
 def write_ner_evaluation(sentences: list[NerSentence], predicted: list[list[str]], labels: list[str], out_dir: Path,
@@ -268,14 +272,8 @@ class NerSplits(Splits):
         """Flat figures for the run summary: where each split came from and what reading changed."""
         figures = super().summary()
         for split, file in self.files.items():
-            if file.converted:
-                figures[f"IOB1 entities converted ({split})"] = file.converted
-            if file.repaired:
-                figures[f"I- tags repaired ({split})"] = file.repaired
-        for entity, count in self.mapped.items():
-            target = self.tag_map[entity]
-            figures[f"tag_map {entity} → {target}" + (" (dropped)" if target == "O" else "")] = count
-        return figures
+            figures.update(file.changes(split))
+        return figures | NerFile([], "", mapped=self.mapped).changes(tag_map=self.tag_map)  # over all files
 
 
 def load_data(data: NerData) -> NerSplits:
