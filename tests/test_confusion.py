@@ -87,10 +87,11 @@ def test_entity_confusion_every_category():
             [0, 1, 0, 1, 0],  # (none): spurious MISC (s1) and PER (s3)
         ]
     )
-    np.testing.assert_array_equal(result.matrix, expected)
+    matrix = confusion_matrices(result.true_types, result.pred_types, result.labels)["raw"]
+    np.testing.assert_array_equal(matrix, expected)
     # Every true span and every predicted span is accounted for exactly once.
-    assert result.matrix[:-1].sum(axis=1).tolist() == [2, 0, 1, 3]  # true LOC, MISC, ORG, PER
-    assert result.matrix[:, :-1].sum(axis=0).tolist() == [0, 1, 2, 4]  # predicted LOC, MISC, ORG, PER
+    assert matrix[:-1].sum(axis=1).tolist() == [2, 0, 1, 3]  # true LOC, MISC, ORG, PER
+    assert matrix[:, :-1].sum(axis=0).tolist() == [0, 1, 2, 4]  # predicted LOC, MISC, ORG, PER
 
 
 def test_entity_confusion_merge_and_modes():
@@ -102,7 +103,7 @@ def test_entity_confusion_merge_and_modes():
     assert entity_confusion(true, pred, "strict").counts["missed"] == 1
     assert entity_confusion(true, pred, "default").counts["exact"] == 1
     none = entity_confusion([["O"]], [["O"]])
-    assert none.labels == [NONE] and none.matrix.tolist() == [[0]]
+    assert none.labels == [NONE] and none.true_types == [] and none.pred_types == []
     with pytest.raises(DataError, match="sentence 1"):
         entity_confusion(ENTITY_TRUE, [ENTITY_PRED[0], ENTITY_PRED[1][:3], *ENTITY_PRED[2:]])
 

@@ -117,17 +117,16 @@ class EntityConfusion:
 
     ``true_types``/``pred_types`` hold one entry per paired outcome (``(none)`` for the
     missing side), so they feed :func:`save_confusion_reports` like any other label lists.
-    ``matrix`` is their raw count matrix over ``labels`` (types, sorted, then ``(none)``):
-    row sums are the true spans per type, column sums the predicted spans per type;
-    ``(type, (none))`` cells are missed entities and ``((none), type)`` cells spurious ones.
-    ``counts`` splits the same pairs by outcome, because the matrix alone cannot tell an exact
-    match from a boundary error of the same type.
+    Their confusion matrix over ``labels`` (types, sorted, then ``(none)``) has the true spans
+    per type as row sums, the predicted spans per type as column sums, missed entities in the
+    ``(type, (none))`` cells and spurious ones in ``((none), type)``. ``counts`` splits the same
+    pairs by outcome, because the matrix alone cannot tell an exact match from a boundary error
+    of the same type.
     """
 
     labels: list[str]
     true_types: list[str]
     pred_types: list[str]
-    matrix: np.ndarray
     counts: dict[str, int]
 
 
@@ -164,7 +163,6 @@ def entity_confusion(
         labels=labels,
         true_types=true_types,
         pred_types=pred_types,
-        matrix=confusion_matrices(true_types, pred_types, labels)["raw"],
         counts={name: outcomes[name] for name in OUTCOMES},
     )
 

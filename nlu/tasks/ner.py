@@ -25,7 +25,7 @@ from nlu.data.ner import (
 )
 from nlu.data.splits import Splits, check_fractions, split_records
 from nlu.errors import ConfigError, DataError
-from nlu.evaluation.confusion import entity_confusion, entity_counts, save_confusion_reports, write_confusion_csv
+from nlu.evaluation.confusion import entity_confusion, entity_counts, save_confusion_reports
 from nlu.evaluation.metrics import entity_scores, prediction_collapse, scores_markdown, token_scores
 from nlu.evaluation.report import collapse_warning, confusion_links, composition_markdown, split_composition
 from nlu.evaluation.report import split_label, write_run_report
@@ -210,7 +210,6 @@ def write_ner_evaluation(sentences: list[NerSentence], predicted: list[list[str]
     save_confusion_reports(confusion.true_types, confusion.pred_types, confusion.labels, out_dir, "entities", name)
     types = sorted({label[2:] for label in labels if label != "O"})
     composition = split_composition(name, len(sentences), entity_counts(gold), types, unit="sentences")
-    write_confusion_csv(confusion.matrix, confusion.labels, out_dir / "entity_confusion.csv")
     results = {"entity_strict": strict, "entity_default": default, "token": tokens,
                "entity_outcomes": confusion.counts, "sentences": len(sentences),
                "words": len(flat_gold), **facts, "composition": composition,
@@ -242,6 +241,9 @@ def write_ner_evaluation(sentences: list[NerSentence], predicted: list[list[str]
         "| outcome | count |",
         "|---|---|",
         *[f"| {name} | {count} |" for name, count in confusion.counts.items()],
+        "",
+        "The entity confusion matrices pair spans as above: a boundary match counts on the diagonal, so their "
+        "diagonal is not the exact-match recall or precision of the table by type. `(none)` is no span on that side.",
         "",
         "![entity types, row-normalised](entities_confusion_true.png)",
         "",
