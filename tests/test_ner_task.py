@@ -139,3 +139,17 @@ def test_a_tokenizer_larger_than_the_model_vocabulary_is_refused(tagger, tmp_pat
                              [f"init={tagger['run'] / 'model'}", f"data.tokenizer={tmp_path / 'big'}"], task="ner")
     with pytest.raises(ConfigError, match="has 3,000 tokens but the model .* embeds only 1,500"):
         ner.run(settings)
+
+
+def test_entity_words_that_raw_text_splits_are_named_with_the_remedies():
+    """GermEval/WikiNER keep "Baden-Württemberg" whole; predict() on raw text splits it at the hyphen."""
+    from nlu.tasks.ner import split_words_note
+
+    whole = [NerSentence(["in", "Baden-Württemberg", "und", "Bayern"], ["O", "B-LOC", "O", "B-LOC"], "de.conll", 1)]
+    plain = [NerSentence(["in", "Bayern"], ["O", "B-LOC"], "de.conll", 4)] * 19
+    note = split_words_note(whole + plain, label_all_subtokens=False)  # 1 of 21 entity words: 4.8%, under 5%
+    assert note is None
+    note = split_words_note(whole * 2 + plain, label_all_subtokens=False)  # 2 of 23: 8.7%
+    assert note.startswith("2 of the 23 entity words of the training data hold punctuation (Baden-Württemberg, ...)")
+    assert note.endswith("(is_split_into_words=True), or train with data.label_all_subtokens=true")
+    assert split_words_note(whole * 2 + plain, label_all_subtokens=True).endswith("(is_split_into_words=True)")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
+from tokenizers.pre_tokenizers import BertPreTokenizer
 
 from nlu.data.ner import (
     NerFile,
@@ -340,10 +341,29 @@ def warn_rare_types(train: Sequence[NerSentence], most: int = 2, common: int = 1
                           f"renames it, and it is trained as a label of its own otherwise", stacklevel=3)
 
 
+def split_words_note(train: Sequence[NerSentence], label_all_subtokens: bool, share: float = 0.05) -> str | None:
+    """When the training files keep words whole that raw-text prediction splits ("Сан-Себастьяне",
+    "İsrail'de": nlu.predict splits at punctuation, as BERT's pre-tokeniser does), the pieces after
+    the first are read at positions training never labelled: said once, with the remedies."""
+    splitter = BertPreTokenizer()
+    entity_words = [word for sentence in train for word, tag in zip(sentence.words, sentence.tags) if tag != "O"]
+    split = [word for word in entity_words if len(splitter.pre_tokenize_str(word)) > 1]
+    if len(split) < share * len(entity_words) or not split:
+        return None
+    examples = ", ".join(list(dict.fromkeys(split))[:3])
+    return (f"{len(split):,} of the {len(entity_words):,} entity words of the training data hold punctuation "
+            f"({examples}, ...) that predict() on raw text splits into words of their own, read where training put "
+            f"no label: pass words split as your files are (is_split_into_words=True)"
+            + ("" if label_all_subtokens else ", or train with data.label_all_subtokens=true"))
+
+
 def run(settings: RunSettings) -> dict[str, Any]:
     data = fill(NerData, settings.data, f"{settings.source}: data")
     splits = load_data(data)
     train_sentences, dev, test = splits.train, splits.dev, splits.test
+    word_split = split_words_note(train_sentences, data.label_all_subtokens)
+    if word_split:
+        warnings.warn(word_split, stacklevel=2)
     labels = label_list(train_sentences)
     model, tokenizer = initial_model(settings, ForTokenClassification, labels, data.tokenizer)
     max_length = model_input_length(model.config, data.max_length)
@@ -372,6 +392,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
             "train_seconds": result.state.train_seconds, "steps": result.state.step,
             "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
             "warning": collapse_warning(task.dev_collapse, test_results["warning"]), "recipe": recipe,
+            "raw-text words": word_split,
             "composition": [dev_composition, test_results["composition"]],
             **splits.summary(),
         }
