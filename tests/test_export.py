@@ -139,6 +139,7 @@ def test_model_cards_say_how_to_serve_and_what_was_trained(ner_export, classifie
     assert "Started from: `runs/pretrain_news/model`" in card and "max_steps 300" in card
     assert "train `data/classification/rotten_tomatoes/train.csv`; logit_adjustment predict." in card
     assert "folded into the classifier bias" in card
+    assert f"print(classifier({texts_of(ROOT / 'data/classification/rotten_tomatoes/train.csv')[0]!r}))" in card  # its data
 
 
 def test_export_command_and_its_errors(classifier_export, tmp_path, capsys):
