@@ -98,7 +98,9 @@ def coerce(value: Any, declared: str, where: str) -> Any:
             raise ConfigError(f"{where}: expected a list ({declared}), got {value!r}")
         return [coerce(item, listed[5:-1], f"{where}[{index}]") for index, item in enumerate(items)]
     if kinds <= {"str", "None"} and not isinstance(value, str):
-        raise ConfigError(f"{where}: expected text, got {value!r}" + (" (quote it in YAML)" if isinstance(value, bool) else ""))
+        raise ConfigError(f"{where}: expected text, got {value!r}" + (
+            " (true and false are booleans; the option takes a word: nlu config show lists them)" if isinstance(value, bool)
+            else ""))
     return value
 
 
