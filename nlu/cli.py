@@ -104,9 +104,10 @@ def file_format(args: argparse.Namespace, predictor) -> dict:
         return {"repair": args.repair, "scheme": args.scheme or saved.get("scheme", "iob2"),
                 "tag_map": saved.get("tag_map"), "token_column": saved.get("token_column", 0),
                 "tag_column": saved.get("tag_column", -1)}
-    defaults = {"text_column": "text", "text_pair_column": None, "label_column": "label", "tsv_quotes": False}
+    from nlu.tasks.classify import ClassifyData, reading_settings
+
     return {key: getattr(args, key) if getattr(args, key) is not None else saved.get(key, default)
-            for key, default in defaults.items()}
+            for key, default in reading_settings(ClassifyData()).items()}
 
 
 def command_predict(args: argparse.Namespace) -> None:
@@ -254,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "training)")
             sub.add_argument("--label-column", help="classify: column holding the label (default: as in training, else "
                                                     "label)")
-            sub.add_argument("--tsv-quotes", action="store_true", default=None,
-                             help="classify: the TSV quotes fields the CSV way (default: as in training)")
+            sub.add_argument("--tsv-quotes", action=argparse.BooleanOptionalAction, default=None,
+                             help="classify: the TSV quotes fields the CSV way, or not (default: as in training)")
         else:
             source = sub.add_mutually_exclusive_group(required=True)
             source.add_argument("--text", nargs="+", help="one or more texts (ner: raw text; punctuation is split "
@@ -326,13 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PACKAGE_DIR = str(Path(__file__).resolve().parent)
+PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_FORMAT = warnings.formatwarning
 
 
 def warning_line(message, category, filename, lineno, line=None) -> str:
-    """nlu's own warnings as its errors are, one line without a path into nlu's code; others as Python shows them."""
-    if str(Path(filename).resolve()).startswith(PACKAGE_DIR):
+    """nlu's own warnings (user warnings raised in its code) as its errors are, one line without a
+    path into nlu's code; others, a library's deprecations among them, as Python shows them."""
+    if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(PACKAGE_DIR):
         return f"nlu: warning: {message}\n"
     return DEFAULT_FORMAT(message, category, filename, lineno, line)
 

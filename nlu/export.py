@@ -26,9 +26,7 @@ import torch
 import yaml
 
 from nlu import __version__
-from nlu.data.classification import read_table
-from nlu.data.ner import read_ner_file
-from nlu.errors import CheckpointError, NluError
+from nlu.errors import CheckpointError
 from nlu.files import as_umask_allows, write_text_atomic
 from nlu.interop import EXPORT_ARCHITECTURES, to_transformers
 from nlu.model import ForSequenceClassification, ForTokenClassification, NluModel, load_model
@@ -104,26 +102,9 @@ def word_aware(tokenizer: Any) -> bool:
     return tokenizer is None or bool(getattr(tokenizer.backend_tokenizer.model, "continuing_subword_prefix", None))
 
 
-def example_text(model: NluModel, record: dict[str, Any]) -> str:
-    """A text of the model's own data for the card's example (the first test, else training, record the
-    run read: a German tagger is shown German), else an English sentence."""
-    data = record.get("settings", {}).get("data") or {}
-    folder = Path(data["local_dir"]) if data.get("local_dir") else None
-    paths = [folder / f"{split}.conll" for split in ("test", "train")] if folder else [data.get("test"), data.get("train")]
-    for path in (path for path in paths if path and Path(path).is_file()):
-        try:
-            if isinstance(model, ForTokenClassification):
-                return " ".join(read_ner_file(path, scheme=data.get("scheme", "iob2"))[0].words)
-            return read_table(path, data.get("text_column", "text"), data.get("text_pair_column"),
-                              data.get("label_column", "label"), require_label=False,
-                              tsv_quotes=data.get("tsv_quotes", False))[0].text
-        except (NluError, IndexError):
-            continue
-    return "Obama visited London, then Berlin." if isinstance(model, ForTokenClassification) \
-        else "a gorgeous, witty and moving film"
-
-
-def usage(model: NluModel, out: Path, lengths: tuple[int, int] | None, tokenizer: Any, example: str) -> list[str]:
+def usage(model: NluModel, out: Path, lengths: tuple[int, int] | None, tokenizer: Any) -> list[str]:
+    """How to call the export; the example text is English (a text of the user's data could be private,
+    and the card is made to be published): replace it with one in the model's language."""
     if isinstance(model, ForTokenClassification) and not word_aware(tokenizer):
         return [
             "```python", "import torch", "from tokenizers.pre_tokenizers import BertPreTokenizer",
@@ -142,7 +123,7 @@ def usage(model: NluModel, out: Path, lengths: tuple[int, int] | None, tokenizer
             "            first.setdefault(word, position)",
             "    return [(words[word], model.config.id2label[predicted[position]]) for word, position in first.items()]",
             "", "",
-            f"print(tag({example!r}))", "```", "",
+            'print(tag("Obama visited London, then Berlin."))', "```", "",
             "This tokenizer is SentencePiece, whose pieces do not say where a word continues, so transformers' "
             '`pipeline("token-classification")` guesses words from spaces ("London," becomes one word) and '
             "tags other pieces than the ones nlu trained. The code above splits words as nlu does (BERT's "
@@ -155,7 +136,7 @@ def usage(model: NluModel, out: Path, lengths: tuple[int, int] | None, tokenizer
         return [
             "```python", "from transformers import pipeline", "",
             f'tagger = pipeline("token-classification", model="{out}", aggregation_strategy="first", stride={stride})',
-            f"print(tagger({example!r}))", "```", "",
+            'print(tagger("Obama visited London, then Berlin."))', "```", "",
             'Use `aggregation_strategy="first"`: nlu trains the label of a word on its first sub-token only, so '
             "`\"first\"` returns whole words with the tag they were trained for, while `\"simple\"` returns `##` "
             "fragments wherever continuation pieces disagree. `stride` makes the pipeline read texts longer than "
@@ -165,7 +146,7 @@ def usage(model: NluModel, out: Path, lengths: tuple[int, int] | None, tokenizer
         return [
             "```python", "from transformers import pipeline", "",
             f'classifier = pipeline("text-classification", model="{out}", truncation=True, top_k=None)',
-            f"print(classifier({example!r}))", "```", "",
+            'print(classifier("a gorgeous, witty and moving film"))', "```", "",
             f"`truncation=True` reads the first {lengths[0] if lengths else 'max_length'} sub-tokens of a longer "
             "text (the text-classification pipeline does not truncate by default, and a text longer than the "
             "model's positions would fail).",
@@ -228,7 +209,8 @@ def model_card(model: NluModel, out: Path, lengths: tuple[int, int] | None, fold
         "", f"{config.num_layers} layers, hidden size {config.hidden_size}, {config.num_heads} heads, "
         f"vocabulary {config.vocab_size:,}, at most {config.max_position_embeddings} positions.", "",
         "## Labels", "", labels, "",
-        "## Use", "", *usage(model, out, lengths, tokenizer, example_text(model, record)), "",
+        "## Use", "", *usage(model, out, lengths, tokenizer), "",
+        "The example text is English: give the model text in the language(s) of its training data.", "",
         "## Training", "", *training_lines(record), "",
         "## Scores", "", *metric_lines(record.get("summary", {})), "",
         "## Limits", "",

@@ -93,9 +93,7 @@ def coerce(value: Any, declared: str, where: str) -> Any:
             raise ConfigError(f"{where}: expected a number, got {value!r}")
     listed = next((kind for kind in kinds if kind.startswith("list[")), None)
     if listed:
-        items = list(value) if isinstance(value, (list, tuple)) else [value] if isinstance(value, str) else None
-        if items is None:
-            raise ConfigError(f"{where}: expected a list ({declared}), got {value!r}")
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
         return [coerce(item, listed[5:-1], f"{where}[{index}]") for index, item in enumerate(items)]
     if kinds <= {"str", "None"} and not isinstance(value, str):
         raise ConfigError(f"{where}: expected text, got {value!r}" + (

@@ -25,6 +25,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Sequence
 
 import numpy as np
@@ -100,8 +101,9 @@ def split_words(text: str) -> list[tuple[int, int]]:
 
 
 def listed(items: Any, source: str) -> list:
-    """The inputs of ``predict`` as a list; anything but a sequence (None, a number) is named."""
-    if not isinstance(items, Sequence):
+    """The inputs of ``predict`` as a list (from a list, a generator, a numpy array, a pandas column);
+    what cannot be iterated (None, a number) is named."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
         raise DataError(f"expected a text or a list of them, got {items!r}", source)
     return list(items)
 
@@ -227,7 +229,7 @@ class Tagger(Predictor):
         for line, item in enumerate(items, start=1):
             if isinstance(item, str):
                 inputs.append((item, *words_of_text(item)))
-            elif isinstance(item, Sequence):
+            elif isinstance(item, Iterable) and not isinstance(item, bytes):
                 text, offsets = text_of_words(list(item), source, line)
                 inputs.append((text, list(item), offsets))
             else:

@@ -11,8 +11,9 @@ the study scripts — goes through ``run(settings)``, so they share these guaran
 - An existing folder means "resume", which is only sound with the settings it started with; a
   finished run with the same settings is reused, not repeated; ``force`` starts over. A folder of
   other files is never a run folder: nlu neither writes into it nor empties it.
-- A run that fails before its first checkpoint (bad input, or a bug) leaves no folder behind, so
-  the corrected command is not refused as "other settings".
+- A run that fails on bad input before its first checkpoint leaves no folder behind; one that a
+  bug stops keeps what it logged but not its settings: either way the corrected command is not
+  refused as "other settings".
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def make_folder(output_dir: Path) -> bool:
     files (``training.output_dir=data`` by mistake, which ``--force`` would empty), is a one-line error."""
     existed = output_dir.is_dir()
     if existed and not any((output_dir / name).exists() for name in (LOCK_FILE, SETTINGS_FILE)) \
-            and any(output_dir.iterdir()):
+            and any(not entry.name.startswith(".") for entry in output_dir.iterdir()):  # .gitkeep, .DS_Store pass
         raise ConfigError(f"{output_dir} holds files but is not an nlu run folder (no {SETTINGS_FILE}); nlu writes "
                           f"and --force deletes only run folders: choose a new or empty training.output_dir")
     try:
@@ -278,9 +279,10 @@ def run(settings: RunSettings, force: bool = False) -> RunRecord:
             else:
                 try:
                     summary = (reference.run if settings.framework == "transformers" else entry.run)(settings)
-                except Exception:  # bad input (NluError) or a bug: either way nothing was trained
+                except Exception as error:
                     if state.is_main_process and not started_training(output_dir):
-                        forget_failed_start(output_dir, created)
+                        # bad input: nothing of the run is kept; a bug: its log stays for debugging
+                        forget_failed_start(output_dir, created and isinstance(error, NluError))
                     raise
     finally:
         if created and state.is_main_process and output_dir.is_dir() and not any(
@@ -324,10 +326,11 @@ def started_training(output_dir: Path) -> bool:
     return any((output_dir / "checkpoints").glob("step-*")) or any((output_dir / "transformers").glob("checkpoint-*"))
 
 
-def forget_failed_start(output_dir: Path, created: bool) -> None:
-    """The run failed before its first checkpoint (bad input found while reading data, or a bug): nothing of
-    it is kept, so the corrected command starts afresh instead of meeting "other settings"."""
-    doomed = [entry for entry in output_dir.iterdir() if entry.name != LOCK_FILE] if created else [output_dir / SETTINGS_FILE]
+def forget_failed_start(output_dir: Path, everything: bool) -> None:
+    """The run failed before its first checkpoint (bad input found while reading data, or a bug): its
+    settings go, so the corrected command starts afresh instead of meeting "other settings", and with
+    ``everything`` (bad input in a folder this run made) all it wrote."""
+    doomed = [entry for entry in output_dir.iterdir() if entry.name != LOCK_FILE] if everything else [output_dir / SETTINGS_FILE]
     for entry in doomed:
         if entry.is_dir():
             shutil.rmtree(entry)

@@ -32,28 +32,29 @@ COMMAND_LINE = "command line"
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2's core schema for booleans and numbers: only true/false are booleans
-    (``no`` stays the word "no"), ``010`` is ten (not octal 8), ``1:30`` is text (not 90 in base
-    60), ``1e-5`` is a number."""
+    """SafeLoader with YAML 1.2's booleans and integers: only true/false are booleans (``no`` stays
+    the word "no"), ``010`` is ten (not octal 8) and ``1:30`` is text (not 90 in base 60);
+    ``1_000``, ``0x1F`` and ``0b101`` read as before, and floats as PyYAML reads them (``1e-5``,
+    without a dot, stays text, which every number option coerces)."""
 
 
 _CORE_SCHEMA = {  # tag → (pattern, the characters a match can start with)
     "tag:yaml.org,2002:bool": (r"true|True|TRUE|false|False|FALSE", "tTfF"),
-    "tag:yaml.org,2002:int": (r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
-    "tag:yaml.org,2002:float": (r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-                                r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", "-+.0123456789"),
+    "tag:yaml.org,2002:int": (r"[-+]?(?:0b[01_]+|0o[0-7_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*)", "-+0123456789"),
 }
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag not in _CORE_SCHEMA]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-for _tag, (_pattern, _first) in _CORE_SCHEMA.items():  # in this order: "5" is an int, not a float
-    _Loader.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern})$"), list(_first))
+for _tag, (_pattern, _first) in _CORE_SCHEMA.items():
+    for _character in _first:  # before PyYAML's float resolver: "5" is an int, not a float
+        _Loader.yaml_implicit_resolvers.setdefault(_character, []).insert(0, (_tag, re.compile(f"^(?:{_pattern})$")))
 
 
 def _core_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    text = loader.construct_scalar(node)
-    return int(text, {"0o": 8, "0x": 16}.get(text[:2], 10))
+    text = loader.construct_scalar(node).replace("_", "")
+    sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text.lstrip("+"))
+    return sign * int(digits, {"0b": 2, "0o": 8, "0x": 16}.get(digits[:2], 10))
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _core_int)

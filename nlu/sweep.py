@@ -123,8 +123,11 @@ def load_sweep(path: str | Path) -> Sweep:
     unknown = sorted(set(values) - set(SWEEP_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; a sweep file has {', '.join(SWEEP_KEYS)}")
-    rows = values.get("rows") or grid_rows([f"{key}={','.join(map(str, options))}"
-                                            for key, options in (values.get("grid") or {}).items()])
+    named = values.get("rows") or {}
+    if not isinstance(named, dict):
+        raise ConfigError(f"{path}: rows maps each row's name to its overrides ({{name: {{key: value}}}})")
+    rows = {str(name): row for name, row in named.items()} or grid_rows(  # a key such as 0.1 is a name too
+        [f"{key}={','.join(map(str, options))}" for key, options in (values.get("grid") or {}).items()])
     if not rows:
         raise ConfigError(f"{path}: give rows (name: {{key: value}}) or grid (key: [values])")
     subsets = values.get("subsets") or {}

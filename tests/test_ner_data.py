@@ -646,6 +646,12 @@ def test_dev_and_test_split_from_one_file(tmp_path: Path) -> None:
     assert "20 of the 100 sentences" in splits.summary()["test split"]
 
 
+def test_panx_takes_files_set_to_null() -> None:
+    from nlu.tasks.ner import NerData
+
+    assert NerData(panx_lang="de", train=None, dev=None, test=None).panx_lang == "de"
+
+
 @pytest.mark.parametrize(
     ("options", "error", "fragment"),
     [
@@ -657,7 +663,7 @@ def test_dev_and_test_split_from_one_file(tmp_path: Path) -> None:
         ({"panx_lang": "de", "test_fraction": 0.1, **{split: f"data/ner/wnut16/{split}.conll" for split in
                                                       ("train", "dev", "test")}},  # the defaults: not named
          ConfigError, "PAN-X (data.panx_lang) has its own test split"),
-        ({"panx_lang": "de"}, ConfigError, "so data.train="),  # the user's files would be unused
+        ({"panx_lang": "de"}, ConfigError, "so data.train="),  # the user's files would be unused (null is none)
         ({"train": "ONE", "dev": None, "dev_fraction": 0.5}, DataError,
          "1 sentences are too few to split off data.dev_fraction=0.5"),
     ],

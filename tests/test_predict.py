@@ -397,6 +397,10 @@ def test_predict_names_inputs_it_cannot_read_and_says_when_it_cuts_a_text(tagger
             predictor.predict(None)
     with pytest.raises(DataError, match=r"^<input>:2: None is not a text$"):
         classifier.predict(["fine", None])
+    texts = ["fine", "so so"]  # any iterable of texts, as a numpy array or a generator gives them
+    assert classifier.predict(iter(texts)) == classifier.predict(np.array(texts)) == classifier.predict(texts)
+    tagger = nlu.load(tagger_dir)
+    assert tagger.predict([np.array(["John", "Smith"])])[0].words == ["John", "Smith"]
     with pytest.warns(UserWarning, match=r"^1 text\(s\) longer than max_length=16 sub-tokens were classified from "
                                          r"their first 16$"):
         classifier.predict(["short", "word " * 40])

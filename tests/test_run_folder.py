@@ -17,7 +17,7 @@ import yaml
 
 from nlu import cli
 from nlu.errors import ConfigError, NluError
-from nlu.runs import TASKS, check_settings, resolve, run, run_folder_lock
+from nlu.runs import TASKS, check_settings, make_folder, resolve, run, run_folder_lock
 from nlu.settings import RunSettings, load_settings
 from nlu.training.config import TrainingConfig
 
@@ -70,6 +70,7 @@ def test_an_option_added_later_at_its_default_still_resumes(tmp_path):
     ("data.repair=yes", ("data", "repair", True)),
     ("training.learning_rate=auto", ("training", "learning_rate", "auto")),
     ("training.seed=010", ("training", "seed", 10)),  # YAML 1.2: not octal 8
+    ("training.max_steps=1_000", ("training", "max_steps", 1000)),  # as PyYAML read it before
     ("data.panx_lang=no", ("data", "panx_lang", "no")),  # Norwegian, not False
 ])
 def test_yaml_words_and_numbers_arrive_as_the_declared_type(override, expected):
@@ -156,6 +157,15 @@ def test_a_bug_before_the_first_checkpoint_leaves_no_settings_to_block_the_corre
         run(load_settings(NER_TASK, [f"training.output_dir={output}", "training.seed=1"], task="ner"))
     assert not output.exists()
 
+    def logs_then_breaks(settings):
+        (output / "log.jsonl").write_text('{"step": 1}\n')
+        raise TypeError("a bug at step 1")
+
+    monkeypatch.setitem(TASKS, "ner", dataclasses.replace(TASKS["ner"], run=logs_then_breaks))
+    with pytest.raises(TypeError):
+        run(load_settings(NER_TASK, [f"training.output_dir={output}", "training.seed=1"], task="ner"))
+    assert sorted(path.name for path in output.iterdir()) == [".lock", "log.jsonl"]  # the log stays, not the settings
+
 
 def test_a_folder_of_other_files_is_not_taken_as_a_run_folder(tmp_path, capsys):
     """training.output_dir=<a data folder> by mistake: nothing is written there, and --force deletes nothing."""
@@ -165,6 +175,10 @@ def test_a_folder_of_other_files_is_not_taken_as_a_run_folder(tmp_path, capsys):
     assert cli.main(["finetune", "ner", "--config", NER_TASK, f"training.output_dir={folder}", "--force"]) == 2
     assert "is not an nlu run folder" in capsys.readouterr().err
     assert sorted(path.name for path in folder.iterdir()) == ["train.conll"]
+    hidden_only = tmp_path / "fresh"
+    hidden_only.mkdir()
+    (hidden_only / ".gitkeep").write_text("")
+    assert make_folder(hidden_only) is False  # a folder that looks empty is taken
 
 
 def test_an_unwritable_place_for_the_run_folder_is_one_line(tmp_path):
@@ -317,5 +331,6 @@ def test_list_items_arrive_as_the_declared_type_or_are_named():
     classify = str(ROOT / "tasks" / "rotten_tomatoes.yaml")
     data = resolve(load_settings(classify, ["data.class_weights=[1, 2e-1, 3.5]"], task="classify")).data
     assert data["class_weights"] == [1.0, 0.2, 3.5] and all(type(weight) is float for weight in data["class_weights"])
+    assert resolve(load_settings(classify, ["data.class_weights=0.5"], task="classify")).data["class_weights"] == [0.5]
     with pytest.raises(ConfigError, match=r"command line: data.class_weights\[1\]: expected a number, got 'heavy'"):
         resolve(load_settings(classify, ["data.class_weights=[1, heavy]"], task="classify"))

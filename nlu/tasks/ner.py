@@ -88,7 +88,7 @@ class NerData:
         self.format()  # a bad scheme or tag map is a ConfigError before any file is read
         if self.panx_lang:  # PAN-X replaces the files: one named by the user would be silently unused
             named = [f"data.{f.name}={getattr(self, f.name)}" for f in fields(self)
-                     if f.name in ("train", "dev", "test") and getattr(self, f.name) != f.default]
+                     if f.name in ("train", "dev", "test") and getattr(self, f.name) not in (None, f.default)]
             if named:
                 raise ConfigError(f"data.panx_lang={self.panx_lang} reads PAN-X (from "
                                   f"{'data.local_dir' if self.local_dir else 'the hub'}), so {', '.join(named)} would "
