@@ -27,7 +27,7 @@ import yaml
 
 from nlu import __version__
 from nlu.errors import CheckpointError
-from nlu.files import as_umask_allows, write_text_atomic
+from nlu.files import write_text_atomic
 from nlu.interop import EXPORT_ARCHITECTURES, to_transformers
 from nlu.model import ForSequenceClassification, ForTokenClassification, NluModel, load_model
 from nlu.sources import model_directory
@@ -79,8 +79,8 @@ def export(source: str | Path, out: str | Path) -> Path:
         lengths = input_lengths(model_dir, model, tokenizer, None, None)
         tokenizer.model_max_length = lengths[0]
     to_transformers(model, out, tokenizer)
-    for written in out.glob("*.safetensors"):
-        as_umask_allows(written)
+    for weights in out.glob("*.safetensors"):  # safetensors writes 0600; transformers' config.json has the umask's mode
+        weights.chmod((out / "config.json").stat().st_mode & 0o777)
     if lengths is not None:
         # how files were read (NER scheme, tag map, columns) travels too: `nlu evaluate` on the export reads as before
         save_input_settings(out, **{**input_settings(model_dir), "max_length": lengths[0], "stride": lengths[1]})

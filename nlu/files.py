@@ -22,22 +22,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    plain_mode = temporary.stat().st_mode & 0o777  # 0666 less the umask, read without changing the umask
     try:
         yield temporary
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
-        as_umask_allows(temporary)  # a writer that replaced the file (safetensors does) made it 0600
+        os.chmod(temporary, plain_mode)  # a writer that replaced the file (safetensors does) made it 0600
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def as_umask_allows(path: str | os.PathLike) -> None:
-    """Give ``path`` the mode a plain ``open`` would (0666 less the umask). safetensors writes
-    weights 0600, which would leave a shared model readable by its owner alone."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
