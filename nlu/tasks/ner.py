@@ -341,7 +341,7 @@ def warn_rare_types(train: Sequence[NerSentence], most: int = 2, common: int = 1
                           f"renames it, and it is trained as a label of its own otherwise", stacklevel=3)
 
 
-def split_words_note(train: Sequence[NerSentence], label_all_subtokens: bool, share: float = 0.05) -> str | None:
+def split_words_note(train: Sequence[NerSentence], label_all_subtokens: bool, share: float = 0.01) -> str | None:
     """When the training files keep words whole that raw-text prediction splits ("Сан-Себастьяне",
     "İsrail'de": nlu.predict splits at punctuation, as BERT's pre-tokeniser does), the pieces after
     the first are read at positions training never labelled: said once, with the remedies."""
