@@ -328,7 +328,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_FORMAT = warnings.formatwarning
 
 
 def warning_line(message, category, filename, lineno, line=None) -> str:
@@ -336,11 +335,18 @@ def warning_line(message, category, filename, lineno, line=None) -> str:
     path into nlu's code; others, a library's deprecations among them, as Python shows them."""
     if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(PACKAGE_DIR):
         return f"nlu: warning: {message}\n"
-    return DEFAULT_FORMAT(message, category, filename, lineno, line)
+    return warnings.formatwarning(message, category, filename, lineno, line)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings through tqdm, printed above a progress bar instead of inside its line."""
+    from tqdm import tqdm
+
+    tqdm.write(warning_line(message, category, filename, lineno, line).rstrip("\n"), file=file or sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = warning_line
+    warnings.showwarning = show_warning
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse cannot take positional overrides interleaved with options (--force after them).
