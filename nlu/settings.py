@@ -116,6 +116,16 @@ def apply_override(values: dict[str, Any], override: str, origins: dict[str, str
     origins[key] = COMMAND_LINE
 
 
+def option_lines(path: Path) -> dict[str, int]:
+    """The line of each ``section.key`` written in a (valid) task file, so that an error in an
+    option names the file and line it is written on."""
+    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=_Loader)
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    return {f"{section.value}.{key.value}": key.start_mark.line + 1 for section, options in root.value
+            if isinstance(options, yaml.MappingNode) for key, _ in options.value}
+
+
 def read_yaml_file(path: Path, what: str) -> dict[str, Any]:
     """A YAML mapping from ``path``, with file:line for a syntax error."""
     try:
@@ -141,8 +151,9 @@ def load_settings(path: str | Path | None, overrides: list[str] = (), task: str 
     if path is not None:
         source = str(path)
         values = read_yaml_file(Path(path), "task file")
-    origins = {f"{section}.{key}": source for section, options in values.items() if isinstance(options, dict)
-               for key in options}
+    lines = option_lines(Path(path)) if path is not None else {}
+    origins = {f"{section}.{key}": f"{source}:{lines[f'{section}.{key}']}" if f"{section}.{key}" in lines else source
+               for section, options in values.items() if isinstance(options, dict) for key in options}
     for override in overrides:
         apply_override(values, override, origins)
     for name in sorted(set(values) - set(SECTIONS)):

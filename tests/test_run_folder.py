@@ -110,10 +110,13 @@ def test_fine_tuning_refuses_a_selection_it_would_otherwise_rewrite(override, tm
     assert not (tmp_path / "run").exists()
 
 
-def test_a_bad_key_in_the_task_file_names_the_file(tmp_path):
+def test_a_bad_key_in_the_task_file_names_the_file_and_line(tmp_path):
     task = tmp_path / "task.yaml"
-    task.write_text("task: ner\ndata:\n  strides: 3\n")
-    with pytest.raises(ConfigError, match=rf"{task}: data: unknown option\(s\) \['strides'\]"):
+    task.write_text("task: ner\ndata:\n  stride: 3\n  strides: 3\ntraining:\n  batch_size: 1.5\n")
+    with pytest.raises(ConfigError, match=rf"^{task}:6: training.batch_size: expected an integer, got 1.5$"):
+        resolve(load_settings(task, [], task="ner"))
+    task.write_text("task: ner\ndata:\n  stride: 3\n  strides: 3\n")
+    with pytest.raises(ConfigError, match=rf"^{task}:4: data: unknown option\(s\) \['strides'\] \(did you mean 'stride'\?\)"):
         resolve(load_settings(task, [], task="ner"))
 
 

@@ -149,7 +149,7 @@ def test_every_row_is_validated_before_the_first_run(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_module, "run", lambda settings, force=False: pytest.fail("a run started"))
     sweep = Sweep(name="s", config="tasks/rotten_tomatoes.yaml", rows={"nlu": {}, "Trainer": {"framework": "transformers"}},
                   overrides={"init": "all-MiniLM-L6-v2"}, subsets={"train": 60}, seeds=[1, 2])
-    refusal = r"sweep s, row 'Trainer', seed 1: framework: .* tasks/rotten_tomatoes.yaml: training.learning_rate=auto"
+    refusal = r"sweep s, row 'Trainer', seed 1: framework: .* tasks/rotten_tomatoes.yaml:\d+: training.learning_rate=auto"
     with pytest.raises(ConfigError, match=refusal):
         run_sweep(sweep, "classify", tmp_path)
     assert not any(tmp_path.iterdir())
