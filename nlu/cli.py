@@ -69,14 +69,14 @@ def command_evaluate(args: argparse.Namespace) -> None:
     out = Path(args.out or predictor.directory / "evaluation")
     with autocast(predictor.device, predictor.precision):
         if args.task == "ner":
-            from nlu.data.ner import NerFormat, read_ner
+            from nlu.data.ner import NerFormat, mapping_figures, read_ner
             from nlu.tasks.ner import NerData, evaluate_ner
 
             data = NerData(max_length=predictor.max_length, stride=predictor.stride, eval_batch_size=args.batch_size)
             fmt = NerFormat(**file_format(args, predictor))
             file = read_ner(args.data, fmt)
             results = evaluate_ner(predictor.model, predictor.tokenizer, file.sentences, out, data,
-                                   changes=file.changes(tag_map=fmt.tag_map))
+                                   changes=file.changes() | mapping_figures(file.mapped, fmt.tag_map))
             headline = {"entity_f1_strict": results["entity_strict"]["averages"]["micro"]["f1"],
                         "entity_f1_default": results["entity_default"]["averages"]["micro"]["f1"]}
         else:
@@ -101,9 +101,11 @@ def file_format(args: argparse.Namespace, predictor) -> dict:
 
     saved = input_settings(predictor.directory)
     if args.task == "ner":
-        return {"repair": args.repair, "scheme": args.scheme or saved.get("scheme", "iob2"),
-                "tag_map": saved.get("tag_map"), "token_column": saved.get("token_column", 0),
-                "tag_column": saved.get("tag_column", -1)}
+        from nlu.data.ner import NerFormat
+
+        trained = {key: saved.get(key, getattr(NerFormat(), key)) for key in ("scheme", "tag_map", "token_column",
+                                                                              "tag_column")}
+        return trained | {"scheme": args.scheme or trained["scheme"], "repair": args.repair}
     from nlu.tasks.classify import ClassifyData, reading_settings
 
     return {key: getattr(args, key) if getattr(args, key) is not None else saved.get(key, default)

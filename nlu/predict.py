@@ -1,15 +1,8 @@
 """Predictions from a trained model: ``nlu.load(path)`` gives a :class:`Tagger` (NER) or a
 :class:`TextClassifier`, each with ``predict(texts)``.
 
-Raw text is cut into words by one rule, :func:`split_words`, used by this API and by
-``nlu predict`` alike. It is the split BERT's own tokenizer makes before WordPiece
-(``BertNormalizer`` + ``BertPreTokenizer``): words are runs of characters between whitespace;
-every punctuation character (Unicode category P*, and the ASCII symbols ``$+<=>^`|~``) and every
-CJK ideograph is a word by itself; control and format characters (zero-width space, U+FFFD, ...)
-belong to no word and split none. Two consequences: no sub-token ever crosses a word boundary,
-and transformers' token-classification pipeline sees exactly the same words, so a model exported
-with ``nlu export`` serves the same entities from the same text. ("don't" is three words, don ' t;
-"U.S." is four: the model's tokenizer splits them there anyway.)
+Raw text is cut into words by one rule, :func:`nlu.data.words.split_words` (BERT's pre-tokeniser's),
+used by this API and by ``nlu predict`` alike.
 
 Each word is tagged at its first sub-token, the position fine-tuning trains (long inputs are read in
 overlapping windows, every word predicted once). Tags become entities the way transformers'
@@ -20,10 +13,8 @@ its first sub-token (the pipeline's ``score`` with ``aggregation_strategy="first
 
 from __future__ import annotations
 
-import unicodedata
 import warnings
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from collections.abc import Iterable
 from typing import Any, Sequence
@@ -35,6 +26,7 @@ from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 from nlu.sources import model_directory
 from nlu.data.classification import TextExample
 from nlu.data.ner import NerSentence
+from nlu.data.words import words_of_text
 from nlu.errors import CheckpointError, DataError
 from nlu.evaluation.confusion import entity_spans
 from nlu.hardware import Precision, autocast, choose_device, choose_precision
@@ -49,68 +41,12 @@ DEFAULT_MAX_LENGTH = 128
 DEFAULT_STRIDE = 32
 DEFAULT_BATCH_SIZE = 64
 
-# Unicode White_Space without the control characters among it (\v, \f, \x85), which BERT's
-# normalizer removes instead; tab, newline and carriage return stay separators.
-WHITESPACE = frozenset("\t\n\r \xa0\u1680\u2028\u2029\u202f\u205f\u3000") | {chr(c) for c in range(0x2000, 0x200B)}
-CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-              (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
-
-
-# ---------------------------------------------------------------------------------------------
-# Words
-# ---------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=None)
-def character_kind(character: str) -> str:
-    """'space', 'skip' (removed by BERT's normalizer), 'alone' (a word by itself) or 'word'
-    (cached: a text repeats few distinct characters many times)."""
-    if character in WHITESPACE:
-        return "space"
-    category = unicodedata.category(character)
-    if category in ("Cc", "Cf", "Co", "Cs") or character == "\ufffd":
-        return "skip"
-    code = ord(character)
-    if (code < 128 and not character.isalnum()) or category.startswith("P") \
-            or any(low <= code <= high for low, high in CJK_RANGES):
-        return "alone"
-    return "word"
-
-
-def split_words(text: str) -> list[tuple[int, int]]:
-    """Character spans ``[start, end)`` of the words of ``text``, by the rule in the module docstring;
-    ``text[start:end]`` is the word."""
-    spans: list[tuple[int, int]] = []
-    start = end = None  # the open word: its first and one past its last kept character
-    for index, character in enumerate(text):
-        kind = character_kind(character)
-        if kind == "skip":
-            continue
-        if kind == "word":
-            start = index if start is None else start
-            end = index + 1
-            continue
-        if start is not None:
-            spans.append((start, end))
-            start = None
-        if kind == "alone":
-            spans.append((index, index + 1))
-    if start is not None:
-        spans.append((start, end))
-    return spans
-
-
 def listed(items: Any, source: str) -> list:
     """The inputs of ``predict`` as a list (from a list, a generator, a numpy array, a pandas column);
     what cannot be iterated (None, a number) is named."""
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
         raise DataError(f"expected a text or a list of them, got {items!r}", source)
     return list(items)
-
-
-def words_of_text(text: str) -> tuple[list[str], list[tuple[int, int]]]:
-    offsets = split_words(text)
-    return [text[start:end] for start, end in offsets], offsets
 
 
 def text_of_words(words: Sequence[str], source: str, line: int) -> tuple[str, list[tuple[int, int]]]:
@@ -267,11 +203,12 @@ class TextClassifier(Predictor):
         pairs = [None] * len(texts) if pairs is None else listed(pairs, source)
         if len(pairs) != len(texts):
             raise DataError(f"{len(texts)} texts but {len(pairs)} pairs", source)
+        examples = []
         for line, (text, pair) in enumerate(zip(texts, pairs), start=1):
             if not isinstance(text, str) or not isinstance(pair, (str, type(None))):
                 raise DataError(f"{text if isinstance(text, str) else pair!r} is not a text", source, line)
-        results, truncated = self.classify([TextExample(text, pair, None, source, line)
-                                            for line, (text, pair) in enumerate(zip(texts, pairs), start=1)])
+            examples.append(TextExample(text, pair, None, source, line))
+        results, truncated = self.classify(examples)
         if truncated:
             warnings.warn(f"{truncated} text(s) longer than max_length={self.max_length} sub-tokens were classified "
                           f"from their first {self.max_length}", stacklevel=2)

@@ -26,7 +26,7 @@ from nlu.benchmark import Clock, alternate
 from nlu.config import EncoderConfig
 from nlu.data.ner import NerSentence, label_list, read_ner_file
 from nlu.model import ForTokenClassification
-from nlu.predict import words_of_text
+from nlu.data.words import words_of_text
 from nlu.reporting import command_line, machine, machine_line, rerender, table, write_report
 from nlu.tasks.finetune import save_input_settings
 from nlu.tasks.ner import predict_tags

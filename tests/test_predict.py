@@ -19,7 +19,8 @@ from nlu.data.ner import NerSentence, label_list, read_ner_file
 from nlu.errors import CheckpointError, DataError
 from nlu.evaluation.confusion import entity_spans
 from nlu.model import ForSequenceClassification, ForTokenClassification
-from nlu.predict import entities_from_tags, input_lengths, split_words, text_of_words
+from nlu.data.words import split_words
+from nlu.predict import entities_from_tags, input_lengths, text_of_words
 from nlu.tasks.finetune import save_input_settings
 from nlu.tasks.ner import predict_tags
 from nlu.tokenizer import load_tokenizer, save_tokenizer

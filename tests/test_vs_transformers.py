@@ -21,7 +21,7 @@ from nlu.data.ner import label_list, read_ner_file
 from nlu.data.subsets import draw_subsets, write_records
 from nlu.errors import ConfigError
 from nlu.model import ForTokenClassification
-from nlu.predict import words_of_text
+from nlu.data.words import words_of_text
 from nlu.runs import resolve, run
 from nlu.settings import load_settings
 from nlu.sweep import Sweep, render_sweep, run_sweep

@@ -141,14 +141,17 @@ class NerFile:
     repaired: int = 0
     mapped: dict[str, int] = field(default_factory=dict)
 
-    def changes(self, split: str = "", tag_map: Mapping[str, str] | None = None) -> dict[str, int]:
-        """What reading changed, as report figures: IOB1 conversions, repairs and, given the
-        ``tag_map``, the entities it renamed or dropped."""
+    def changes(self, split: str = "") -> dict[str, int]:
+        """What reading changed, as report figures: IOB1 conversions and repairs (those that happened)."""
         suffix = f" ({split})" if split else ""
         figures = {f"IOB1 entities converted{suffix}": self.converted, f"I- tags repaired{suffix}": self.repaired}
-        for entity, count in self.mapped.items() if tag_map else ():
-            figures[f"tag_map {entity} → {tag_map[entity]}" + (" (dropped)" if tag_map[entity] == "O" else "")] = count
-        return {key: value for key, value in figures.items() if value or key.startswith("tag_map")}
+        return {key: value for key, value in figures.items() if value}
+
+
+def mapping_figures(mapped: Mapping[str, int], tag_map: Mapping[str, str] | None) -> dict[str, int]:
+    """The entities ``tag_map`` renamed or dropped, per type (``NerFile.mapped``, or their sum over files)."""
+    return {f"tag_map {entity} → {tag_map[entity]}" + (" (dropped)" if tag_map[entity] == "O" else ""): count
+            for entity, count in mapped.items()} if tag_map else {}
 
 
 # ---------------------------------------------------------------------------------------------

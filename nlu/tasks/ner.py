@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
-from tokenizers.pre_tokenizers import BertPreTokenizer
 
 from nlu.data.ner import (
     NerFile,
@@ -21,10 +20,12 @@ from nlu.data.ner import (
     encode_ner,
     label_list,
     load_panx,
+    mapping_figures,
     merge_window_predictions,
     read_ner,
 )
 from nlu.data.splits import Splits, check_fractions, split_records
+from nlu.data.words import split_words
 from nlu.errors import ConfigError, DataError
 from nlu.evaluation.confusion import entity_confusion, entity_counts, save_confusion_reports
 from nlu.evaluation.metrics import entity_scores, prediction_collapse, scores_markdown, token_scores
@@ -276,7 +277,7 @@ class NerSplits(Splits):
         figures = super().summary()
         for split, file in self.files.items():
             figures.update(file.changes(split))
-        return figures | NerFile([], "", mapped=self.mapped).changes(tag_map=self.tag_map)  # over all files
+        return figures | mapping_figures(self.mapped, self.tag_map)  # over all files
 
 
 def load_data(data: NerData) -> NerSplits:
@@ -343,11 +344,10 @@ def warn_rare_types(train: Sequence[NerSentence], most: int = 2, common: int = 1
 
 def split_words_note(train: Sequence[NerSentence], label_all_subtokens: bool, share: float = 0.01) -> str | None:
     """When the training files keep words whole that raw-text prediction splits ("Сан-Себастьяне",
-    "İsrail'de": nlu.predict splits at punctuation, as BERT's pre-tokeniser does), the pieces after
+    "İsrail'de": :func:`nlu.data.words.split_words` splits at punctuation, as BERT does), the pieces after
     the first are read at positions training never labelled: said once, with the remedies."""
-    splitter = BertPreTokenizer()
     entity_words = [word for sentence in train for word, tag in zip(sentence.words, sentence.tags) if tag != "O"]
-    split = [word for word in entity_words if len(splitter.pre_tokenize_str(word)) > 1]
+    split = [word for word in entity_words if len(split_words(word)) > 1]
     if len(split) < share * len(entity_words) or not split:
         return None
     examples = ", ".join(list(dict.fromkeys(split))[:3])
