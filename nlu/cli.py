@@ -11,6 +11,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -66,7 +67,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
     predictor = predictor_for(args)
     if args.out is None and not Path(args.model).is_dir():
         raise ConfigError(f"{args.model} is not a local folder: give --out for the evaluation report")
-    out = Path(args.out or predictor.directory / "evaluation")
+    out = Path(args.out or Path(args.model) / "evaluation")  # the folder named (a run folder, not its best/)
     with autocast(predictor.device, predictor.precision):
         if args.task == "ner":
             from nlu.data.ner import NerFormat, mapping_figures, read_ner
@@ -117,18 +118,25 @@ def command_predict(args: argparse.Namespace) -> None:
     repeated: a line number joins the output back to it)."""
     from nlu.data.classification import TextExample
     from nlu.data.text import read_text_lines
+    from nlu.errors import ConfigError
 
+    if args.words and args.task != "ner":
+        raise ConfigError("--words is for nlu predict ner (a classifier reads text as it is)")
     predictor = predictor_for(args)
     source = args.file or "<text>"
     numbered = read_text_lines(args.file) if args.file else list(enumerate(args.text, start=1))
     kept = [(number, line) for number, line in numbered if line.strip()]
     if args.task == "ner":
         # Every line goes in (blank ones tag nothing), so errors name the file's own line numbers.
-        results = predictor.predict([line for _, line in numbered], source=source)
-        for (number, line), result in zip(numbered, results):
+        spans = [[match.span() for match in re.finditer(r"[^ \t]+", line)] for _, line in numbered] if args.words else None
+        results = predictor.predict([[line[start:end] for start, end in words] for (_, line), words in zip(numbered, spans)]
+                                    if spans is not None else [line for _, line in numbered], source=source)
+        for index, ((number, line), result) in enumerate(zip(numbered, results)):
             if not line.strip():
                 continue
-            entities = [{"type": e.type, "text": e.text, "start": e.start, "end": e.end, "score": round(e.score, 4)}
+            offsets = spans[index] if spans is not None else result.offsets  # --words: into the line, not the words re-joined
+            entities = [{"type": e.type, "text": line[offsets[e.word_start][0]:offsets[e.word_end - 1][1]],
+                         "start": offsets[e.word_start][0], "end": offsets[e.word_end - 1][1], "score": round(e.score, 4)}
                         for e in result.entities]
             print(json.dumps({"line": number, "words": result.words, "tags": result.tags, "entities": entities},
                              ensure_ascii=False))
@@ -247,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "folder (e.g. from nlu export) or a hub model id (online only)")
         if name == "evaluate":
             sub.add_argument("--data", required=True, help="CoNLL/JSONL (ner) or CSV/TSV/JSONL (classify)")
-            sub.add_argument("--out", help="report folder (default: MODEL/evaluation)")
+            sub.add_argument("--out", help="report folder (default: MODEL/evaluation, written over)")
             sub.add_argument("--repair", action="store_true", help="ner: rewrite I-X that starts an entity to B-X")
             sub.add_argument("--scheme", choices=["iob2", "iob1"], default=None,
                              help="ner: the file's tagging scheme (default: as the model's training files; "
@@ -264,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
             source.add_argument("--text", nargs="+", help="one or more texts (ner: raw text; punctuation is split "
                                                           "from words as BERT's tokenizer splits it)")
             source.add_argument("--file", help="a UTF-8 text file, one text per line (blank lines are skipped)")
+            if name == "predict":
+                sub.add_argument("--words", action="store_true",
+                                 help="ner: each text is words split by spaces or tabs, as in the training files, each "
+                                      "tagged whole (\"İsrail'in\" stays one word)")
         sub.add_argument("--max-length", type=positive, default=None,
                          help="sub-tokens per input (default: as the model was fine-tuned, else 128)")
         sub.add_argument("--stride", type=int, default=None,
@@ -341,10 +353,14 @@ def warning_line(message, category, filename, lineno, line=None) -> str:
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings through tqdm, printed above a progress bar instead of inside its line."""
+    """Warnings through tqdm, printed above a progress bar instead of inside its line; under
+    torchrun nlu's own once, by the first process (every process reads the same data)."""
     from tqdm import tqdm
 
-    tqdm.write(warning_line(message, category, filename, lineno, line).rstrip("\n"), file=file or sys.stderr)
+    text = warning_line(message, category, filename, lineno, line)
+    if text.startswith("nlu: warning:") and os.environ.get("RANK", "0") != "0":
+        return
+    tqdm.write(text.rstrip("\n"), file=file or sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

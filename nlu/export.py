@@ -107,13 +107,15 @@ def usage(model: NluModel, out: Path, lengths: tuple[int, int] | None, tokenizer
     and the card is made to be published): replace it with one in the model's language."""
     if isinstance(model, ForTokenClassification) and not word_aware(tokenizer):
         return [
-            "```python", "import torch", "from tokenizers.pre_tokenizers import BertPreTokenizer",
+            "```python", "import torch", "from tokenizers import normalizers, pre_tokenizers",
             "from transformers import AutoModelForTokenClassification, AutoTokenizer", "",
             f'model = AutoModelForTokenClassification.from_pretrained("{out}").eval()',
-            f'tokenizer = AutoTokenizer.from_pretrained("{out}")', "", "",
+            f'tokenizer = AutoTokenizer.from_pretrained("{out}")',
+            "normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)", "", "",
             "def tag(text):",
-            '    """(word, tag) for each word, read at its first sub-token as nlu trained it."""',
-            "    words = [word for word, _ in BertPreTokenizer().pre_tokenize_str(text)]",
+            '    """(word, tag) for each word, read at its first sub-token as nlu trained it; None past the cut."""',
+            "    normalized = normalizer.normalize_str(text)  # control characters out, CJK ideographs apart",
+            "    words = [word for word, _ in pre_tokenizers.BertPreTokenizer().pre_tokenize_str(normalized)]",
             '    encoded = tokenizer(words, is_split_into_words=True, truncation=True, return_tensors="pt")',
             "    with torch.no_grad():",
             "        predicted = model(**encoded).logits[0].argmax(-1).tolist()",
@@ -121,15 +123,17 @@ def usage(model: NluModel, out: Path, lengths: tuple[int, int] | None, tokenizer
             "    for position, word in enumerate(encoded.word_ids()):",
             "        if word is not None:",
             "            first.setdefault(word, position)",
-            "    return [(words[word], model.config.id2label[predicted[position]]) for word, position in first.items()]",
+            "    return [(word, model.config.id2label[predicted[first[index]]] if index in first else None)",
+            "            for index, word in enumerate(words)]",
             "", "",
             'print(tag("Obama visited London, then Berlin."))', "```", "",
             "This tokenizer is SentencePiece, whose pieces do not say where a word continues, so transformers' "
             '`pipeline("token-classification")` guesses words from spaces ("London," becomes one word) and '
             "tags other pieces than the ones nlu trained. The code above splits words as nlu does (BERT's "
-            "pre-tokenizer: whitespace, and each punctuation character on its own) and reads each word's tag at "
+            "pre-tokenizer: whitespace, each punctuation character and CJK ideograph on its own) and reads each word's tag at "
             "its first sub-token, which gives nlu's tags. It reads the first "
-            f"{lengths[0] if lengths else 'max_length'} sub-tokens; `nlu.load(folder).predict` windows longer texts.",
+            f"{lengths[0] if lengths else 'max_length'} sub-tokens (later words get the tag None); "
+            "`nlu.load(folder).predict` windows longer texts.",
         ]
     if isinstance(model, ForTokenClassification):
         stride = lengths[1] if lengths else 32

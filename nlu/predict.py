@@ -212,6 +212,11 @@ class TextClassifier(Predictor):
         if truncated:
             warnings.warn(f"{truncated} text(s) longer than max_length={self.max_length} sub-tokens were classified "
                           f"from their first {self.max_length}", stacklevel=2)
+        blank = [example.line for example in examples if not (example.text + (example.text_pair or "")).strip()]
+        if blank:
+            warnings.warn(f"{len(blank)} text(s) are blank (input {', '.join(map(str, blank[:5]))}"
+                          f"{', ...' if len(blank) > 5 else ''}): their label is what the model says of no text",
+                          stacklevel=2)
         return results
 
     def classify(self, examples: Sequence[TextExample]) -> tuple[list[Classification], int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from nlu.constants import CLS_ID, SEP_ID, SPECIAL_TOKENS
 from nlu.data.corpus import read_documents
@@ -28,6 +28,12 @@ from nlu.errors import CheckpointError, ConfigError, DataError
 
 
 Normalization = Literal["auto"] | bool
+
+DOTTED_CAPITAL_I = "\u0130"
+"""İ, the one character Unicode lowercases to two (i + combining dot above). Lowercased so, it
+moves every later offset within its word by one, which makes transformers' token-classification
+pipeline take the word for the continuation of the one before; a lowercasing tokenizer folds it
+to the i that Turkish and Azerbaijani lowercase it to."""
 
 NORMALIZATION_SAMPLE = 20_000
 """Texts read (from the start of the training text) to choose the normalisation and check it."""
@@ -111,7 +117,7 @@ def round_trip_failures(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]
         if tokenizer.unk_token_id in ids:
             continue
         decoded = "".join(tokenizer.decode(ids).split())
-        expected = word.lower() if lowercase else word
+        expected = word.replace(DOTTED_CAPITAL_I, "i").lower() if lowercase else word
         if decoded != "".join(expected.split()):
             failures.append((word, decoded))
     return failures, len(words)
@@ -123,7 +129,7 @@ def train_tokenizer(
     min_frequency: int = 2,
     lowercase: Normalization = "auto",
     strip_accents: Normalization = "auto",
-) -> BertTokenizerFast:
+) -> PreTrainedTokenizerFast:
     """Train BERT's WordPiece pipeline. A list or tuple is read as corpus files (with the corpus
     reader, so the vocabulary is learnt from exactly the sentences pretraining will see); any
     other iterable is taken as texts, which is how a ``datasets`` column is passed (wrap a plain
@@ -133,7 +139,10 @@ def train_tokenizer(
     :func:`choose_normalization` unless given; the saved tokenizer records it
     (``do_lower_case``, ``strip_accents`` in tokenizer_config.json). Afterwards a sample of
     words is encoded and decoded, and a warning names words the normaliser changed beyond
-    lowercasing (e.g. ``strip_accents=True`` on Japanese: ダーバン → ターハン)."""
+    lowercasing (e.g. ``strip_accents=True`` on Japanese: ダーバン → ターハン).
+
+    It is saved as a generic fast tokenizer, not a ``BertTokenizer``: transformers rebuilds a
+    BertTokenizer's normaliser from two flags on loading, which would drop the İ fold."""
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ConfigError(f"vocab_size ({vocab_size}) must exceed the {len(SPECIAL_TOKENS)} special tokens")
     texts = iter(_training_texts(files))
@@ -154,9 +163,10 @@ def train_tokenizer(
         special_tokens=[("[CLS]", CLS_ID), ("[SEP]", SEP_ID)],
     )
     pad, unk, cls, sep, mask = SPECIAL_TOKENS
-    tokenizer = BertTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, do_lower_case=choice.lowercase, strip_accents=choice.strip_accents,
         pad_token=pad, unk_token=unk, cls_token=cls, sep_token=sep, mask_token=mask,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
     _warn_on_changed_words(tokenizer, sample, choice)
     return tokenizer
@@ -179,9 +189,10 @@ def _warn_on_changed_words(tokenizer: PreTrainedTokenizerBase, sample: list[str]
 def _untrained_pipeline(lowercase: bool, strip_accents: bool) -> Tokenizer:
     """BERT's normalisation and pre-tokenisation, so the result behaves like a BERT tokenizer;
     case folding and accent stripping are chosen separately (BERT ties them), control
-    characters go."""
+    characters go; lowercasing folds İ to i (:data:`DOTTED_CAPITAL_I`)."""
     backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(clean_text=True, lowercase=lowercase, strip_accents=strip_accents)
+    bert = normalizers.BertNormalizer(clean_text=True, lowercase=lowercase, strip_accents=strip_accents)
+    backend.normalizer = normalizers.Sequence([normalizers.Replace(DOTTED_CAPITAL_I, "i"), bert]) if lowercase else bert
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
     return backend

@@ -89,3 +89,16 @@ def test_every_option_has_a_meaning():
     for cls in (EncoderConfig, TrainingConfig, *(entry.data_options for entry in TASKS.values())):
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in field_docs(cls)]
         assert missing == [], f"{cls.__name__}: write a docstring after the field(s) {missing}"
+
+
+def test_nlu_warnings_are_one_line_and_said_once_under_torchrun(monkeypatch, capsys):
+    inside, outside = str(Path(cli.__file__).parent / "tasks" / "ner.py"), "/elsewhere/library.py"
+    cli.show_warning(UserWarning("two words are cut"), UserWarning, inside, 12)
+    cli.show_warning(UserWarning("deprecated"), FutureWarning, outside, 3)
+    err = capsys.readouterr().err
+    assert err.startswith("nlu: warning: two words are cut\n") and "library.py:3: FutureWarning: deprecated" in err
+    monkeypatch.setenv("RANK", "1")  # a second torchrun process: the first one said it
+    cli.show_warning(UserWarning("two words are cut"), UserWarning, inside, 12)
+    cli.show_warning(UserWarning("deprecated"), FutureWarning, outside, 3)
+    err = capsys.readouterr().err
+    assert "two words" not in err and "FutureWarning: deprecated" in err

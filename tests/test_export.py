@@ -20,6 +20,7 @@ from nlu.data.ner import label_list, read_ner_file
 from nlu.export import export
 from nlu.model import ForSequenceClassification, ForTokenClassification
 from test_predict import WNUT_TEST, save_tiny_model
+from test_tokenizer import TURKISH
 from test_unigram import unigram_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,10 +204,35 @@ def test_a_sentencepiece_tagger_is_served_by_the_code_its_card_gives(wnut_texts,
     namespace: dict = {}
     exec(code, namespace)  # noqa: S102 — the card's own example, as a user would paste it
     tagger = nlu.load(tmp_path / "model")
-    texts = ["Obama visited London, then Berlin.", "Hello (world) - it's 5:30pm!", *wnut_texts[:200]]
+    texts = ["Obama visited London, then Berlin.", "Hello (world) - it's 5:30pm!", "東京駅で Obama に会った。", *wnut_texts[:200]]
     fitting = [text for text in texts if len(tokenizer(tagger.predict(text).words, is_split_into_words=True)
                                               ["input_ids"]) <= 64]
     assert len(fitting) > 100
     tagged = [namespace["tag"](text) for text in fitting]
     assert tagged == [list(zip(result.words, result.tags)) for result in tagger.predict(fitting)]
     assert len({tag for sentence in tagged for _, tag in sentence}) >= 3  # the weights tell words apart
+    long_text = " ".join(texts)  # past max_length: every word comes back, those beyond the cut untagged
+    words, tags = zip(*namespace["tag"](long_text))
+    assert list(words) == tagger.predict(long_text).words and tags[0] is not None and tags[-1] is None
+
+
+def test_a_turkish_tagger_is_served_with_its_words_whole(tmp_path):
+    """Words starting with İ: lowercased by Unicode's rule, the pipeline would join each to the word
+    before it (nlu's tokenizer folds İ to i, see test_tokenizer)."""
+    from nlu.config import EncoderConfig
+    from nlu.tasks.finetune import save_input_settings
+    from nlu.tokenizer import save_tokenizer, train_tokenizer
+
+    tokenizer = train_tokenizer(iter(TURKISH * 3), vocab_size=300, min_frequency=1)
+    torch.manual_seed(7)
+    config = EncoderConfig(vocab_size=len(tokenizer), hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                           max_position_embeddings=64, labels=["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+                           initializer_range=0.5)
+    ForTokenClassification(config).save_pretrained(tmp_path / "model")
+    save_tokenizer(tokenizer, tmp_path / "model")
+    save_input_settings(tmp_path / "model", max_length=64, stride=16)
+    served = pipeline("token-classification", export(tmp_path / "model", tmp_path / "hf"), aggregation_strategy="first")
+    ours = nlu.load(tmp_path / "model").predict(TURKISH)
+    assert [[(e.type, e.start, e.end) for e in result.entities] for result in ours] == \
+        [[(e["entity_group"], e["start"], e["end"]) for e in entities] for entities in served(TURKISH)]
+    assert sum(text[e.start] == "İ" for text, result in zip(TURKISH, ours) for e in result.entities) >= 2

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 import threading
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -446,20 +448,19 @@ def test_label_list_order_and_completion() -> None:
     assert label_list([sentence(["a"])]) == ["O"]
 
 
-def test_check_label_sets_names_tags_and_first_location() -> None:
+def test_check_label_sets_names_tags_and_the_line_each_is_first_on(tmp_path: Path) -> None:
     train = [sentence(["a"], ["B-PER"])]
-    dev = [
-        NerSentence(["a", "b"], ["B-PER", "I-PER"], "dev.conll", 1),
-        NerSentence(["c"], ["B-LOC"], "dev.conll", 4),
-        NerSentence(["d", "e"], ["B-ORG", "B-LOC"], "dev.conll", 6),
-    ]
+    (tmp_path / "dev.conll").write_text("a B-PER\nb I-PER\n\nc O\nx B-LOC\n\nd B-ORG\ne B-LOC\n")
+    dev = read_conll(tmp_path / "dev.conll").sentences
     with pytest.raises(DataError) as caught:
         check_label_sets(train, dev, "dev")
-    message = str(caught.value)
-    assert message.startswith("dev.conll:4: dev has tags that never occur in the training data")
-    assert "B-LOC (first in the sentence at dev.conll:4)" in message
-    assert "B-ORG (first in the sentence at dev.conll:6)" in message
+    message, where = str(caught.value), tmp_path / "dev.conll"
+    assert message.startswith(f"{where}:5: dev has tags that never occur in the training data")
+    assert f"B-LOC (first at {where}:5), B-ORG (first at {where}:7)" in message
     check_label_sets(train, dev[:1], "dev")  # I-PER is implied by B-PER
+    jsonl = [NerSentence(["c", "x"], ["O", "B-LOC"], "dev.jsonl", 3)]  # a record's words share its line
+    with pytest.raises(DataError, match=r"^dev\.jsonl:3: dev has tags .* B-LOC \(first at dev\.jsonl:3\)$"):
+        check_label_sets(train, jsonl, "dev")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,24 +512,25 @@ def test_sliding_windows_overlap_and_responsibility(tokenizer: BertTokenizerFast
     assert [window.responsible_words for window in windows] == [[0, 1, 2, 3], [4, 5], [6, 7, 8, 9]]
 
 
-@pytest.mark.parametrize(
-    ("words", "max_length", "stride", "fragment"),
-    [
-        (["the", "xxxxx"], 6, 1, "word 1 ('xxxxx') has 5 sub-tokens, more than the 4"),
-        (["the", "cat"], 6, 4, None),
-        (["the", "cat"], 2, 0, None),
-    ],
-)
-def test_encode_rejects_impossible_windows(
-    tokenizer: BertTokenizerFast, words: list[str], max_length: int, stride: int, fragment: str | None
-) -> None:
-    s = NerSentence(words, ["O"] * len(words), "long.conll", 7)
-    if fragment is None:
-        with pytest.raises(ConfigError, match="0 <= stride < max_length - 2"):
-            encode_ner([s], tokenizer, LABEL_TO_ID, max_length=max_length, stride=stride)
-    else:
-        with pytest.raises(DataError, match=f"^long.conll:7: {fragment}".replace("(", r"\(").replace(")", r"\)")):
-            encode_ner([s], tokenizer, LABEL_TO_ID, max_length=max_length, stride=stride)
+@pytest.mark.parametrize(("max_length", "stride"), [(6, 4), (2, 0)])
+def test_encode_rejects_impossible_windows(tokenizer: BertTokenizerFast, max_length: int, stride: int) -> None:
+    with pytest.raises(ConfigError, match="0 <= stride < max_length - 2"):
+        encode_ner([sentence(["the", "cat"])], tokenizer, LABEL_TO_ID, max_length=max_length, stride=stride)
+
+
+def test_a_word_longer_than_a_window_is_read_from_its_first_pieces(tokenizer: BertTokenizerFast) -> None:
+    """A hash or a run of symbols in a text to tag: one warning naming it, and every word still predicted."""
+    s = NerSentence(["the", "xxxxx", "cat", "xxxxx"], ["O", "B-PER", "O", "O"], "long.conll", 7)
+    with pytest.warns(UserWarning, match=r"^2 word\(s\) have more sub-tokens than a window of max_length=6 holds and "
+                                         r"are read from their first 4 \(the label sits on the first\), e\.g\. long\.conll:7: "
+                                         r"word 1 \('xxxxx'\), 5 sub-tokens$"):
+        windows = encode_ner([s], tokenizer, LABEL_TO_ID, max_length=6, stride=1)
+    pieces = tokenizer.tokenize("xxxxx")
+    assert len(pieces) == 5
+    assert [tokenizer.convert_ids_to_tokens(w.input_ids)[1:-1] for w in windows] == [["the"], pieces[:4], ["cat"],
+                                                                                       pieces[:4]]
+    assert windows[1].labels[1:-1] == [LABEL_TO_ID["B-PER"]] + [IGNORE_INDEX] * 3
+    assert merge_window_predictions(windows, [w.labels for w in windows], [4]) == [[0, LABEL_TO_ID["B-PER"], 0, 0]]
 
 
 def test_encode_rejects_unknown_tags(tokenizer: BertTokenizerFast) -> None:
@@ -692,7 +694,23 @@ def test_loader_reports_conversions_and_tag_map_counts(tmp_path: Path) -> None:
     assert splits.mapped == {"PERSON": 5, "OTH": 3, "TYPO": 0}  # train 2 + dev 2 (same file) + test 1; OTH 1+1+1
     summary = splits.summary()
     assert summary["IOB1 entities converted (train)"] == 3 and summary["IOB1 entities converted (test)"] == 2
-    assert summary["tag_map PERSON → PER"] == 5 and summary["tag_map OTH → O (dropped)"] == 3
+    assert summary["entities renamed by tag_map PERSON → PER (train + dev + test)"] == 5
+    assert summary["entities dropped by tag_map OTH → O (train + dev + test)"] == 3
     assert splits.save(tmp_path) is None  # nothing was split, nothing to record
     with pytest.raises(ConfigError, match="data.scheme must be one of iob2, iob1"):
         NerData(scheme="IOB")
+
+
+def test_a_type_with_one_or_two_entities_beside_a_common_one_is_named_where_it_is(tmp_path: Path) -> None:
+    """A misspelt tag (B-PERSONN) would otherwise train as a type of its own without a word."""
+    from nlu.tasks.ner import NerData, load_data
+
+    body = "".join("Ali B-PER\nsaid O\n\n" for _ in range(20)) + "Veli B-PER\nmet O\nAyşe B-PERSONN\n"
+    train = write(tmp_path, "train.txt", body)
+    with pytest.warns(UserWarning, match=rf"^{re.escape(str(train))}:63: entity type 'PERSONN' occurs 1 time\(s\) in the "
+                                         r"training data, against 21 of PER: a typo\?"):
+        load_data(NerData(train=str(train), dev=str(train), test=str(train)))
+    few = write(tmp_path, "few.txt", "".join("Ali B-PER\n\n" for _ in range(19)) + "Ayşe B-PERSONN\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 19 against 1: too little data to call either common
+        load_data(NerData(train=str(few), dev=str(few), test=str(few)))

@@ -90,6 +90,8 @@ def test_predict_and_evaluate_from_the_command_line(tagger, capsys):
     expected = json.loads((tagger["run"] / "test" / "metrics.json").read_text())
     assert headline["entity_f1_strict"] == pytest.approx(expected["entity_strict"]["averages"]["micro"]["f1"])
     assert (out / "report.md").exists()
+    assert cli.main(["evaluate", "ner", "--model", str(tagger["run"]), "--data", str(tagger["files"]["test"])]) == 0
+    assert capsys.readouterr().out.endswith(f"report: {tagger['run'] / 'evaluation' / 'report.md'}\n")  # not best/
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
@@ -150,5 +152,32 @@ def test_entity_words_that_raw_text_splits_are_named_with_the_remedies():
     assert split_words_note(whole + plain, label_all_subtokens=False) is None  # 1 of 102 entity words: under 1%
     note = split_words_note(whole * 2 + plain, label_all_subtokens=False)  # 2 of 104
     assert note.startswith("2 of the 104 entity words of the training data hold punctuation (Baden-Württemberg, ...)")
-    assert note.endswith("(is_split_into_words=True), or train with data.label_all_subtokens=true")
-    assert split_words_note(whole * 2 + plain, label_all_subtokens=True).endswith("(is_split_into_words=True)")
+    assert note.endswith("(is_split_into_words=True; nlu predict ner --words), or train with data.label_all_subtokens=true")
+    remedy = split_words_note(whole * 2 + plain, label_all_subtokens=True)
+    assert remedy.endswith("(is_split_into_words=True; nlu predict ner --words)")
+
+
+def test_a_model_from_scratch_trains_its_vocabulary_once_on_the_training_texts(tmp_path, capsys):
+    """data.tokenizer=N: no nlu pretrain needed for a tokenizer; a resumed run keeps the one it trained."""
+    train = read_ner_file(WNUT / "train.conll")[:120]
+    files = {"train": write_conll(tmp_path / "train.conll", train),
+             "dev": write_conll(tmp_path / "dev.conll", read_ner_file(WNUT / "dev.conll")[:20]),
+             "test": write_conll(tmp_path / "test.conll", read_ner_file(WNUT / "test.conll")[:20])}
+    overrides = [f"data.{split}={path}" for split, path in files.items()] + [
+        "data.tokenizer=400", "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+        "model.intermediate_size=64", "model.max_position_embeddings=64", "data.max_length=64",
+        f"training.output_dir={tmp_path / 'run'}", "training.max_steps=2", "training.cpu=true"]
+    settings = load_settings(ROOT / "tasks" / "wnut16_ner.yaml", overrides)
+    ner.run(settings)
+    trained = tmp_path / "run" / "tokenizer" / "tokenizer.json"
+    assert f"no init: a WordPiece vocabulary of 400 trained on the training texts ({trained.parent})" in \
+        capsys.readouterr().out
+    tokenizer = load_tokenizer(trained.parent)
+    words = [word for sentence in train for word in sentence.words]
+    assert len(tokenizer) == 400 and sum(tokenizer.unk_token_id in tokenizer(word)["input_ids"] for word in words) == 0
+    assert (tmp_path / "run" / "best" / "tokenizer.json").read_bytes() == trained.read_bytes()  # what the model uses
+    written = trained.stat().st_mtime_ns
+    ner.run(settings)  # the same run again: resumed, not retrained
+    assert trained.stat().st_mtime_ns == written
+    with pytest.raises(ConfigError, match="data.tokenizer=400 trains a vocabulary for a model from scratch; init brings"):
+        ner.run(load_settings(ROOT / "tasks" / "wnut16_ner.yaml", overrides + [f"init={tmp_path / 'run'}"]))

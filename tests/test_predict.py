@@ -85,7 +85,10 @@ def test_the_rule_is_bert_pre_tokenization_on_the_test_split_and_on_random_text(
     texts = [" ".join(sentence.words) for sentence in wnut_test]
     alphabet = list("abcXYZ019 '’-.,!?@#$_()[]{}\"\t\n\r") + [
         "\u00a0", "\u200b", "\u2028", "\x85", "\x1c", "\x0b", "é", "中", "😀", "€", "\ufffd", "\u3000", "ß", "\x00",
-        "\u00ad", "\u0378", "\ue000", "\u2003", "\u202f"]
+        "\u00ad", "\u0378", "\ue000", "\u2003", "\u202f",
+        # where Python's Unicode tables and the tokenizer's disagree: punctuation newer than one of them,
+        # format characters to one only, an ideograph block (CJK Extension E) the tokenizer does not space
+        "\u061d", "\u2e52", "\u2e43", "\u0890", "\U00013430", "\u166d", "\U000111c9", "\U0002b820"]
     rng = random.Random(7)
     texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(1500)]
     mismatches = [text for text in texts if split_words(text) != bert_words(tokenizer, text)]
@@ -313,8 +316,13 @@ def test_cli_refuses_a_model_of_the_other_task_and_bad_files(tagger_dir, tmp_pat
     (tmp_path / "long_word.txt").write_text("fine\n\nsee supercalifragilisticexpialidocious\n")
     status, out, err = run_cli(capsys, "predict", "ner", "--model", str(tagger_dir), "--max-length", "8",
                                "--file", str(tmp_path / "long_word.txt"))
-    assert status == 2
-    assert err.startswith(f"nlu: error: {tmp_path / 'long_word.txt'}:3: word 1 ('supercalifragilisticexpialidocious') has")
+    assert status == 0 and [json.loads(line)["line"] for line in out.splitlines()] == [1, 3]  # every line tagged
+    assert json.loads(out.splitlines()[1])["words"] == ["see", "supercalifragilisticexpialidocious"]
+    warning = [line for line in err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and warning[0].startswith("nlu: warning: 1 word(s) have more sub-tokens than a window of "
+                                                       "max_length=8 holds and are read from their first 6")
+    word = "supercalifragilisticexpialidocious"
+    assert warning[0].endswith(f"{tmp_path / 'long_word.txt'}:3: word 1 ('{word}'), 16 sub-tokens"), err
     with pytest.raises(SystemExit):
         cli.main(["predict", "ner", "--model", str(tagger_dir), "--text", "hello", "--batch-size", "0"])
     assert "argument --batch-size: '0' is not a whole number of at least 1" in capsys.readouterr().err
@@ -359,9 +367,10 @@ def test_evaluate_reads_a_raw_file_the_way_the_training_files_were_read(tmp_path
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["sentences"] == 2 and metrics["entity_strict"]["per_class"]["PER"]["support"] == 2
     # the report says what reading changed: 3 entities opened by I- (IOB1), Anna and Bob Lee renamed, Paris dropped
-    assert metrics["reading_changes"] == {"IOB1 entities converted": 3, "tag_map PERSON → PER": 2,
-                                          "tag_map MISC → O (dropped)": 1}
-    assert "IOB1 entities converted: 3; tag_map PERSON → PER: 2" in (tmp_path / "eval" / "report.md").read_text()
+    assert metrics["reading_changes"] == {"IOB1 entities converted": 3, "entities renamed by tag_map PERSON → PER": 2,
+                                          "entities dropped by tag_map MISC → O": 1}
+    assert "IOB1 entities converted: 3; entities renamed by tag_map PERSON → PER: 2" in \
+        (tmp_path / "eval" / "report.md").read_text()
     assert cli.main(["evaluate", "ner", "--model", str(model), "--data", str(raw), "--out", str(tmp_path / "e2"),
                      "--scheme", "iob2"]) == 2
     assert "data.scheme=iob1" in capsys.readouterr().err
@@ -387,7 +396,7 @@ def test_evaluate_names_the_file_and_line_of_a_tag_the_model_does_not_know(tmp_p
     raw = tmp_path / "raw.conll"
     raw.write_text("Anna\tB-PER\n\nin\tO\nLondon\tB-XYZ\n", encoding="utf-8")
     assert cli.main(["evaluate", "ner", "--model", str(model), "--data", str(raw), "--out", str(tmp_path / "eval")]) == 2
-    assert f"{raw}:3: tag(s) ['B-XYZ'] are not among the model's labels" in capsys.readouterr().err
+    assert f"{raw}:4: tag(s) ['B-XYZ'] are not among the model's labels" in capsys.readouterr().err  # London's line
 
 
 def test_predict_names_inputs_it_cannot_read_and_says_when_it_cuts_a_text(tagger_dir, tmp_path):
@@ -405,3 +414,28 @@ def test_predict_names_inputs_it_cannot_read_and_says_when_it_cuts_a_text(tagger
     with pytest.warns(UserWarning, match=r"^1 text\(s\) longer than max_length=16 sub-tokens were classified from "
                                          r"their first 16$"):
         classifier.predict(["short", "word " * 40])
+    with pytest.warns(UserWarning, match=r"^2 text\(s\) are blank \(input 2, 4\): their label is what the model says "
+                                         r"of no text$"):
+        blank = classifier.predict(["fine", "", "so so", " \t"])
+    assert len(blank) == 4 and blank[1] == blank[3] != blank[0]  # a label all the same: one per input, none dropped
+
+
+def test_cli_tags_pre_split_words_whole_with_offsets_into_each_line(tagger_dir, tmp_path, capsys):
+    """--words: what training files keep whole ("İsrail'in", "U.S.") is one word, as with is_split_into_words."""
+    lines = ["İsrail'in  başkenti\tKudüs", "", "Obama met   U.S. officials in New-York ."]
+    (tmp_path / "words.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    status, out, err = run_cli(capsys, "predict", "ner", "--model", str(tagger_dir), "--words", "--file",
+                               str(tmp_path / "words.txt"))
+    assert status == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [record["line"] for record in records] == [1, 3]
+    assert [record["words"] for record in records] == [["İsrail'in", "başkenti", "Kudüs"],
+                                                       ["Obama", "met", "U.S.", "officials", "in", "New-York", "."]]
+    expected = nlu.load(tagger_dir).predict([record["words"] for record in records], is_split_into_words=True)
+    assert [record["tags"] for record in records] == [result.tags for result in expected]
+    assert sum(len(record["entities"]) for record in records) > 0
+    for record, line in zip(records, (lines[0], lines[2])):
+        for entity in record["entities"]:
+            assert entity["text"] == line[entity["start"]:entity["end"]] and entity["text"].split()[0] in record["words"]
+    assert cli.main(["predict", "classify", "--model", str(tagger_dir), "--words", "--text", "a b"]) == 2
+    assert capsys.readouterr().err == "nlu: error: --words is for nlu predict ner (a classifier reads text as it is)\n"

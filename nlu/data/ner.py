@@ -49,15 +49,20 @@ TRUTHY = ("1", "true", "yes", "on")
 class NerSentence:
     """One sentence with its origin, so later stages can point back at the input.
 
-    ``line`` is where the sentence starts (1-based); in CoNLL files word ``i`` is on line
-    ``line + i``. For rows of a ``datasets.Dataset``, ``source`` names the dataset and ``line``
-    is the row index (as in ``ds[i]``).
+    ``line`` is where the sentence starts (1-based); in CoNLL files (``word_per_line``) word ``i``
+    is on line ``line + i``. For rows of a ``datasets.Dataset``, ``source`` names the dataset and
+    ``line`` is the row index (as in ``ds[i]``).
     """
 
     words: list[str]
     tags: list[str]
     source: str
     line: int
+    word_per_line: bool = False
+
+    def line_of(self, word: int) -> int:
+        """Where word ``word`` is written, for a message about it."""
+        return self.line + word if self.word_per_line else self.line
 
 
 @dataclass
@@ -148,10 +153,12 @@ class NerFile:
         return {key: value for key, value in figures.items() if value}
 
 
-def mapping_figures(mapped: Mapping[str, int], tag_map: Mapping[str, str] | None) -> dict[str, int]:
-    """The entities ``tag_map`` renamed or dropped, per type (``NerFile.mapped``, or their sum over files)."""
-    return {f"tag_map {entity} → {tag_map[entity]}" + (" (dropped)" if tag_map[entity] == "O" else ""): count
-            for entity, count in mapped.items()} if tag_map else {}
+def mapping_figures(mapped: Mapping[str, int], tag_map: Mapping[str, str] | None, files: str = "") -> dict[str, int]:
+    """The entities ``tag_map`` renamed or dropped, per type (``NerFile.mapped``, or their sum over the
+    ``files`` named)."""
+    suffix = f" ({files})" if files else ""
+    return {f"entities {'dropped' if tag_map[entity] == 'O' else 'renamed'} by tag_map {entity} → {tag_map[entity]}"
+            f"{suffix}": count for entity, count in mapped.items()} if tag_map else {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,7 +196,8 @@ class _Reading:
             elif opens:
                 self.b_starts += 1
             iob2.append(tag)
-        self.file.sentences.append(NerSentence(words, self._mapped(iob2), self.file.source, lines[0]))
+        self.file.sentences.append(NerSentence(words, self._mapped(iob2), self.file.source, lines[0],
+                                               word_per_line=len(lines) > 1 and lines[1] != lines[0]))
 
     def _mapped(self, tags: list[str]) -> list[str]:
         tag_map = self.fmt.tag_map
@@ -482,16 +490,15 @@ def check_label_sets(train: Sequence[NerSentence], other: Sequence[NerSentence],
     """Fail if ``other`` uses tags the training data cannot teach: the model could never predict
     them and they would quietly count as errors."""
     known = set(label_list(train))
-    first_seen: dict[str, NerSentence] = {}
+    first_seen: dict[str, tuple[str, int]] = {}
     for sentence in other:
-        for tag in sentence.tags:
+        for word, tag in enumerate(sentence.tags):
             if tag not in known:
-                first_seen.setdefault(tag, sentence)
+                first_seen.setdefault(tag, (sentence.source, sentence.line_of(word)))
     if first_seen:
-        listing = ", ".join(f"{tag} (first in the sentence at {s.source}:{s.line})" for tag, s in first_seen.items())
-        first = next(iter(first_seen.values()))
+        listing = ", ".join(f"{tag} (first at {source}:{line})" for tag, (source, line) in first_seen.items())
         problem = f"{other_name} has tags that never occur in the training data: {listing}"
-        raise DataError(problem, first.source, first.line)
+        raise DataError(problem, *next(iter(first_seen.values())))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -584,7 +591,7 @@ def _word_label_ids(
                 f"tag {tag!r} (word {word}, {sentence.words[word]!r}) is not in the label set "
                 f"{', '.join(label_to_id)}",
                 sentence.source,
-                sentence.line,
+                sentence.line_of(word),
             )
         return label_to_id[tag]
 
@@ -625,9 +632,11 @@ def encode_ner(
 ) -> list[NerWindow]:
     """Sub-tokenize sentences and cut long ones into overlapping windows.
 
-    Nothing is truncated: a sentence longer than ``max_length - 2`` sub-tokens is covered by
+    No sentence is truncated: one longer than ``max_length - 2`` sub-tokens is covered by
     windows that overlap by up to ``stride`` sub-tokens, so every word is scored with context
-    on both sides by at least one window. Only the first sub-token of a word carries its label
+    on both sides by at least one window. A single word longer than a window (a hash, a run of
+    symbols) keeps its first ``max_length - 2`` pieces, with a warning: its label sits on the first,
+    so the word is still read and scored. Only the first sub-token of a word carries its label
     unless ``label_all_subtokens`` (then continuations get I-X for a B-X word). With a
     SentencePiece vocabulary that first piece may be a bare ``▁`` (XLM-R's for ``,`` is
     ``▁`` + ``,``); the label sits there, as with transformers' ``word_ids()`` alignment. Special
@@ -641,22 +650,23 @@ def encode_ner(
     if not sentences:
         return []
     windows: list[NerWindow] = []
+    cut: list[str] = []
     for index, (sentence, pieces) in enumerate(zip(sentences, _word_pieces(sentences, tokenizer), strict=True)):
+        for word, word_pieces in enumerate(pieces):
+            if len(word_pieces) > budget:
+                cut.append(f"{sentence.source}:{sentence.line_of(word)}: word {word} ({shortened(sentence.words[word])}), "
+                           f"{len(word_pieces)} sub-tokens")
+                pieces[word] = word_pieces[:budget]
         counts = [len(word_pieces) for word_pieces in pieces]
-        for word, count in enumerate(counts):
-            if count > budget:
-                raise DataError(
-                    f"word {word} ({shortened(sentence.words[word])}) has {count} sub-tokens, more than the {budget} "
-                    f"that fit in a window of max_length={max_length}",
-                    sentence.source,
-                    sentence.line,
-                )
         labels = _word_label_ids(sentence, label_to_id, label_all_subtokens)
         spans = _window_spans(counts, budget, stride)
         owners = _owners(spans, counts)
         for k, span in enumerate(spans):
             responsible = [word for word in range(*span) if owners[word] == k]
             windows.append(_build_window(pieces, labels, span, tokenizer, index, responsible))
+    if cut:
+        warnings.warn(f"{len(cut)} word(s) have more sub-tokens than a window of max_length={max_length} holds and "
+                      f"are read from their first {budget} (the label sits on the first), e.g. {cut[0]}", stacklevel=2)
     return windows
 
 

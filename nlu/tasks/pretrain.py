@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import shutil
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokeni
 from nlu.model import ForPreTraining
 from nlu.settings import RunSettings, fill
 from nlu.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+from nlu.training.checkpoints import replace_directory
 from nlu.training.loop import TrainingResult, distributed_state, train
 
 
@@ -115,17 +118,21 @@ class PretrainingTask:
         save_tokenizer(self.tokenizer, directory)
 
 
-def prepare_tokenizer(data: PretrainData, output_dir: Path, state: PartialState):
-    """Train (on the main process, once) or load the tokenizer; cached in the run folder."""
+def run_tokenizer(output_dir: Path, texts: Sequence[str] | Iterable[str], vocab_size: int, state: PartialState,
+                  lowercase: bool | str = "auto", strip_accents: bool | str = "auto"):
+    """The WordPiece tokenizer a run trains for itself (on corpus files, or texts: see
+    :func:`~nlu.tokenizer.train_tokenizer`): trained once, by the main process, and swapped into
+    OUTPUT_DIR/tokenizer whole; every process and every resume then loads that one, since training
+    breaks ties between equally frequent merges differently from one process to the next."""
     cached = output_dir / "tokenizer"
-    source = Path(data.tokenizer) if data.tokenizer else cached
     with state.main_process_first():
-        if not data.tokenizer and not (cached / "tokenizer.json").is_file():
-            tokenizer = train_tokenizer(data.train_files, vocab_size=data.vocab_size, lowercase=data.lowercase,
-                                        strip_accents=data.strip_accents)
-            if state.is_main_process:
-                save_tokenizer(tokenizer, cached)
-        return load_tokenizer(source)
+        if state.is_main_process and not (cached / "tokenizer.json").is_file():
+            partial = output_dir / ".tokenizer.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            save_tokenizer(train_tokenizer(texts, vocab_size=vocab_size, lowercase=lowercase,
+                                           strip_accents=strip_accents), partial)
+            replace_directory(partial, cached)
+        return load_tokenizer(cached)
 
 
 def build_examples(files: list[str], tokenizer, data: PretrainData, seed: int) -> tuple[list[dict], dict]:
@@ -161,7 +168,8 @@ def run(settings: RunSettings) -> dict[str, Any]:
     data = fill(PretrainData, settings.data, f"{settings.source}: data")
     output_dir = Path(settings.training.output_dir)
     state = distributed_state(settings.training)
-    tokenizer = prepare_tokenizer(data, output_dir, state)
+    tokenizer = load_tokenizer(data.tokenizer) if data.tokenizer else run_tokenizer(
+        output_dir, data.train_files, data.vocab_size, state, data.lowercase, data.strip_accents)
     seed = settings.training.seed
     train_examples, train_statistics = build_examples(data.train_files, tokenizer, data, seed)
     heldout_examples, heldout_statistics = build_examples(data.heldout_files, tokenizer,
