@@ -150,7 +150,7 @@ def usage(model: NluModel, out: Path, lengths: tuple[int, int] | None, tokenizer
         return [
             "```python", "from transformers import pipeline", "",
             f'classifier = pipeline("text-classification", model="{out}", truncation=True, top_k=None)',
-            'print(classifier("a gorgeous, witty and moving film"))', "```", "",
+            'print(classifier("A text like the ones the model was trained on."))', "```", "",
             f"`truncation=True` reads the first {lengths[0] if lengths else 'max_length'} sub-tokens of a longer "
             "text (the text-classification pipeline does not truncate by default, and a text longer than the "
             "model's positions would fail).",

@@ -95,8 +95,10 @@ def coerce(value: Any, declared: str, where: str) -> Any:
     if listed:
         items = list(value) if isinstance(value, (list, tuple)) else [value]
         return [coerce(item, listed[5:-1], f"{where}[{index}]") for index, item in enumerate(items)]
-    if kinds <= {"str", "None"} and not isinstance(value, str):
-        raise ConfigError(f"{where}: expected text, got {value!r}" + (
+    if "str" in kinds and not isinstance(value, str):  # a number declared beside text was returned above
+        expected = " or ".join(name for kind, name in (("str", "text"), ("int", "an integer"), ("float", "a number"))
+                               if kind in kinds)
+        raise ConfigError(f"{where}: expected {expected}, got {value!r}" + (
             " (true and false are booleans; the option takes a word: nlu config show lists them)" if isinstance(value, bool)
             else ""))
     return value

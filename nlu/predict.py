@@ -49,6 +49,17 @@ def listed(items: Any, source: str) -> list:
     return list(items)
 
 
+def checked_text(text: str, source: str, line: int) -> str:
+    """``text``, refused when it holds a lone surrogate (half an emoji, from JSON cut in the middle of
+    one): no tokenizer can read it, and what it stood for is lost."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DataError(f"character {error.start} ({text[error.start]!r}) is a lone surrogate, half a character: not "
+                        f"text (decode with errors='replace' to keep the rest)", source, line) from None
+    return text
+
+
 def text_of_words(words: Sequence[str], source: str, line: int) -> tuple[str, list[tuple[int, int]]]:
     """Pre-split words joined by single spaces, as transformers' pipeline joins them, with each word's span."""
     offsets, position = [], 0
@@ -164,10 +175,10 @@ class Tagger(Predictor):
         inputs = []
         for line, item in enumerate(items, start=1):
             if isinstance(item, str):
-                inputs.append((item, *words_of_text(item)))
+                inputs.append((item, *words_of_text(checked_text(item, source, line))))
             elif isinstance(item, Iterable) and not isinstance(item, bytes):
                 text, offsets = text_of_words(list(item), source, line)
-                inputs.append((text, list(item), offsets))
+                inputs.append((checked_text(text, source, line), list(item), offsets))
             else:
                 raise DataError(f"{item!r} is neither a text nor a list of words", source, line)
         sentences = [NerSentence(words, ["O"] * len(words), source, line)
@@ -207,7 +218,8 @@ class TextClassifier(Predictor):
         for line, (text, pair) in enumerate(zip(texts, pairs), start=1):
             if not isinstance(text, str) or not isinstance(pair, (str, type(None))):
                 raise DataError(f"{text if isinstance(text, str) else pair!r} is not a text", source, line)
-            examples.append(TextExample(text, pair, None, source, line))
+            examples.append(TextExample(checked_text(text, source, line), pair and checked_text(pair, source, line),
+                                        None, source, line))
         results, truncated = self.classify(examples)
         if truncated:
             warnings.warn(f"{truncated} text(s) longer than max_length={self.max_length} sub-tokens were classified "

@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from nlu.files import write_text_atomic
 from nlu.options import fill
 from nlu.reporting import cell, command_line, machine_line, mean_std, paired_difference, table
 from nlu.runs import resolve, run, run_in_own_process, task_entry
-from nlu.settings import load_settings, read_yaml_file
+from nlu.settings import RunSettings, load_settings, read_yaml_file
 from nlu.tokenizer import save_tokenizer, train_tokenizer
 from nlu.training.checkpoints import replace_directory
 
@@ -297,6 +298,17 @@ def shared_vocabulary(data: SweepData, size: int) -> Path:
     return target
 
 
+def shares_vocabulary(settings: RunSettings, size: int) -> bool:
+    """Whether a run from scratch takes the sweep's one vocabulary: when it names no tokenizer, or asks
+    for a trained one of the same size (trained once for all rows, instead of once per run: training
+    can break ties differently each time). A folder, or another size, is the run's own choice."""
+    tokenizer = settings.data.get("tokenizer")
+    if tokenizer is None or tokenizer == size:
+        return True
+    warnings.warn(f"{settings.source}: data.tokenizer={tokenizer} is used, not the sweep's vocabulary: {size}", stacklevel=3)
+    return False
+
+
 def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> dict[str, Any]:
     """Run (or reuse) every row × seed and gather the figures the report is rendered from."""
     runs_dir = Path(runs_dir)
@@ -325,7 +337,7 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
             given = {**run_overrides(sweep, row, seed, runs_dir, data.overrides if data else None),
                      "training.seed": seed, "training.output_dir": str(root / slug(row) / f"seed-{seed}")}
             settings = load_settings(sweep.config, as_overrides(given), task=task)
-            if data and sweep.vocabulary and settings.init is None and settings.data.get("tokenizer") is None:
+            if data and sweep.vocabulary and settings.init is None and shares_vocabulary(settings, sweep.vocabulary):
                 results["data"]["vocabulary"] = str(shared_vocabulary(data, sweep.vocabulary))
                 settings = load_settings(sweep.config, as_overrides({**given, "data.tokenizer": results["data"]["vocabulary"]}),
                                          task=task)

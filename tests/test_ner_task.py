@@ -170,7 +170,7 @@ def test_a_model_from_scratch_trains_its_vocabulary_once_on_the_training_texts(t
     settings = load_settings(ROOT / "tasks" / "wnut16_ner.yaml", overrides)
     ner.run(settings)
     trained = tmp_path / "run" / "tokenizer" / "tokenizer.json"
-    assert f"no init: a WordPiece vocabulary of 400 trained on the training texts ({trained.parent})" in \
+    assert f"tokenizer: a WordPiece vocabulary of 400 trained on the training texts ({trained.parent})" in \
         capsys.readouterr().out
     tokenizer = load_tokenizer(trained.parent)
     words = [word for sentence in train for word in sentence.words]
@@ -179,5 +179,28 @@ def test_a_model_from_scratch_trains_its_vocabulary_once_on_the_training_texts(t
     written = trained.stat().st_mtime_ns
     ner.run(settings)  # the same run again: resumed, not retrained
     assert trained.stat().st_mtime_ns == written
+    assert f"tokenizer: {trained.parent}, trained on the same texts by an earlier start" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="data.tokenizer=400 trains a vocabulary for a model from scratch; init brings"):
         ner.run(load_settings(ROOT / "tasks" / "wnut16_ner.yaml", overrides + [f"init={tmp_path / 'run'}"]))
+
+
+def test_a_run_keeps_its_tokenizer_only_for_the_texts_and_options_it_was_trained_on(tmp_path, capsys):
+    """A start that failed after training its tokenizer, then other settings: a new one, not the stale one."""
+    from accelerate import PartialState
+
+    from nlu.tasks.pretrain import run_tokenizer
+
+    sentences = [" ".join(sentence.words) for sentence in read_ner_file(WNUT / "train.conll")]
+    first = run_tokenizer(tmp_path, lambda: sentences[:200], 300, PartialState())
+    record = tmp_path / "tokenizer" / "trained_on.json"
+    written = record.stat().st_mtime_ns
+    assert run_tokenizer(tmp_path, lambda: iter(sentences[:200]), 300, PartialState()).get_vocab() == first.get_vocab()
+    assert record.stat().st_mtime_ns == written  # the same texts and options: loaded, not trained again
+    other_texts = run_tokenizer(tmp_path, lambda: sentences[200:400], 300, PartialState())
+    assert other_texts.get_vocab() != first.get_vocab()
+    assert len(run_tokenizer(tmp_path, lambda: sentences[200:400], 250, PartialState())) == 250
+    record.unlink()  # a tokenizer from before nlu kept a record: loaded as it is
+    assert len(run_tokenizer(tmp_path, lambda: sentences[:200], 300, PartialState())) == 250
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"tokenizer: a WordPiece vocabulary of 300 trained on the training texts ({tmp_path / 'tokenizer'})"
+    assert ["by an earlier start" in line for line in printed] == [False, True, False, False, True]

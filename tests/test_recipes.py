@@ -107,7 +107,8 @@ def test_a_tagger_predicting_only_o_on_dev_is_warned_about_and_summarised():
     tokenizer = train_tokenizer(iter(texts * 5), vocab_size=60, min_frequency=1)
     dev = [NerSentence(["Anna", "lives", "in", "Berlin"], ["B-PER", "O", "O", "O"], "dev.conll", 1)]
     task = NerTask(tokenizer, NerData(stride=8), dev, max_length=32)
-    with pytest.warns(UserWarning, match=r"dev: the tagger predicts only O \(all 4 words\): no entity found"):
+    with pytest.warns(UserWarning, match=r"^dev evaluation 1: the tagger predicts only O \(all 4 words\): no entity found \(the "
+                                         r"run's summary says whether the model it keeps does too\)$"):
         scores = task.evaluate(all_o_tagger(tokenizer))
     assert scores["f1"] == 0.0
     assert task.dev_collapse == ["the tagger predicts only O (all 4 words): no entity found"]
@@ -143,7 +144,7 @@ def test_a_classifier_predicting_one_class_on_dev_is_warned_about():
            for line, (text, label) in enumerate([("a fine film", "fresh"), ("a dull plot", "rotten"),
                                                   ("the plot of a film", "plot")], start=2)]
     task = ClassifyTask(tokenizer, ClassifyData(), dev, LabelMap(labels), [0, 1, 2], max_length=32)
-    with pytest.warns(UserWarning, match=r"dev: the classifier predicts only 'fresh' \(all 3 examples\)"):
+    with pytest.warns(UserWarning, match=r"^dev evaluation 1: the classifier predicts only 'fresh' \(all 3 examples\)"):
         scores = task.evaluate(model)
     assert scores["accuracy"] == pytest.approx(1 / 3)
     assert task.dev_collapse == ["the classifier predicts only 'fresh' (all 3 examples)"]

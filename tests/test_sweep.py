@@ -164,11 +164,19 @@ def test_the_shared_vocabulary_goes_only_to_rows_from_scratch_and_the_headline_m
 
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(sweep_module, "run", fake_run)
-    sweep = Sweep(name="s", config="tasks/rotten_tomatoes.yaml", rows={"scratch": {}, "pretrained": {"init": "some/model"}},
-                  subsets={"train": 60}, vocabulary=200)
-    results = run_sweep(sweep, "classify", tmp_path)
+    sweep = Sweep(name="s", config="tasks/rotten_tomatoes.yaml", rows={
+        "scratch": {}, "pretrained": {"init": "some/model"}, "same size": {"data.tokenizer": 200},
+        "own size": {"data.tokenizer": 300}, "own folder": {"data.tokenizer": "some/tokenizer"}},
+        subsets={"train": 60}, vocabulary=200)
+    with pytest.warns(UserWarning) as caught:
+        results = run_sweep(sweep, "classify", tmp_path)
     tokenizers = {Path(folder).parent.name: settings.data.get("tokenizer") for folder, settings in given.items()}
-    assert tokenizers["pretrained"] is None and tokenizers["scratch"] == results["data"]["vocabulary"]
+    shared = results["data"]["vocabulary"]
+    assert tokenizers == {"pretrained": None, "scratch": shared, "same_size": shared, "own_size": 300,
+                          "own_folder": "some/tokenizer"}  # a size the sweep trains once is its one vocabulary
+    assert sorted(str(w.message).split(": ", 1)[1] for w in caught if "sweep's vocabulary" in str(w.message)) == [
+        "data.tokenizer=300 is used, not the sweep's vocabulary: 200",
+        "data.tokenizer=some/tokenizer is used, not the sweep's vocabulary: 200"]
     assert (Path(results["data"]["vocabulary"]) / "tokenizer.json").is_file()
     sweep.headline = "test_f1"
     with pytest.raises(ConfigError, match=r"no run reports 'test_f1' \(headline or columns\); they report test_macro_f1"):

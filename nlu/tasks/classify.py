@@ -74,8 +74,8 @@ class ClassifyData:
     allow_single_class: bool = False
     """Train even if every training example has the same label (refused by default)."""
     tokenizer: str | int | None = None
-    """A tokenizer folder (default: the one saved with init), or for a model from scratch a vocabulary
-    size: a WordPiece tokenizer of that size trained on the training texts, kept in the run folder."""
+    """A tokenizer folder (default: the one saved with init; ./2024 for a folder named by digits), or for
+    a model from scratch a vocabulary size: WordPiece of that size trained on the training texts."""
     max_length: int = 128
     """Sub-tokens per example, [CLS] and [SEP] included; longer texts are truncated (and counted in the report)."""
     eval_batch_size: int = 64

@@ -55,10 +55,7 @@ def initial_model(settings: RunSettings, model_class: type[NluModel], labels: li
                               f"scratch: a tokenizer folder, or a vocabulary size to train one on the training texts "
                               f"(data.tokenizer=8000)")
         if isinstance(tokenizer_option, int):
-            tokenizer = run_tokenizer(Path(settings.training.output_dir), texts(), tokenizer_option, PartialState())
-            if PartialState().is_main_process:
-                print(f"no init: a WordPiece vocabulary of {len(tokenizer):,} trained on the training texts "
-                      f"({Path(settings.training.output_dir) / 'tokenizer'})")
+            tokenizer = run_tokenizer(Path(settings.training.output_dir), texts, tokenizer_option, PartialState())
         else:
             tokenizer = load_tokenizer(tokenizer_option)
         options = {**settings.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
@@ -188,7 +185,8 @@ class FineTuningTask:
     def record_collapse(self, message: str | None) -> None:
         self.dev_collapse.append(message)
         if message:
-            warnings.warn(f"dev: {message}", stacklevel=3)
+            warnings.warn(f"dev evaluation {len(self.dev_collapse)}: {message} (the run's summary says whether the model "
+                          f"it keeps does too)", stacklevel=3)
 
 
 def choose_selection(training, default: str, metrics: tuple[str, ...]) -> None:

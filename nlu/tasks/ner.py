@@ -73,8 +73,8 @@ class NerData:
     allow_no_entities: bool = False
     """Train even if every training tag is O (refused by default: such a tagger only predicts O)."""
     tokenizer: str | int | None = None
-    """A tokenizer folder (default: the one saved with init), or for a model from scratch a vocabulary
-    size: a WordPiece tokenizer of that size trained on the training texts, kept in the run folder."""
+    """A tokenizer folder (default: the one saved with init; ./2024 for a folder named by digits), or for
+    a model from scratch a vocabulary size: WordPiece of that size trained on the training texts."""
     max_length: int = 128
     """Sub-tokens per window, [CLS] and [SEP] included; longer sentences are read in overlapping windows."""
     stride: int = 32

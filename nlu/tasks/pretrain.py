@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from nlu.config import EncoderConfig
 from nlu.evaluation.report import write_pretraining_report
 from nlu.data.corpus import corpus_statistics, read_documents
 from nlu.errors import ConfigError, DataError
+from nlu.files import write_text_atomic
 from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
 from nlu.model import ForPreTraining
 from nlu.settings import RunSettings, fill
@@ -118,20 +121,35 @@ class PretrainingTask:
         save_tokenizer(self.tokenizer, directory)
 
 
-def run_tokenizer(output_dir: Path, texts: Sequence[str] | Iterable[str], vocab_size: int, state: PartialState,
+def run_tokenizer(output_dir: Path, texts: Callable[[], Iterable[str]], vocab_size: int, state: PartialState,
                   lowercase: bool | str = "auto", strip_accents: bool | str = "auto"):
-    """The WordPiece tokenizer a run trains for itself (on corpus files, or texts: see
-    :func:`~nlu.tokenizer.train_tokenizer`): trained once, by the main process, and swapped into
-    OUTPUT_DIR/tokenizer whole; every process and every resume then loads that one, since training
-    breaks ties between equally frequent merges differently from one process to the next."""
+    """The WordPiece tokenizer a run trains for itself on ``texts()``, trained by the main process and
+    swapped into OUTPUT_DIR/tokenizer whole with a record of what it was trained on
+    (``trained_on.json``: the options and a SHA-256 of the texts). A resume finds the record equal
+    and loads that tokenizer, since training breaks ties between equally frequent merges differently
+    from one process to the next; other texts or options (a start that failed, then other settings)
+    train a new one. A tokenizer without a record, from before nlu kept one, is loaded as it is."""
     cached = output_dir / "tokenizer"
     with state.main_process_first():
-        if state.is_main_process and not (cached / "tokenizer.json").is_file():
-            partial = output_dir / ".tokenizer.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            save_tokenizer(train_tokenizer(texts, vocab_size=vocab_size, lowercase=lowercase,
-                                           strip_accents=strip_accents), partial)
-            replace_directory(partial, cached)
+        if state.is_main_process:
+            corpus = list(texts())
+            digest = hashlib.sha256("\0".join(corpus).encode("utf-8", "replace")).hexdigest()
+            record = {"vocab_size": vocab_size, "lowercase": lowercase, "strip_accents": strip_accents,
+                      "texts_sha256": digest}
+            kept = cached / "trained_on.json"
+            if (cached / "tokenizer.json").is_file() and (not kept.is_file() or json.loads(kept.read_text()) == record):
+                print(f"tokenizer: {cached}, trained on the same texts by an earlier start")
+            else:
+                partial = output_dir / ".tokenizer.partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                trained = train_tokenizer(iter(corpus), vocab_size=vocab_size, lowercase=lowercase,
+                                          strip_accents=strip_accents)
+                save_tokenizer(trained, partial)
+                write_text_atomic(partial / "trained_on.json", json.dumps(record, indent=2) + "\n")
+                replace_directory(partial, cached)
+                short = f" (of {vocab_size:,} asked: the texts hold no more pieces twice)" if len(trained) < vocab_size else ""
+                print(f"tokenizer: a WordPiece vocabulary of {len(trained):,}{short} trained on the training texts "
+                      f"({cached})")
         return load_tokenizer(cached)
 
 
@@ -169,7 +187,8 @@ def run(settings: RunSettings) -> dict[str, Any]:
     output_dir = Path(settings.training.output_dir)
     state = distributed_state(settings.training)
     tokenizer = load_tokenizer(data.tokenizer) if data.tokenizer else run_tokenizer(
-        output_dir, data.train_files, data.vocab_size, state, data.lowercase, data.strip_accents)
+        output_dir, lambda: (sentence for document in read_documents(data.train_files) for sentence in document.sentences),
+        data.vocab_size, state, data.lowercase, data.strip_accents)
     seed = settings.training.seed
     train_examples, train_statistics = build_examples(data.train_files, tokenizer, data, seed)
     heldout_examples, heldout_statistics = build_examples(data.heldout_files, tokenizer,
