@@ -160,6 +160,19 @@ def command_run(args: argparse.Namespace) -> None:
     run_pipeline(args.pipeline, quick=args.quick, force=args.force, runs_dir=args.runs_dir, reports_dir=args.reports_dir)
 
 
+def typed(value: str):
+    """A command-line value as the YAML it is written in (3, null, [a, b]), for the sweep's report; what
+    is not valid YAML stays text, and loading the settings names the error."""
+    import yaml
+
+    from nlu.settings import parse_yaml
+
+    try:
+        return parse_yaml(value) if value else None
+    except yaml.YAMLError:
+        return value
+
+
 def command_sweep(args: argparse.Namespace) -> None:
     from nlu.errors import ConfigError
     from nlu.settings import load_settings
@@ -180,7 +193,7 @@ def command_sweep(args: argparse.Namespace) -> None:
     malformed = [item for item in args.overrides if "=" not in item.strip("=")]
     if malformed:
         raise ConfigError(f"nlu sweep: {malformed[0]!r} is neither a sweep file nor an override (section.key=value)")
-    sweep.overrides.update(dict(item.split("=", 1) for item in args.overrides))
+    sweep.overrides.update({key: typed(value) for key, value in (item.split("=", 1) for item in args.overrides)})
     task = load_settings(sweep.config).task
     results = run_sweep(sweep, task, Path(args.runs_dir) / "sweeps", force=args.force)
     report = write_sweep(results, Path(args.out) if args.out else Path(args.runs_dir) / "sweeps" / sweep.name)

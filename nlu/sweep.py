@@ -300,8 +300,8 @@ def shared_vocabulary(data: SweepData, size: int) -> Path:
 
 def shares_vocabulary(settings: RunSettings, size: int) -> bool:
     """Whether a run from scratch takes the sweep's one vocabulary: when it names no tokenizer, or asks
-    for a trained one of the same size (trained once for all rows, instead of once per run: training
-    can break ties differently each time). A folder, or another size, is the run's own choice."""
+    for a trained one of the same size (trained once for all rows, instead of once per run). A
+    folder, or another size, is the run's own choice."""
     tokenizer = settings.data.get("tokenizer")
     if tokenizer is None or tokenizer == size:
         return True

@@ -7,7 +7,6 @@ loads with plain ``transformers.AutoTokenizer``.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import unicodedata
@@ -142,21 +141,26 @@ def train_tokenizer(
     lowercasing (e.g. ``strip_accents=True`` on Japanese: ダーバン → ターハン).
 
     It is saved as a generic fast tokenizer, not a ``BertTokenizer``: transformers rebuilds a
-    BertTokenizer's normaliser from two flags on loading, which would drop the İ fold."""
+    BertTokenizer's normaliser from two flags on loading, which would drop the İ fold.
+
+    The same texts give the same vocabulary in every process: the trainer numbers continuation
+    pieces (``##a``) in hash-map order as it meets them, and breaks ties between equally frequent
+    merges by those numbers (huggingface/tokenizers#1794); here they are numbered in sorted order
+    before training starts (:func:`_continuation_pieces`)."""
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ConfigError(f"vocab_size ({vocab_size}) must exceed the {len(SPECIAL_TOKENS)} special tokens")
-    texts = iter(_training_texts(files))
-    sample = list(itertools.islice(texts, NORMALIZATION_SAMPLE))
-    choice = choose_normalization(sample, lowercase, strip_accents)
+    texts = list(_training_texts(files))  # read twice: continuation pieces first, then training
+    choice = choose_normalization(texts[:NORMALIZATION_SAMPLE], lowercase, strip_accents)
     backend = _untrained_pipeline(choice.lowercase, choice.strip_accents)
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
+        vocab_size=vocab_size, min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS + _continuation_pieces(backend, texts),
         continuing_subword_prefix="##", show_progress=False,
     )
-    backend.train_from_iterator(itertools.chain(sample, texts), trainer)
+    backend.train_from_iterator(texts, trainer)
     if backend.get_vocab_size() <= len(SPECIAL_TOKENS):
         raise DataError("the tokenizer's training text is empty")
-    _renumber_sorted(backend)
+    backend = _renumbered(backend, choice)
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -168,8 +172,20 @@ def train_tokenizer(
         pad_token=pad, unk_token=unk, cls_token=cls, sep_token=sep, mask_token=mask,
         model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
-    _warn_on_changed_words(tokenizer, sample, choice)
+    _warn_on_changed_words(tokenizer, texts[:NORMALIZATION_SAMPLE], choice)
     return tokenizer
+
+
+def _continuation_pieces(backend: Tokenizer, texts: list[str]) -> list[str]:
+    """``##c`` for every character that continues a word of ``texts`` (after normalisation and
+    pre-tokenisation), sorted: given to the trainer first, they take fixed numbers instead of
+    hash-order ones. They are the pieces the trainer would add anyway, so the vocabulary's size
+    budget is spent as before."""
+    characters: set[str] = set()
+    for text in texts:
+        for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text)):
+            characters.update(word[1:])
+    return sorted(f"##{character}" for character in characters)
 
 
 def _warn_on_changed_words(tokenizer: PreTrainedTokenizerBase, sample: list[str], choice: NormalizationChoice) -> None:
@@ -198,20 +214,21 @@ def _untrained_pipeline(lowercase: bool, strip_accents: bool) -> Tokenizer:
     return backend
 
 
-def _renumber_sorted(backend: Tokenizer) -> None:
-    """The trainer numbers tokens in hash-map order, so two trainings on the same text give
-    different ids (huggingface/tokenizers#1794). WordPiece lookup depends only on the set of
-    tokens, so numbering them in sorted order (special tokens first) makes the ids reproducible
-    whenever the set is; on small corpora, ties between equally frequent merges can still change
-    the set itself, so keep the saved tokenizer with the run rather than retraining."""
-    trained = backend.model
-    vocab = backend.get_vocab()
+def _renumbered(trained: Tokenizer, choice: NormalizationChoice) -> Tokenizer:
+    """A fresh pipeline around the trained vocabulary, numbered in sorted order (special tokens
+    first), so that ids depend only on the set of tokens; and with only the five special tokens
+    registered as such (the trainer also registered the continuation pieces it was given, which
+    would then be matched in raw text and dropped by decoding)."""
+    vocab = trained.get_vocab()
     ordered = SPECIAL_TOKENS + sorted(set(vocab) - set(SPECIAL_TOKENS))
+    backend = _untrained_pipeline(choice.lowercase, choice.strip_accents)
     backend.model = models.WordPiece(
-        {token: index for index, token in enumerate(ordered)}, unk_token=trained.unk_token,
-        continuing_subword_prefix=trained.continuing_subword_prefix,
-        max_input_chars_per_word=trained.max_input_chars_per_word,
+        {token: index for index, token in enumerate(ordered)}, unk_token=trained.model.unk_token,
+        continuing_subword_prefix=trained.model.continuing_subword_prefix,
+        max_input_chars_per_word=trained.model.max_input_chars_per_word,
     )
+    backend.add_special_tokens(SPECIAL_TOKENS)
+    return backend
 
 
 def _training_texts(files: Sequence[str | PathLike] | Iterable[str]) -> Iterable[str]:

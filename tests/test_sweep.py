@@ -272,6 +272,7 @@ def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, c
     out = tmp_path / "sweeps" / "tiny"
     results = json.loads((out / "sweep.json").read_text())
     assert list(results["rows"]) == ["loss=ce", "loss=focal"]
+    assert results["overrides"]["training.max_steps"] == 4 and results["overrides"]["data.max_length"] == 32  # as YAML
     assert results["data"]["records"] == {"train": 300, "dev": 200, "test": 120}
     runs = results["rows"]["loss=focal"]["runs"]
     assert [run["seed"] for run in runs] == [1, 2] and not any(run["reused"] for run in runs)

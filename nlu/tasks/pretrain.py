@@ -126,9 +126,9 @@ def run_tokenizer(output_dir: Path, texts: Callable[[], Iterable[str]], vocab_si
     """The WordPiece tokenizer a run trains for itself on ``texts()``, trained by the main process and
     swapped into OUTPUT_DIR/tokenizer whole with a record of what it was trained on
     (``trained_on.json``: the options and a SHA-256 of the texts). A resume finds the record equal
-    and loads that tokenizer, since training breaks ties between equally frequent merges differently
-    from one process to the next; other texts or options (a start that failed, then other settings)
-    train a new one. A tokenizer without a record, from before nlu kept one, is loaded as it is."""
+    and loads that tokenizer (training again would give the same one, only later); other texts or
+    options (a start that failed, then other settings) train a new one. A tokenizer without a
+    record, from before nlu kept one, is loaded as it is."""
     cached = output_dir / "tokenizer"
     with state.main_process_first():
         if state.is_main_process:
