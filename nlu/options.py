@@ -99,8 +99,8 @@ def coerce(value: Any, declared: str, where: str) -> Any:
         expected = " or ".join(name for kind, name in (("str", "text"), ("int", "an integer"), ("float", "a number"))
                                if kind in kinds)
         raise ConfigError(f"{where}: expected {expected}, got {value!r}" + (
-            " (true and false are booleans; the option takes a word: nlu config show lists them)" if isinstance(value, bool)
-            else ""))
+            " (true and false are booleans; the option takes a word: nlu config show lists them)"
+            if isinstance(value, bool) and kinds <= {"str", "None"} else ""))
     return value
 
 

@@ -50,13 +50,13 @@ def listed(items: Any, source: str) -> list:
 
 
 def checked_text(text: str, source: str, line: int) -> str:
-    """``text``, refused when it holds a lone surrogate (half an emoji, from JSON cut in the middle of
+    """``text``, refused when it holds a surrogate (half an emoji, from JSON cut in the middle of
     one): no tokenizer can read it, and what it stood for is lost."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise DataError(f"character {error.start} ({text[error.start]!r}) is a lone surrogate, half a character: not "
-                        f"text (decode with errors='replace' to keep the rest)", source, line) from None
+        raise DataError(f"character {error.start} ({text[error.start]!r}) is a surrogate, half a UTF-16 character: "
+                        f"not text (decode with errors='replace' to keep the rest)", source, line) from None
     return text
 
 

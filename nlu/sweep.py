@@ -81,7 +81,7 @@ class Sweep:
     """Split → records kept, drawn once with data.split_seed (nlu.data.subsets.draw_subsets)."""
     vocabulary: int | None = None
     """From scratch: one WordPiece vocabulary of this size, trained on the training split and shared by
-    every row and seed (retraining can break ties differently); unused when the runs start from init."""
+    every row and seed (trained once instead of once per run); unused when the runs start from init."""
     baselines: bool = False
     """Score nlu.evaluation.baselines on the same test split, as rows under the runs."""
     columns: list[str] = field(default_factory=list)
@@ -298,15 +298,16 @@ def shared_vocabulary(data: SweepData, size: int) -> Path:
     return target
 
 
-def shares_vocabulary(settings: RunSettings, size: int) -> bool:
+def shares_vocabulary(settings: RunSettings, given: dict[str, Any], size: int) -> bool:
     """Whether a run from scratch takes the sweep's one vocabulary: when it names no tokenizer, or asks
     for a trained one of the same size (trained once for all rows, instead of once per run). A
-    folder, or another size, is the run's own choice."""
-    tokenizer = settings.data.get("tokenizer")
-    if tokenizer is None or tokenizer == size:
-        return True
-    warnings.warn(f"{settings.source}: data.tokenizer={tokenizer} is used, not the sweep's vocabulary: {size}", stacklevel=3)
-    return False
+    folder, another size, or a pretraining row's own ``data.vocab_size`` is the run's own choice."""
+    own = [("data.tokenizer", settings.data.get("tokenizer")), ("data.vocab_size", given.get("data.vocab_size"))]
+    chosen = [(key, value) for key, value in own if value not in (None, size)]
+    if chosen:
+        warnings.warn(f"{settings.source}: {chosen[0][0]}={chosen[0][1]} is used, not the sweep's vocabulary: {size}",
+                      stacklevel=3)
+    return not chosen
 
 
 def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> dict[str, Any]:
@@ -337,7 +338,7 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
             given = {**run_overrides(sweep, row, seed, runs_dir, data.overrides if data else None),
                      "training.seed": seed, "training.output_dir": str(root / slug(row) / f"seed-{seed}")}
             settings = load_settings(sweep.config, as_overrides(given), task=task)
-            if data and sweep.vocabulary and settings.init is None and shares_vocabulary(settings, sweep.vocabulary):
+            if data and sweep.vocabulary and settings.init is None and shares_vocabulary(settings, given, sweep.vocabulary):
                 results["data"]["vocabulary"] = str(shared_vocabulary(data, sweep.vocabulary))
                 settings = load_settings(sweep.config, as_overrides({**given, "data.tokenizer": results["data"]["vocabulary"]}),
                                          task=task)

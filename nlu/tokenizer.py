@@ -146,15 +146,15 @@ def train_tokenizer(
     The same texts give the same vocabulary in every process: the trainer numbers continuation
     pieces (``##a``) in hash-map order as it meets them, and breaks ties between equally frequent
     merges by those numbers (huggingface/tokenizers#1794); here they are numbered in sorted order
-    before training starts (:func:`_continuation_pieces`)."""
+    before training starts (:func:`_initial_pieces`)."""
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ConfigError(f"vocab_size ({vocab_size}) must exceed the {len(SPECIAL_TOKENS)} special tokens")
-    texts = list(_training_texts(files))  # read twice: continuation pieces first, then training
+    texts = list(_training_texts(files))  # read twice: the initial pieces first, then training
     choice = choose_normalization(texts[:NORMALIZATION_SAMPLE], lowercase, strip_accents)
     backend = _untrained_pipeline(choice.lowercase, choice.strip_accents)
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency,
-        special_tokens=SPECIAL_TOKENS + _continuation_pieces(backend, texts),
+        special_tokens=SPECIAL_TOKENS + _initial_pieces(choice, texts),
         continuing_subword_prefix="##", show_progress=False,
     )
     backend.train_from_iterator(texts, trainer)
@@ -176,16 +176,19 @@ def train_tokenizer(
     return tokenizer
 
 
-def _continuation_pieces(backend: Tokenizer, texts: list[str]) -> list[str]:
-    """``##c`` for every character that continues a word of ``texts`` (after normalisation and
-    pre-tokenisation), sorted: given to the trainer first, they take fixed numbers instead of
-    hash-order ones. They are the pieces the trainer would add anyway, so the vocabulary's size
-    budget is spent as before."""
-    characters: set[str] = set()
-    for text in texts:
-        for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text)):
-            characters.update(word[1:])
-    return sorted(f"##{character}" for character in characters)
+def _initial_pieces(choice: NormalizationChoice, texts: list[str]) -> list[str]:
+    """The pieces training starts from, numbered as the trainer numbers those it can sort: first
+    the characters (sorted), then ``##c`` for every character that continues a word (sorted, where
+    the trainer would number them in hash-map order). Given to the trainer first, they keep the
+    trainer's preference among equally frequent merges (lower numbers: word-start pairs) without its
+    randomness; they are the pieces it starts from anyway, so the size budget is spent as before.
+    Found by the trainer itself, run to no merge at all."""
+    probe = _untrained_pipeline(choice.lowercase, choice.strip_accents)
+    probe.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=1, special_tokens=SPECIAL_TOKENS,
+                                                               continuing_subword_prefix="##", show_progress=False))
+    pieces = set(probe.get_vocab()) - set(SPECIAL_TOKENS)
+    continuations = {piece for piece in pieces if piece.startswith("##") and len(piece) > 2}
+    return sorted(pieces - continuations) + sorted(continuations)
 
 
 def _warn_on_changed_words(tokenizer: PreTrainedTokenizerBase, sample: list[str], choice: NormalizationChoice) -> None:

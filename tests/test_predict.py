@@ -419,7 +419,7 @@ def test_predict_names_inputs_it_cannot_read_and_says_when_it_cuts_a_text(tagger
         blank = classifier.predict(["fine", "", "so so", " \t"])
     assert len(blank) == 4 and blank[1] == blank[3] != blank[0]  # a label all the same: one per input, none dropped
     for call in (tagger.predict, classifier.predict, lambda texts: tagger.predict([["ab", "\ud83d"]])):
-        with pytest.raises(DataError, match=r"^<input>:1: character 3 \('\\ud83d'\) is a lone surrogate, half a "
+        with pytest.raises(DataError, match=r"^<input>:1: character 3 \('\\ud83d'\) is a surrogate, half a UTF-16 "
                                             r"character: not text"):
             call(["ab \ud83d cd"])  # half an emoji, as JSON cut in the middle of one gives
 

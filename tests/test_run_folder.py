@@ -91,7 +91,7 @@ def test_yaml_words_and_numbers_arrive_as_the_declared_type(override, expected):
     ("training.learning_rate=fast", "training.learning_rate must be a number or auto, got 'fast'"),
     ("data.stride=1:30", "command line: data.stride: expected an integer, got '1:30'"),  # not 90, base 60
     ("data.tokenizer=1.5", "command line: data.tokenizer: expected text or an integer, got 1.5"),  # a folder or a size
-    ("data.tokenizer=true", "command line: data.tokenizer: expected text or an integer, got True (true and false"),
+    ("data.tokenizer=true", "command line: data.tokenizer: expected text or an integer, got True"),
     ("training.learning_rate=[1e-3]", "command line: training.learning_rate: expected text or a number, got ['1e-3']"),
 ])
 def test_bad_values_are_named_with_where_they_came_from(override, message):

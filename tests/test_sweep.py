@@ -183,6 +183,16 @@ def test_the_shared_vocabulary_goes_only_to_rows_from_scratch_and_the_headline_m
         run_sweep(sweep, "classify", tmp_path)
 
 
+def test_a_pretraining_row_that_sets_its_own_vocabulary_size_keeps_it():
+    from nlu.settings import load_settings
+    from nlu.sweep import shares_vocabulary
+
+    pretrain = ROOT / "tasks" / "pretrain_news.yaml"  # its task file's own vocab_size is not a row's choice
+    assert shares_vocabulary(load_settings(pretrain), {}, 8000)
+    with pytest.warns(UserWarning, match=r"data\.vocab_size=16000 is used, not the sweep's vocabulary: 8000$"):
+        assert not shares_vocabulary(load_settings(pretrain, ["data.vocab_size=16000"]), {"data.vocab_size": 16000}, 8000)
+
+
 def test_a_row_names_another_sweeps_run_and_a_pretraining_sweep_shares_one_vocabulary(tmp_path, monkeypatch):
     """``{sweeps}``, ``{row}`` and ``{seed}`` fill in text overrides (a fine-tuning sweep's init names
     the pretraining sweep's run of the same row and seed), a row's own value wins over the sweep's,

@@ -132,12 +132,15 @@ def run_tokenizer(output_dir: Path, texts: Callable[[], Iterable[str]], vocab_si
     cached = output_dir / "tokenizer"
     with state.main_process_first():
         if state.is_main_process:
-            corpus = list(texts())
-            digest = hashlib.sha256("\0".join(corpus).encode("utf-8", "replace")).hexdigest()
+            corpus, digest = list(texts()), hashlib.sha256()
+            for text in corpus:
+                digest.update(text.encode("utf-8", "replace") + b"\0")
             record = {"vocab_size": vocab_size, "lowercase": lowercase, "strip_accents": strip_accents,
-                      "texts_sha256": digest}
+                      "texts_sha256": digest.hexdigest()}
             kept = cached / "trained_on.json"
-            if (cached / "tokenizer.json").is_file() and (not kept.is_file() or json.loads(kept.read_text()) == record):
+            if (cached / "tokenizer.json").is_file() and not kept.is_file():
+                print(f"tokenizer: {cached}, kept from an earlier start (which recorded no texts)")
+            elif (cached / "tokenizer.json").is_file() and json.loads(kept.read_text()) == record:
                 print(f"tokenizer: {cached}, trained on the same texts by an earlier start")
             else:
                 partial = output_dir / ".tokenizer.partial"
