@@ -260,8 +260,7 @@ def prepare_data(sweep: Sweep, task: str, runs_dir: Path) -> SweepData | None:
                               "(set data.test, or data.test_fraction)")
         labels = sorted({example.label for example in records["train"]}) if task == "classify" else []
         notes["baselines"] = baseline_figures(task, records["train"], records["test"], labels)
-    texts = [text for record in records["train"] for text in
-             ((" ".join(record.words),) if task == "ner" else (record.text, record.text_pair)) if text]
+    texts = [text for record in records["train"] for text in record.texts() if text]
     return SweepData(overrides, notes, folder, texts=texts)
 
 

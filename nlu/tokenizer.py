@@ -149,7 +149,7 @@ def train_tokenizer(
     before training starts (:func:`_initial_pieces`)."""
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ConfigError(f"vocab_size ({vocab_size}) must exceed the {len(SPECIAL_TOKENS)} special tokens")
-    texts = list(_training_texts(files))  # read twice: the initial pieces first, then training
+    texts = list(training_texts(files))  # read twice: the initial pieces first, then training
     choice = choose_normalization(texts[:NORMALIZATION_SAMPLE], lowercase, strip_accents)
     backend = _untrained_pipeline(choice.lowercase, choice.strip_accents)
     trainer = trainers.WordPieceTrainer(
@@ -234,7 +234,9 @@ def _renumbered(trained: Tokenizer, choice: NormalizationChoice) -> Tokenizer:
     return backend
 
 
-def _training_texts(files: Sequence[str | PathLike] | Iterable[str]) -> Iterable[str]:
+def training_texts(files: Sequence[str | PathLike] | Iterable[str]) -> Iterable[str]:
+    """The texts a vocabulary is trained on: a list or tuple is read as corpus files (their
+    sentences), any other iterable is taken as texts."""
     if isinstance(files, (list, tuple)):
         # read_documents runs now, so a bad file fails before training starts.
         return (sentence for document in read_documents(files) for sentence in document.sentences)

@@ -38,6 +38,10 @@ class TextExample:
     source: str
     line: int
 
+    def texts(self) -> tuple[str, ...]:
+        """What a vocabulary is trained on: the text, and the second text of a pair."""
+        return (self.text,) if self.text_pair is None else (self.text, self.text_pair)
+
 
 @dataclass(frozen=True)
 class _Columns:

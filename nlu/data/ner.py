@@ -60,6 +60,10 @@ class NerSentence:
     line: int
     word_per_line: bool = False
 
+    def texts(self) -> tuple[str, ...]:
+        """What a vocabulary is trained on: the words joined by spaces."""
+        return (" ".join(self.words),)
+
     def line_of(self, word: int) -> int:
         """Where word ``word`` is written, for a message about it."""
         return self.line + word if self.word_per_line else self.line

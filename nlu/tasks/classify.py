@@ -262,8 +262,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
     splits = load_data(data)
     train_examples, dev, test, label_map = splits.train, splits.dev, splits.test, splits.label_map
     model, tokenizer = initial_model(settings, ForSequenceClassification, label_map.names, data.tokenizer,
-                                     lambda: (text for example in train_examples
-                                              for text in (example.text, example.text_pair) if text))
+                                     train_examples)
     max_length = model_input_length(model.config, data.max_length)
     features, truncated = encode_classification(train_examples, tokenizer, label_map, max_length)
     choose_selection(settings.training, "macro_f1", CLASSIFY_METRICS)

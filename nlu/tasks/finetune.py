@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,8 @@ from accelerate import PartialState
 from nlu.checkpoint import read_json_object
 from nlu.sources import model_directory
 from nlu.config import EncoderConfig
+from nlu.data.classification import TextExample
+from nlu.data.ner import NerSentence
 from nlu.errors import ConfigError
 from nlu.files import write_text_atomic
 from nlu.interop import from_transformers
@@ -33,14 +35,14 @@ def is_nlu_checkpoint(directory: Path) -> bool:
 
 def initial_model(settings: RunSettings, model_class: type[NluModel], labels: list[str],
                   tokenizer_option: str | int | None,
-                  texts: Callable[[], Iterable[str]] | None = None) -> tuple[NluModel, Any]:
+                  train_records: Sequence[NerSentence | TextExample] = ()) -> tuple[NluModel, Any]:
     """The model fine-tuning starts from, and its tokenizer.
 
     ``init`` may be an nlu checkpoint (e.g. from ``nlu pretrain``) or a transformers BERT
     directory; the encoder is loaded and the new head starts fresh. ``from_scratch`` keeps
     the architecture and tokenizer of ``init`` but draws new weights. Without ``init`` the
     encoder is built from the ``model`` section and ``data.tokenizer``: a tokenizer folder, or
-    the size of a vocabulary to train on the training ``texts`` (called only then; kept in the run folder).
+    the size of a vocabulary to train on the texts of ``train_records`` (kept in the run folder).
     """
     torch.manual_seed(settings.training.seed)
     if settings.training.freeze_embeddings and (settings.init is None or settings.from_scratch):
@@ -55,7 +57,8 @@ def initial_model(settings: RunSettings, model_class: type[NluModel], labels: li
                               f"scratch: a tokenizer folder, or a vocabulary size to train one on the training texts "
                               f"(data.tokenizer=8000)")
         if isinstance(tokenizer_option, int):
-            tokenizer = run_tokenizer(Path(settings.training.output_dir), texts, tokenizer_option, PartialState())
+            tokenizer = run_tokenizer(Path(settings.training.output_dir), lambda: (
+                text for record in train_records for text in record.texts() if text), tokenizer_option, PartialState())
         else:
             tokenizer = load_tokenizer(tokenizer_option)
         options = {**settings.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,

@@ -351,7 +351,8 @@ def split_words_note(train: Sequence[NerSentence], label_all_subtokens: bool, sh
     "İsrail'de": :func:`nlu.data.words.split_words` splits at punctuation, as BERT does), the pieces after
     the first are read at positions training never labelled: said once, with the remedies."""
     entity_words = [word for sentence in train for word, tag in zip(sentence.words, sentence.tags) if tag != "O"]
-    split = [word for word in entity_words if len(split_words(word)) > 1]
+    splits = {word: len(split_words(word)) > 1 for word in set(entity_words)}  # each distinct word once
+    split = [word for word in entity_words if splits[word]]
     if len(split) < share * len(entity_words) or not split:
         return None
     examples = ", ".join(list(dict.fromkeys(split))[:3])
@@ -369,8 +370,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
     if word_split:
         warnings.warn(word_split, stacklevel=2)
     labels = label_list(train_sentences)
-    model, tokenizer = initial_model(settings, ForTokenClassification, labels, data.tokenizer,
-                                     lambda: (" ".join(sentence.words) for sentence in train_sentences))
+    model, tokenizer = initial_model(settings, ForTokenClassification, labels, data.tokenizer, train_sentences)
     max_length = model_input_length(model.config, data.max_length)
     windows = encode_ner(train_sentences, tokenizer, {label: i for i, label in enumerate(labels)}, max_length,
                          data.stride, data.label_all_subtokens)

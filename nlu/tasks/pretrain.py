@@ -24,7 +24,7 @@ from nlu.files import write_text_atomic
 from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
 from nlu.model import ForPreTraining
 from nlu.settings import RunSettings, fill
-from nlu.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+from nlu.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer, training_texts
 from nlu.training.checkpoints import replace_directory
 from nlu.training.loop import TrainingResult, distributed_state, train
 
@@ -190,8 +190,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
     output_dir = Path(settings.training.output_dir)
     state = distributed_state(settings.training)
     tokenizer = load_tokenizer(data.tokenizer) if data.tokenizer else run_tokenizer(
-        output_dir, lambda: (sentence for document in read_documents(data.train_files) for sentence in document.sentences),
-        data.vocab_size, state, data.lowercase, data.strip_accents)
+        output_dir, lambda: training_texts(data.train_files), data.vocab_size, state, data.lowercase, data.strip_accents)
     seed = settings.training.seed
     train_examples, train_statistics = build_examples(data.train_files, tokenizer, data, seed)
     heldout_examples, heldout_statistics = build_examples(data.heldout_files, tokenizer,
