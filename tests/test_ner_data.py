@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from datasets import ClassLabel, Dataset, Features, Sequence, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 from transformers import BertTokenizerFast
 
 from nlu.data import ner
@@ -382,8 +382,54 @@ def test_load_panx_from_local_conll_and_jsonl(tmp_path: Path, no_network: None) 
     jsonl(tmp_path, {"tokens": ["Anna"], "ner_tags": ["B-PER"]}).rename(tmp_path / "dev.jsonl")
     assert load_panx("de", "train", local_dir=tmp_path).sentences[0].words == ["Berlin"]
     assert load_panx("de", "dev", local_dir=str(tmp_path)).sentences[0].tags == ["B-PER"]
-    with pytest.raises(DataError, match=f"^{tmp_path}: found neither test.conll nor test.jsonl"):
+    with pytest.raises(DataError, match=f"^{tmp_path}: found none of test.conll, test.jsonl, test, nor a dataset"):
         load_panx("de", "test", local_dir=tmp_path)
+
+
+RAW_PANX = "de:Angela\tB-PER\nde:Merkel\tI-PER\nde:sprach\tO\n\nde:in\tO\nde:Berlin\tB-LOC\nde:http://x.de\tO\n"
+"""XTREME's raw PAN-X lines: the language before every token (the colon inside a token stays)."""
+
+
+def test_load_panx_reads_xtreme_raw_files_without_their_language_prefix(tmp_path: Path, no_network: None) -> None:
+    write(tmp_path, "train", RAW_PANX)
+    read = load_panx("de", "train", local_dir=tmp_path)
+    assert [s.words for s in read.sentences] == [["Angela", "Merkel", "sprach"], ["in", "Berlin", "http://x.de"]]
+    assert [s.tags for s in read.sentences][1] == ["O", "B-LOC", "O"]
+    assert read.changes("train") == {"PAN-X language prefixes removed (train)": 6}
+    write(tmp_path, "dev", "fr:Paris\tB-LOC\nfr:est\tO\n")
+    with pytest.raises(DataError, match=rf"^{tmp_path / 'dev'}:1: every token starts with 'fr:', but PAN-X.de is read "
+                                        r"here \(data.panx_lang=de\)"):
+        load_panx("de", "dev", local_dir=tmp_path)
+
+
+def test_raw_panx_file_read_as_plain_conll_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """Read as it is, each word's label would sit on its "de" sub-token: every word would look alike."""
+    path = write(tmp_path, "train.conll", "-DOCSTART-\tO\n\n" + RAW_PANX)
+    with pytest.raises(DataError, match=rf"^{path}:3: every token starts with 'de:', as in the raw PAN-X / WikiANN "
+                                        r"files; read them with data.panx_lang=de data.local_dir="):
+        read_conll(path)
+    # A prefix on some tokens only is text (a file already without prefixes, or a URL-like word): read as written.
+    mixed = write(tmp_path, "mixed.conll", "de:Berlin\tB-LOC\nliegt\tO\n")
+    for fmt in (NerFormat(), NerFormat(language_prefix="de")):
+        assert read_conll(mixed, fmt).sentences[0].words == ["de:Berlin", "liegt"]
+
+
+def test_load_panx_reads_jsonl_tag_ids_and_a_saved_dataset(tmp_path: Path, no_network: None) -> None:
+    """The forms a user brings PAN-X in from a machine with the hub: Dataset.to_json (tag ids) and
+    DatasetDict.save_to_disk (ids with their ClassLabel names)."""
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    jsonl(exported, {"tokens": ["Anna", "in", "Köln"], "ner_tags": [1, 0, 5], "langs": ["de"] * 3}).rename(
+        exported / "train.jsonl")
+    assert load_panx("de", "train", local_dir=exported).sentences[0].tags == ["B-PER", "O", "B-LOC"]
+    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=list(ner.PANX_TAGS)))})
+    rows = {"tokens": [["die", "UNO", "tagt"]], "ner_tags": [[0, 3, 0]]}
+    saved = tmp_path / "saved"
+    DatasetDict({"train": Dataset.from_dict(rows, features=features),
+                 "validation": Dataset.from_dict(rows, features=features)}).save_to_disk(str(saved))
+    assert load_panx("de", "dev", local_dir=saved).sentences[0].tags == ["O", "B-ORG", "O"]
+    with pytest.raises(DataError, match=f"^{saved}: the saved dataset has no 'test' split \\(it has train, validation\\)"):
+        load_panx("de", "test", local_dir=saved)
 
 
 @pytest.mark.parametrize("variable", ["HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"])
@@ -397,7 +443,7 @@ def test_load_panx_offline_explains_local_files(
         load_panx("fr", "train")
     message = str(caught.value)
     assert f"{variable} is set" in message
-    assert "PAN-X.fr" in message and "train.conll, dev.conll and test.conll" in message
+    assert "PAN-X.fr" in message and "train.conll, dev.conll, test.conll" in message and "fr:token" in message
     assert "pass local_dir=" in message and "set data.local_dir in the task config" in message
 
 

@@ -20,7 +20,7 @@ import socket
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from os import PathLike
 from pathlib import Path
@@ -42,6 +42,10 @@ TAG_PATTERN = re.compile(rf"O|[BI]-(?:{TYPE_PATTERN.pattern})")
 SCHEMES = ("iob2", "iob1")
 HUB_TIMEOUT_S = 3.0
 HUB_SPLITS = {"dev": "validation"}
+PANX_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+"""PAN-X's tag ids as XTREME numbers them, for exports that kept the ids (``Dataset.to_json``)."""
+LANGUAGE_PREFIX = re.compile(r"([a-z]{2,3}):(?=.)")
+"""The ``de:`` before every token of the raw PAN-X / WikiANN files."""
 TRUTHY = ("1", "true", "yes", "on")
 
 
@@ -109,7 +113,9 @@ class NerFormat:
     tags: they become B-X with a warning. ``tag_map`` then renames entity types
     (``{"PERSON": "PER"}``); a type mapped to ``"O"`` is dropped, entity by entity. The CoNLL
     ``token_column`` / ``tag_column`` (negative: counted from the end) are picked on every line,
-    so lines may carry different numbers of middle columns.
+    so lines may carry different numbers of middle columns. ``language_prefix`` (``de``) reads the
+    raw PAN-X files, which write every token as ``de:token``: a file whose tokens all carry it is read
+    without it (counted), a file without it as it is.
     """
 
     scheme: str = "iob2"
@@ -117,6 +123,7 @@ class NerFormat:
     tag_map: Mapping[str, str] | None = None
     token_column: int = 0
     tag_column: int = -1
+    language_prefix: str | None = None
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -141,7 +148,8 @@ class NerFile:
 
     ``converted`` counts I- tags that opened an entity and became B- under ``scheme="iob1"``,
     ``repaired`` those rewritten by ``repair``; ``mapped[type]`` counts the entities of each
-    ``tag_map`` type (after IOB2), renamed or, when mapped to O, dropped.
+    ``tag_map`` type (after IOB2), renamed or, when mapped to O, dropped; ``unprefixed`` the tokens
+    read without their PAN-X language prefix.
     """
 
     sentences: list[NerSentence]
@@ -149,11 +157,14 @@ class NerFile:
     converted: int = 0
     repaired: int = 0
     mapped: dict[str, int] = field(default_factory=dict)
+    unprefixed: int = 0
 
     def changes(self, split: str = "") -> dict[str, int]:
-        """What reading changed, as report figures: IOB1 conversions and repairs (those that happened)."""
+        """What reading changed, as report figures: IOB1 conversions, repairs and removed language
+        prefixes (those that happened)."""
         suffix = f" ({split})" if split else ""
-        figures = {f"IOB1 entities converted{suffix}": self.converted, f"I- tags repaired{suffix}": self.repaired}
+        figures = {f"IOB1 entities converted{suffix}": self.converted, f"I- tags repaired{suffix}": self.repaired,
+                   f"PAN-X language prefixes removed{suffix}": self.unprefixed}
         return {key: value for key, value in figures.items() if value}
 
 
@@ -231,7 +242,25 @@ class _Reading:
                 raise DataError(self._i_start_problem(), source, self.first_i_start[2])
         if not self.file.sentences:
             raise DataError(empty, source)
+        self._language_prefix()
         return self.file
+
+    def _language_prefix(self) -> None:
+        """Remove the raw PAN-X ``de:`` prefix where ``language_prefix`` expects it on every token; a
+        file whose every token carries one nobody asked for (or another language's) is refused, since
+        each word's label would sit on its prefix."""
+        sentences, expected = self.file.sentences, self.fmt.language_prefix
+        codes = {match[1] if (match := LANGUAGE_PREFIX.match(word)) else None for s in sentences for word in s.words}
+        found = next(iter(codes)) if len(codes) == 1 else None
+        if found is not None and found == expected:
+            for sentence in sentences:
+                sentence.words = [word[len(expected) + 1:] for word in sentence.words]
+                self.file.unprefixed += len(sentence.words)
+        elif found is not None:
+            reading = (f"but PAN-X.{expected} is read here (data.panx_lang={expected})" if expected else
+                       f"as in the raw PAN-X / WikiANN files; read them with data.panx_lang={found} "
+                       f"data.local_dir=<their folder>, which removes the prefix")
+            raise DataError(f"every token starts with '{found}:', {reading}", self.file.source, sentences[0].line)
 
     def _i_start_problem(self) -> str:
         tag, previous, _ = self.first_i_start  # type: ignore[misc]  # only called when set
@@ -403,10 +432,11 @@ def read_ner_file(
 
 def _local_files_hint(lang: str) -> str:
     return (
-        f"To use PAN-X.{lang} without the hub, put train.conll, dev.conll and test.conll (one token<TAB>tag per "
-        f"line, a blank line between sentences; or .jsonl files with one "
-        f'{{"tokens": [...], "ner_tags": [...]}} object per line, tags as strings) in one directory and '
-        f"pass local_dir=<that directory> / set data.local_dir in the task config."
+        f"To use PAN-X.{lang} without the hub, put its train, dev and test splits in one directory and pass "
+        f"local_dir=<that directory> / set data.local_dir in the task config: train.conll, dev.conll, test.conll "
+        f"(one token<TAB>tag per line, a blank line between sentences), .jsonl files with one "
+        f'{{"tokens": [...], "ner_tags": [...]}} object per line, XTREME\'s raw files train, dev, test '
+        f"({lang}:token<TAB>tag), or a folder saved by datasets' save_to_disk."
     )
 
 
@@ -436,11 +466,23 @@ def _hub_unavailable_reason() -> str | None:
 
 
 def _read_local_split(directory: Path, split: str, fmt: NerFormat) -> NerFile:
-    conll, jsonl = directory / f"{split}.conll", directory / f"{split}.jsonl"
-    for candidate in (conll, jsonl):
+    """One split of PAN-X as a user has it offline: a folder saved by ``datasets`` (``save_to_disk``),
+    SPLIT.conll, SPLIT.jsonl (tag ids are PAN-X's), or XTREME's raw file SPLIT (``de:token<TAB>tag``)."""
+    if (directory / "dataset_dict.json").is_file():
+        from datasets import load_from_disk  # deferred: see from_hf_dataset
+
+        splits = load_from_disk(str(directory))
+        name = HUB_SPLITS.get(split, split)
+        if name not in splits:
+            raise DataError(f"the saved dataset has no {name!r} split (it has {', '.join(splits)})", directory)
+        return from_hf_dataset(splits[name], fmt=fmt)
+    candidates = [directory / f"{split}.conll", directory / f"{split}.jsonl", directory / split]
+    for candidate in candidates:
         if candidate.is_file():
-            return read_ner(candidate, fmt)
-    raise DataError(f"found neither {conll.name} nor {jsonl.name}", directory)
+            return read_jsonl(candidate, fmt, label_names=PANX_TAGS) if candidate.suffix == ".jsonl" else \
+                read_conll(candidate, fmt)
+    raise DataError(f"found none of {', '.join(path.name for path in candidates)}, nor a dataset saved by "
+                    "datasets (dataset_dict.json)", directory)
 
 
 def load_panx(lang: str, split: str, local_dir: str | PathLike | None = None, fmt: NerFormat = NerFormat()) -> NerFile:
@@ -450,7 +492,7 @@ def load_panx(lang: str, split: str, local_dir: str | PathLike | None = None, fm
     than a hang or a retry loop deep inside ``datasets``.
     """
     if local_dir is not None:
-        return _read_local_split(Path(local_dir), split, fmt)
+        return _read_local_split(Path(local_dir), split, replace(fmt, language_prefix=lang))
     reason = _hub_unavailable_reason()
     if reason is not None:
         raise DataError(f"cannot download PAN-X.{lang}: {reason}. {_local_files_hint(lang)}")

@@ -58,7 +58,8 @@ class NerData:
     panx_lang: str | None = None
     """Load PAN-X.<lang> (XTREME) instead of files: from the hub, or from ``local_dir`` offline."""
     local_dir: str | None = None
-    """A folder with PAN-X train/dev/test .conll or .jsonl files, to use PAN-X without the hub."""
+    """PAN-X without the hub: a folder with train/dev/test .conll or .jsonl files, XTREME's raw files
+    train, dev, test (``de:token<TAB>tag``: prefixes removed, counted), or a datasets save_to_disk folder."""
     scheme: str = "iob2"
     """iob2, or iob1: the files are IOB1 (an entity starts with I-) and are converted to IOB2."""
     repair: bool = False
@@ -165,7 +166,7 @@ class NerTask(FineTuningTask):
 def reading_settings(data: NerData, max_length: int) -> dict[str, Any]:
     """How a fine-tuned tagger reads text and files, saved beside it for evaluate and predict."""
     return {"max_length": max_length, "stride": data.stride, "scheme": data.scheme, "tag_map": data.tag_map,
-            "token_column": data.token_column, "tag_column": data.tag_column}
+            "token_column": data.token_column, "tag_column": data.tag_column, "language_prefix": data.panx_lang}
 
 
 def check_tags_known(sentences: Sequence[NerSentence], labels: list[str]) -> None:
