@@ -79,16 +79,20 @@ def test_resolve_auto_adapts_rate_and_epochs_only_when_the_rate_is_auto():
     training = TrainingConfig(batch_size=32, epochs=10, learning_rate="auto", warmup_ratio="auto")
     reason = resolve_auto(training, Start(True, 2, 128), 300)
     # 30 epochs x 10 batches = 300 steps; 3e-4 * sqrt(2000/300) = 7.7e-4
-    assert (training.learning_rate, training.warmup_ratio, training.epochs) == (7.7e-4, 0.1, 30)
+    assert (training.learning_rate, training.warmup_ratio, training.epochs, training.min_epochs) == (7.7e-4, 0.1, 30, 30)
     assert reason == ("learning rate 0.00077, warm-up 0.1: pretrained, 2 layers × hidden 128: 5e-05 × 768/128 × 2.58 "
                       "(only 300 steps: sqrt(2000/300), at most 6) = 0.00077; 10 epochs of 10 batches are 100 steps, "
-                      "under the 300 a small data set needs: 30 epochs")
+                      "under the 300 a small data set needs: 30 epochs, all run (early stopping waits for them; the "
+                      "best on dev is kept)")
     fixed = TrainingConfig(batch_size=32, max_steps=50, learning_rate="auto")
     resolve_auto(fixed, Start(False, 4, 256), 300)
     assert (fixed.learning_rate, fixed.max_steps, fixed.warmup_ratio) == (1e-3, 50, 0.1)  # max_steps is the user's
     warmup_only = TrainingConfig(batch_size=32, epochs=10, learning_rate=2e-3, warmup_ratio="auto")
     assert resolve_auto(warmup_only, Start(False, 4, 256), 300).startswith("learning rate 0.002, warm-up 0.1")
-    assert (warmup_only.learning_rate, warmup_only.epochs) == (2e-3, 10)  # a given rate keeps its epochs
+    assert (warmup_only.learning_rate, warmup_only.epochs, warmup_only.min_epochs) == (2e-3, 10, 1)  # a given rate: as set
+    enough = TrainingConfig(batch_size=32, epochs=10, learning_rate="auto")
+    resolve_auto(enough, Start(False, 4, 256), 2394)  # 750 steps: the task file's epochs and early stopping stand
+    assert (enough.epochs, enough.min_epochs) == (10, 1)
 
 
 def all_o_tagger(tokenizer) -> ForTokenClassification:
