@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
 
@@ -29,6 +30,20 @@ def fill(cls: type[T], values: dict[str, Any], where: str | Callable[[str], str]
         return cls(**values)
     except TypeError as error:
         raise ConfigError(f"{name_of('')[:-1]}: {error}") from None
+    except ConfigError as error:
+        raise _located(error, values, name_of) from None
+
+
+def _located(error: ConfigError, keys: Iterable[str], name_of: Callable[[str], str]) -> ConfigError:
+    """A dataclass's own check names the option (``data.scheme must be ...``): the same error with
+    where the option was written (``tasks/x.yaml:7: data.scheme must be ...``) in front of it."""
+    message = str(error)
+    for key in keys:
+        place = name_of(key)
+        label = place.rpartition(": ")[2]
+        if re.match(rf"{re.escape(label)}\b", message) and place != label:
+            return ConfigError(place + message[len(label):])
+    return error
 
 
 def coerce_options(cls: type, values: dict[str, Any], where: str | Callable[[str], str]) -> dict[str, Any]:

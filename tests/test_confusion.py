@@ -51,6 +51,14 @@ def test_confusion_matrices_reject_unknown_labels_and_accept_empty_input():
     assert all(matrix.shape == (2, 2) and not matrix.any() for matrix in empty.values())
 
 
+def test_one_label_seen_gives_the_full_matrix_without_a_library_warning(recwarn):
+    """scikit-learn warns that one label seen gives a 1 x 1 matrix, even when that is the whole label
+    set (NER data of one entity type); its warning text reached a user's console once per matrix."""
+    matrices = confusion_matrices(["b", "b"], ["b", "b"], ["b"])
+    np.testing.assert_array_equal(matrices["raw"], [[2]])
+    assert not [warning for warning in recwarn if "single label" in str(warning.message)]
+
+
 # One sentence per outcome pattern; spans are (type, start, end-exclusive).
 ENTITY_TRUE = [
     ["B-PER", "I-PER", "O", "B-LOC", "O"],  # PER 0-2, LOC 3-4

@@ -756,7 +756,7 @@ def test_a_type_with_one_or_two_entities_beside_a_common_one_is_named_where_it_i
     with pytest.warns(UserWarning, match=rf"^{re.escape(str(train))}:63: entity type 'PERSONN' occurs 1 time\(s\) in the "
                                          r"training data, against 21 of PER: a typo\?"):
         load_data(NerData(train=str(train), dev=str(train), test=str(train)))
-    few = write(tmp_path, "few.txt", "".join("Ali B-PER\n\n" for _ in range(19)) + "Ayşe B-PERSONN\n")
+    few = write(tmp_path, "few.txt", "".join("Ali B-PER\nsaid O\n\n" for _ in range(19)) + "Ayşe B-PERSONN\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 19 against 1: too little data to call either common
         load_data(NerData(train=str(few), dev=str(few), test=str(few)))

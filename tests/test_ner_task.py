@@ -7,7 +7,7 @@ import pytest
 
 from nlu import cli
 from nlu.data.ner import NerSentence, read_ner_file
-from nlu.errors import ConfigError
+from nlu.errors import ConfigError, DataError
 from nlu.model import ForTokenClassification
 from nlu.settings import load_settings
 from nlu.tasks import ner
@@ -132,6 +132,23 @@ def test_without_a_dev_file_a_seeded_dev_set_is_held_out_of_train():
     assert [s.line for s in ner.load_data(ner.NerData(dev=None, split_seed=6)).dev] != [s.line for s in dev]
     with pytest.raises(ConfigError, match="dev_fraction must be between 0 and 1"):
         ner.load_data(ner.NerData(dev=None, dev_fraction=1.5))
+
+
+def test_a_column_chosen_wrong_is_refused_before_training(tmp_path):
+    """GermEval-style lines (token, a placeholder column, B-X, the tag): the placeholder as tags made
+    every word an entity (F1 1.0); as tokens, every word the same."""
+    lines = ["Gleich X B-X O", "darauf X B-X O", "Anna X B-X B-PER", "Weber X B-X I-PER", "", "in X B-X O",
+             "Bonn X B-X B-LOC"]
+    for split in ("train", "dev", "test"):
+        (tmp_path / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    files = {split: str(tmp_path / f"{split}.txt") for split in ("train", "dev", "test")}
+    assert ner.load_data(ner.NerData(**files)).train[1].tags == ["O", "B-LOC"]
+    with pytest.raises(DataError, match=r"train.txt: none of the 6 training words is tagged O: .*data.tag_column=2; "
+                                        r"the first tags read: B-X B-X B-X B-X\)"):
+        ner.load_data(ner.NerData(**files, tag_column=2))
+    with pytest.raises(DataError, match=r"train.txt: every one of the 6 training words is 'X': is the token column "
+                                        r"right \(data.token_column=1\)"):
+        ner.load_data(ner.NerData(**files, token_column=1))
 
 
 def test_a_tokenizer_larger_than_the_model_vocabulary_is_refused(tagger, tmp_path):

@@ -19,6 +19,7 @@ from nlu.config import EncoderConfig
 from nlu.data.corpus import read_documents
 from nlu.errors import ConfigError
 from nlu.model import ForPreTraining, ForSequenceClassification
+from nlu.runs import resolve
 from nlu.settings import load_settings
 from nlu.tasks import pretrain
 from nlu.tasks.finetune import pad_batch, supervised_step
@@ -174,6 +175,20 @@ def test_mixed_precision_no_read_by_yaml_as_false_means_fp32():
     assert settings.training.mixed_precision == "no"
     with pytest.raises(ConfigError, match="training.mixed_precision must be auto, no, bf16, fp16; got 'fp8'"):
         TrainingConfig(mixed_precision="fp8")
+    assert [TrainingConfig(mixed_precision=word).mixed_precision for word in ("off", "false", "fp32")] == ["no"] * 3
+
+
+def test_a_refused_choice_names_where_it_was_written(tmp_path):
+    """The dataclasses' own checks name the option; the settings layer puts its file:line (or the
+    command line) in front, as it does for a value of the wrong type."""
+    task = tmp_path / "task.yaml"
+    task.write_text("task: ner\ndata:\n  scheme: iob3\n  mode: strict\ntraining:\n  mixed_precision: fp8\n")
+    with pytest.raises(ConfigError, match=rf"^{task}:6: training.mixed_precision must be auto, no, bf16, fp16; got 'fp8'$"):
+        load_settings(task)
+    with pytest.raises(ConfigError, match=rf"^{task}:3: data.scheme must be one of iob2, iob1; got 'iob3'$"):
+        resolve(load_settings(task, ["training.mixed_precision=no"]))
+    with pytest.raises(ConfigError, match=r"^command line: data.scheme must be one of iob2, iob1; got 'iob4'$"):
+        resolve(load_settings(task, ["training.mixed_precision=no", "data.scheme=iob4"]))
 
 
 def test_early_stopping_waits_while_the_metric_is_at_its_floor(tmp_path):

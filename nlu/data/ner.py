@@ -532,6 +532,20 @@ def check_has_entities(train: Sequence[NerSentence]) -> None:
         )
 
 
+def check_columns(train: Sequence[NerSentence], fmt: NerFormat) -> None:
+    """Refuse training data that reads as a column chosen wrong: no word tagged O (every word an
+    entity, so every figure reads 1.0) or one word throughout (a placeholder column as the tokens)."""
+    words = [word for sentence in train for word in sentence.words]
+    source = ", ".join(sorted({sentence.source for sentence in train}))
+    if len(words) > 1 and all(tag != "O" for sentence in train for tag in sentence.tags):
+        raise DataError(f"none of the {len(words):,} training words is tagged O: every word would be an entity and "
+                        f"every figure meaningless; is the tag column right (data.tag_column={fmt.tag_column}; the "
+                        f"first tags read: {' '.join(train[0].tags[:5])})?", source)
+    if len(words) > 1 and len(set(words)) == 1:
+        raise DataError(f"every one of the {len(words):,} training words is {words[0]!r}: is the token column right "
+                        f"(data.token_column={fmt.token_column})?", source)
+
+
 def check_label_sets(train: Sequence[NerSentence], other: Sequence[NerSentence], other_name: str) -> None:
     """Fail if ``other`` uses tags the training data cannot teach: the model could never predict
     them and they would quietly count as errors."""

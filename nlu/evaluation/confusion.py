@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +43,12 @@ def confusion_matrices(y_true: list[str], y_pred: list[str], labels: list[str]) 
     if not y_true:  # scikit-learn refuses empty input; an empty matrix is the honest answer
         zeros = np.zeros((len(labels), len(labels)))
         return {kind: zeros.astype(int) if kind == "raw" else zeros.copy() for kind in NORMALIZATIONS}
-    return {
-        kind: confusion_matrix(y_true, y_pred, labels=labels, normalize=None if kind == "raw" else kind)
-        for kind in NORMALIZATIONS
-    }
+    with warnings.catch_warnings():  # its shape comes from ``labels``: the warning for one label seen is moot
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        return {
+            kind: confusion_matrix(y_true, y_pred, labels=labels, normalize=None if kind == "raw" else kind)
+            for kind in NORMALIZATIONS
+        }
 
 
 class Span(NamedTuple):

@@ -15,6 +15,7 @@ from nlu.data.ner import (
     NerFile,
     NerFormat,
     NerSentence,
+    check_columns,
     check_has_entities,
     check_label_sets,
     encode_ner,
@@ -315,6 +316,7 @@ def load_data(data: NerData) -> NerSplits:
     if unused:
         warnings.warn(f"data.tag_map: no entity of type {', '.join(unused)} in the files read, so mapping it did "
                       f"nothing (types there: {', '.join(sorted(entity_types(train + dev + test)))})", stacklevel=2)
+    check_columns(train, data.format())
     warn_rare_types(train)
     if not data.allow_no_entities:
         check_has_entities(train)
