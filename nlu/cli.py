@@ -332,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a model as a transformers BERT folder with a model card",
                                  description="Write an nlu model as a transformers BERT folder (weights, tokenizer, "
-                                             "README.md model card) that transformers' pipelines serve as nlu does.")
+                                             "README.md model card) that transformers' pipelines serve as nlu does "
+                                             "(NER: texts up to max_length sub-tokens; the card says why longer ones differ).")
     export.add_argument("--model", required=True, help="a run folder or an nlu model folder")
     export.add_argument("--out", required=True, help="the folder to write")
     export.set_defaults(handler=command_export)

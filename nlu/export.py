@@ -143,8 +143,11 @@ def usage(model: NluModel, out: Path, lengths: tuple[int, int] | None, tokenizer
             'print(tagger("Obama visited London, then Berlin."))', "```", "",
             'Use `aggregation_strategy="first"`: nlu trains the label of a word on its first sub-token only, so '
             "`\"first\"` returns whole words with the tag they were trained for, while `\"simple\"` returns `##` "
-            "fragments wherever continuation pieces disagree. `stride` makes the pipeline read texts longer than "
-            f"{lengths[0] if lengths else 'max_length'} sub-tokens in overlapping windows; without it they are cut there.",
+            "fragments wherever continuation pieces disagree. Up to "
+            f"{lengths[0] if lengths else 'max_length'} sub-tokens the pipeline gives nlu's entities; `stride` makes it "
+            "read longer texts in overlapping windows (without it they are cut there), but it merges the windows' "
+            "entities by its own rule, while nlu reads each word from the window where it has the most context: "
+            "on long texts the two can differ anywhere, so serve those with `nlu.load(folder).predict`.",
         ]
     if isinstance(model, ForSequenceClassification):
         return [

@@ -45,6 +45,7 @@ from transformers import BertConfig, PreTrainedTokenizerFast
 
 from nlu.errors import CheckpointError
 from nlu.files import sha256
+from nlu.options import suggestion
 from nlu.quantized import E5S1Image, read_e5s1, to_bert_state_dict
 from nlu.tokenizer import save_tokenizer
 from nlu.training.checkpoints import replace_directory
@@ -68,8 +69,10 @@ def check_model_name(path: str | Path) -> None:
     local = Path(path)
     if local.exists() and not local.is_dir():
         raise CheckpointError(f"{path}: is a file; give a model folder, a run folder or a hub model id")
-    if not local.exists() and str(path) not in PACKED and not HUB_ID.fullmatch(str(path)):
-        raise CheckpointError(f"{path}: no such model folder or run folder")
+    mistyped = local.parent != Path(".") and local.parent.is_dir()  # runs/ner_de_pretraind: a local path, not a hub id
+    if not local.exists() and (mistyped or str(path) not in PACKED and not HUB_ID.fullmatch(str(path))):
+        near = suggestion(local.name, [entry.name for entry in local.parent.iterdir()]) if mistyped else ""
+        raise CheckpointError(f"{path}: no such model folder or run folder{near}")
 
 
 def model_directory(path: str | Path) -> Path:

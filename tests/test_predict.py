@@ -231,6 +231,11 @@ def test_hub_ids_go_through_the_hub_and_fail_in_one_line(tagger_dir, tmp_path, m
         nlu.load("someone/absent")
     with pytest.raises(CheckpointError, match="no such model folder or run folder"):
         nlu.load(str(tmp_path / "missing" / "deeper" / "model"))
+    # A mistyped run folder in a folder that exists is a local path, not a hub id to ask for.
+    (tmp_path / "runs" / "ner_de_pretrained").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"^\S+/runs/ner_de_pretraind: no such model folder or run folder "
+                                              r"\(did you mean 'ner_de_pretrained'\?\)$"):
+        nlu.load(str(tmp_path / "runs" / "ner_de_pretraind"))
 
 
 def test_models_without_a_task_head_are_refused(tmp_path, tiny_config):

@@ -4,10 +4,12 @@ from the hardware and recorded, progress is a setting."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,14 +19,14 @@ from safetensors.torch import load_file
 from nlu.data.ner import read_ner_file
 from nlu.config import EncoderConfig
 from nlu.data.corpus import read_documents
-from nlu.errors import ConfigError
+from nlu.errors import ConfigError, DataError
 from nlu.model import ForPreTraining, ForSequenceClassification
 from nlu.runs import resolve
 from nlu.settings import load_settings
 from nlu.tasks import pretrain
-from nlu.tasks.finetune import pad_batch, supervised_step
+from nlu.tasks.finetune import early_stop, pad_batch, supervised_step
 from nlu.tasks.pretrain import PretrainingTask
-from nlu.tokenizer import save_tokenizer, train_tokenizer
+from nlu.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
 from nlu.training import loop
 from nlu.training.config import TrainingConfig
 from nlu.training.loop import EpochSampler, linear_warmup_decay, parameter_groups, train
@@ -200,6 +202,12 @@ def test_early_stopping_waits_while_the_metric_is_at_its_floor(tmp_path):
                                 scores=[0, 0, 0, 0, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3])
     assert [entry["step"] for entry in result.state.history] == [12, 24, 36, 48, 60, 72, 84, 96, 108]
     assert (result.state.step, result.state.stopped_early, result.state.best_step) == (108, True, 72)
+    training = TrainingConfig(early_stopping_patience=3, select_metric="f1")
+    assert early_stop(result, training) == {"early stopping": "stopped at step 108: no better dev f1 in 3 evaluations "
+                                                              "(training.early_stopping_patience); the model kept is "
+                                                              "step 72's"}
+    result.state.stopped_early = False  # a run that took its planned steps says nothing
+    assert early_stop(result, training) == {}
 
 
 def test_early_stopping_never_before_min_epochs(tmp_path):
@@ -320,6 +328,33 @@ def test_pretraining_loss_falls_below_the_start(small_corpus, tmp_path):
     assert evaluations[-1]["mlm_loss"] < evaluations[0]["mlm_loss"]
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     assert (tmp_path / "run" / "pretraining.md").read_text().count("MLM loss") >= 2
+
+
+def test_a_corpus_written_without_sentence_lines_is_refused_or_named(small_corpus, tmp_path):
+    """One document: refused before a vocabulary is trained into the run folder. Whole texts on
+    single lines (a paragraph per line): most of each line is cut from its pair, and the pairs
+    can only be 'random'; both said."""
+    articles = read_documents([NEWS])[:12]
+    one = tmp_path / "one.txt"
+    one.write_text("\n".join(" ".join(article.sentences) for article in articles) + "\n")
+    options = overrides(small_corpus, tmp_path / "run", **{"data.train_files": f"[{one}]", "data.tokenizer": None,
+                                                           "data.vocab_size": 500, "training.max_steps": 1})
+    with pytest.raises(DataError, match=rf"^1 document\(s\) with text in {one}: next-sentence prediction needs 2"):
+        pretrain.run(load_settings(ROOT / "tasks" / "pretrain_news.yaml", options))
+    assert not (tmp_path / "run").exists()
+    paragraphs = tmp_path / "paragraphs.txt"
+    paragraphs.write_text("\n\n".join(" ".join(article.sentences) for article in articles) + "\n")
+    with pytest.warns(UserWarning) as caught:
+        pretrain.build_examples(read_documents([paragraphs]), load_tokenizer(small_corpus["tokenizer"]),
+                                pretrain.PretrainData(max_length=64), seed=0)
+    messages = [str(warning.message) for warning in caught]
+    assert re.match(rf"{paragraphs}: the sentence pairs hold \d+% of the [\d,]+ WordPiece tokens; a line averages "
+                    r"\d+ against data.max_length=64 per pair, and what does not fit is cut; nlu does not split", messages[0])
+    assert messages[1].startswith(f"{paragraphs}: 12 of the 12 documents are one line, so their next-sentence pairs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the shipped layout: one sentence per line
+        pretrain.build_examples(read_documents([small_corpus["train"]]), load_tokenizer(small_corpus["tokenizer"]),
+                                pretrain.PretrainData(max_length=64), seed=0)
 
 
 def run_cli(arguments, **kwargs):

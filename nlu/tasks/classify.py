@@ -39,7 +39,7 @@ from nlu.files import write_text_atomic
 from nlu.model import ForSequenceClassification
 from nlu.settings import RunSettings, fill
 from nlu.tasks.finetune import FineTuningTask, choose_selection, finish_on_main_process, initial_model, model_input_length
-from nlu.tasks.finetune import predict_logits, resolve_recipe, save_input_settings
+from nlu.tasks.finetune import early_stop, predict_logits, resolve_recipe, save_input_settings
 from nlu.tokenizer import save_tokenizer
 from nlu.training.losses import LossKind, build_loss, class_weights, logit_adjustment
 from nlu.training.loop import distributed_state, train
@@ -281,6 +281,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
             f"dev_{settings.training.select_metric}": result.state.best_metric, "steps": result.state.step,
             "train_seconds": result.state.train_seconds,
             "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
+            **early_stop(result, settings.training),
         }
         compositions = [split_composition(split_label("dev", [e.source for e in dev]), len(dev),
                                           Counter(e.label for e in dev), label_map.names)]

@@ -26,6 +26,7 @@ from nlu.recipes import Start, resolve_auto
 from nlu.settings import RunSettings
 from nlu.tasks.pretrain import run_tokenizer
 from nlu.tokenizer import load_tokenizer
+from nlu.training.loop import TrainingResult
 
 
 def is_nlu_checkpoint(directory: Path) -> bool:
@@ -203,6 +204,16 @@ def choose_selection(training, default: str, metrics: tuple[str, ...]) -> None:
 
 
 INPUT_SETTINGS_FILE = "input_settings.json"
+
+
+def early_stop(result: TrainingResult, training) -> dict[str, str]:
+    """The summary's word on a run that early stopping ended before its planned steps (the recipe
+    line names those): which step, why, and which model was kept."""
+    if not result.state.stopped_early:
+        return {}
+    return {"early stopping": f"stopped at step {result.state.step}: no better dev {training.select_metric} in "
+                              f"{training.early_stopping_patience} evaluations (training.early_stopping_patience); the "
+                              f"model kept is step {result.state.best_step}'s"}
 
 
 def save_input_settings(directory: Path, **values: Any) -> None:

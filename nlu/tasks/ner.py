@@ -36,7 +36,7 @@ from nlu.files import write_text_atomic
 from nlu.model import ForTokenClassification
 from nlu.settings import RunSettings, fill
 from nlu.tasks.finetune import FineTuningTask, choose_selection, finish_on_main_process, initial_model, model_input_length
-from nlu.tasks.finetune import predict_logits, resolve_recipe, save_input_settings, supervised_step
+from nlu.tasks.finetune import early_stop, predict_logits, resolve_recipe, save_input_settings, supervised_step
 from nlu.tokenizer import save_tokenizer
 from nlu.training.loop import distributed_state, train
 
@@ -401,6 +401,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
             "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
             "warning": collapse_warning(task.dev_collapse, test_results["warning"]), "recipe": recipe,
             "raw-text words": word_split,
+            **early_stop(result, settings.training),
             "composition": [dev_composition, test_results["composition"]],
             **splits.summary(),
         }

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import shutil
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from nlu.config import EncoderConfig
 from nlu.evaluation.report import write_pretraining_report
-from nlu.data.corpus import corpus_statistics, read_documents
+from nlu.data.corpus import Document, corpus_statistics, read_documents
 from nlu.errors import ConfigError, DataError
 from nlu.files import write_text_atomic
 from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
@@ -32,7 +33,8 @@ from nlu.training.loop import TrainingResult, distributed_state, train
 @dataclass
 class PretrainData:
     train_files: list[str] = field(default_factory=lambda: ["data/corpus/news.txt"])
-    """Corpus files to pretrain on (and to train the tokenizer on, without data.tokenizer)."""
+    """Corpus files to pretrain on (and to train the tokenizer on, without data.tokenizer): one sentence
+    per line, a blank line between documents, as BERT's; nlu does not split sentences."""
     heldout_files: list[str] = field(default_factory=lambda: ["data/corpus/news_heldout.txt"])
     """Corpus files whose masked-token loss is reported at each evaluation."""
     tokenizer: str | None = None
@@ -156,12 +158,18 @@ def run_tokenizer(output_dir: Path, texts: Callable[[], Iterable[str]], vocab_si
         return load_tokenizer(cached)
 
 
-def build_examples(files: list[str], tokenizer, data: PretrainData, seed: int) -> tuple[list[dict], dict]:
+def read_corpus(files: list[str]) -> list[Document]:
+    """The documents of FILES, refused before a vocabulary is trained when next-sentence prediction
+    could not pair them."""
     documents = read_documents(files)
-    tokenized = tokenize_documents(documents, tokenizer)
-    if len(tokenized) < 2:
-        raise DataError(f"{len(tokenized)} document(s) with text in {', '.join(files)}: next-sentence prediction needs "
+    if len(documents) < 2:
+        raise DataError(f"{len(documents)} document(s) with text in {', '.join(files)}: next-sentence prediction needs "
                         "2 or more, separated by a blank line (one sentence per line, a blank line between documents)")
+    return documents
+
+
+def build_examples(documents: list[Document], tokenizer, data: PretrainData, seed: int) -> tuple[list[dict], dict]:
+    tokenized = tokenize_documents(documents, tokenizer)
     examples: list[dict] = []
     for duplicate in range(data.duplicates):
         examples += build_nsp_examples(tokenized, data.max_length, seed=seed + duplicate,
@@ -172,7 +180,24 @@ def build_examples(files: list[str], tokenizer, data: PretrainData, seed: int) -
     statistics = corpus_statistics(documents)
     statistics["tokens"] = sum(len(sentence) for document in tokenized for sentence in document)
     statistics["examples"] = len(examples)
+    warn_unsplit(documents, statistics, sum(len(example["input_ids"]) - 3 for example in examples) / data.duplicates,
+                 data.max_length)
     return examples, statistics
+
+
+def warn_unsplit(documents: list[Document], statistics: dict[str, int], used: float, max_length: int) -> None:
+    """nlu does not split sentences: a corpus written a paragraph (or a whole text) per line loses
+    what does not fit a pair, and gives next-sentence prediction nothing to pair. Both said once."""
+    files = ", ".join(dict.fromkeys(document.source for document in documents))
+    layout = "nlu does not split sentences: write one sentence per line, a blank line between documents"
+    if used < statistics["tokens"] / 2:
+        warnings.warn(f"{files}: the sentence pairs hold {used / statistics['tokens']:.0%} of the {statistics['tokens']:,} "
+                      f"WordPiece tokens; a line averages {statistics['tokens'] / statistics['sentences']:.0f} against "
+                      f"data.max_length={max_length} per pair, and what does not fit is cut; {layout}", stacklevel=2)
+    single = sum(len(document.sentences) == 1 for document in documents)
+    if single > len(documents) / 2:
+        warnings.warn(f"{files}: {single:,} of the {len(documents):,} documents are one line, so their next-sentence "
+                      f"pairs can only be 'random'; {layout}", stacklevel=2)
 
 
 def unigram_cross_entropy(train_examples: list[dict], heldout_examples: list[dict], vocab_size: int,
@@ -189,11 +214,12 @@ def run(settings: RunSettings) -> dict[str, Any]:
     data = fill(PretrainData, settings.data, f"{settings.source}: data")
     output_dir = Path(settings.training.output_dir)
     state = distributed_state(settings.training)
+    train_documents, heldout_documents = read_corpus(data.train_files), read_corpus(data.heldout_files)
     tokenizer = load_tokenizer(data.tokenizer) if data.tokenizer else run_tokenizer(
         output_dir, lambda: training_texts(data.train_files), data.vocab_size, state, data.lowercase, data.strip_accents)
     seed = settings.training.seed
-    train_examples, train_statistics = build_examples(data.train_files, tokenizer, data, seed)
-    heldout_examples, heldout_statistics = build_examples(data.heldout_files, tokenizer,
+    train_examples, train_statistics = build_examples(train_documents, tokenizer, data, seed)
+    heldout_examples, heldout_statistics = build_examples(heldout_documents, tokenizer,
                                                           PretrainData(**{**data.__dict__, "duplicates": 1}), seed + 7)
     config = EncoderConfig.from_dict(
         {**settings.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id},
