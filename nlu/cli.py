@@ -105,7 +105,8 @@ def file_format(args: argparse.Namespace, predictor) -> dict:
         from nlu.data.ner import NerFormat
 
         trained = {key: saved.get(key, getattr(NerFormat(), key)) for key in ("scheme", "tag_map", "token_column",
-                                                                              "tag_column", "language_prefix")}
+                                                                              "tag_column", "language_prefix",
+                                                                              "comment_prefix")}
         return trained | {"scheme": args.scheme or trained["scheme"], "repair": args.repair}
     from nlu.tasks.classify import ClassifyData, reading_settings
 

@@ -109,7 +109,8 @@ def apply_override(values: dict[str, Any], override: str, origins: dict[str, str
         if not isinstance(node, dict):
             raise ConfigError(f"override {override!r}: {parent!r} is not a section")
     try:
-        node[leaf] = parse_yaml(raw) if raw else None
+        # A value YAML would read as a comment ("#") is the text written, never null.
+        node[leaf] = raw if raw.lstrip().startswith("#") else parse_yaml(raw) if raw else None
     except yaml.YAMLError as error:
         raise ConfigError(f"{COMMAND_LINE}: override {override!r} is not valid YAML "
                           f"({getattr(error, 'problem', None) or error}); quote the value or fix its brackets") from None

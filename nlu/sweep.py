@@ -53,7 +53,7 @@ HEADLINE = {"ner": "test_f1", "classify": "test_macro_f1", "pretrain": "final_ev
 SWEEP_KEYS = ("task", "config", "rows", "grid", "seeds", "overrides", "name", "title", "headline", "columns",
               "subsets", "vocabulary", "baselines", "isolate", "test_sets")
 SAME_FILES = {"ner": {"panx_lang": None, "local_dir": None, "scheme": "iob2", "repair": False, "tag_map": None,
-                      "token_column": 0, "tag_column": -1, "test_fraction": None},
+                      "token_column": 0, "tag_column": -1, "comment_prefix": None, "test_fraction": None},
               "classify": {"text_column": "text", "label_column": "label", "test_fraction": None}}
 """Data options that make a run read drawn subsets as written (IOB2 CoNLL; text,label CSV), whatever
 columns, tag map or scheme the task file's own files needed."""

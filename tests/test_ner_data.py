@@ -386,6 +386,32 @@ def test_load_panx_from_local_conll_and_jsonl(tmp_path: Path, no_network: None) 
         load_panx("de", "test", local_dir=tmp_path)
 
 
+GERMEVAL = ("#\thttp://de.wikipedia.org/wiki/Manfred_Korfmann [2009-10-17]\n1\tManfred\tB-PER\tO\n2\tKorfmann\tI-PER\tO\n"
+            "3\tlebt\tO\tO\n\n#\thttp://x [2009]\n1\t#\tO\tO\n2\tBonn\tB-LOC\tB-LOCderiv\n")
+"""GermEval 2014 as published: a '#' source line before each sentence, then index, token, outer and inner tag."""
+
+
+def test_comment_lines_are_skipped_and_counted_only_when_asked(tmp_path: Path) -> None:
+    path = write(tmp_path, "germeval.tsv", GERMEVAL)
+    read = read_conll(path, NerFormat(token_column=1, tag_column=2, comment_prefix="#"))
+    assert [s.words for s in read.sentences] == [["Manfred", "Korfmann", "lebt"], ["#", "Bonn"]]
+    assert [s.line for s in read.sentences] == [2, 7] and read.changes() == {"comment lines skipped": 2}
+    with pytest.raises(DataError, match=rf"^{path}:1: token_column=1 / tag_column=2 do not exist in the 2 columns of "
+                                        r"this line; a comment line\? data.comment_prefix='#' skips them$"):
+        read_conll(path, NerFormat(token_column=1, tag_column=2))
+    with pytest.raises(DataError, match=r":1: tag 'http://de.wikipedia.org/wiki/Manfred_Korfmann \[2009-10-17\]' is "
+                                        r"not O, .*; a comment line\? data.comment_prefix='#' skips them$"):
+        read_conll(path)  # the default columns: the comment's text read as a tag
+    with pytest.raises(ConfigError, match="data.comment_prefix must be the text comment lines start with"):
+        NerFormat(comment_prefix=" ")
+
+
+def test_a_hash_given_on_the_command_line_is_text_not_a_yaml_comment() -> None:
+    from nlu.settings import load_settings
+
+    assert load_settings(None, ["task=ner", "data.comment_prefix=#"]).data["comment_prefix"] == "#"
+
+
 RAW_PANX = "de:Angela\tB-PER\nde:Merkel\tI-PER\nde:sprach\tO\n\nde:in\tO\nde:Berlin\tB-LOC\nde:http://x.de\tO\n"
 """XTREME's raw PAN-X lines: the language before every token (the colon inside a token stays)."""
 

@@ -115,7 +115,9 @@ class NerFormat:
     ``token_column`` / ``tag_column`` (negative: counted from the end) are picked on every line,
     so lines may carry different numbers of middle columns. ``language_prefix`` (``de``) reads the
     raw PAN-X files, which write every token as ``de:token``: a file whose tokens all carry it is read
-    without it (counted), a file without it as it is.
+    without it (counted), a file without it as it is. ``comment_prefix`` (``#``) skips the CoNLL lines
+    that start with it (CoNLL-U, GermEval 2014's ``#<TAB>source`` lines), counted; off by default,
+    since ``#`` is also a token (tweets).
     """
 
     scheme: str = "iob2"
@@ -124,8 +126,12 @@ class NerFormat:
     token_column: int = 0
     tag_column: int = -1
     language_prefix: str | None = None
+    comment_prefix: str | None = None
 
     def __post_init__(self) -> None:
+        if self.comment_prefix is not None and (not isinstance(self.comment_prefix, str) or not self.comment_prefix.strip()):
+            raise ConfigError(f"data.comment_prefix must be the text comment lines start with, e.g. '#'; got "
+                              f"{self.comment_prefix!r}")
         if self.scheme not in SCHEMES:
             raise ConfigError(f"data.scheme must be one of {', '.join(SCHEMES)}; got {self.scheme!r}")
         if self.tag_map is None:
@@ -149,7 +155,7 @@ class NerFile:
     ``converted`` counts I- tags that opened an entity and became B- under ``scheme="iob1"``,
     ``repaired`` those rewritten by ``repair``; ``mapped[type]`` counts the entities of each
     ``tag_map`` type (after IOB2), renamed or, when mapped to O, dropped; ``unprefixed`` the tokens
-    read without their PAN-X language prefix.
+    read without their PAN-X language prefix, ``comments`` the comment lines skipped.
     """
 
     sentences: list[NerSentence]
@@ -158,13 +164,15 @@ class NerFile:
     repaired: int = 0
     mapped: dict[str, int] = field(default_factory=dict)
     unprefixed: int = 0
+    comments: int = 0
 
     def changes(self, split: str = "") -> dict[str, int]:
-        """What reading changed, as report figures: IOB1 conversions, repairs and removed language
-        prefixes (those that happened)."""
+        """What reading changed, as report figures: IOB1 conversions, repairs, removed language
+        prefixes and skipped comment lines (those that happened)."""
         suffix = f" ({split})" if split else ""
         figures = {f"IOB1 entities converted{suffix}": self.converted, f"I- tags repaired{suffix}": self.repaired,
-                   f"PAN-X language prefixes removed{suffix}": self.unprefixed}
+                   f"PAN-X language prefixes removed{suffix}": self.unprefixed,
+                   f"comment lines skipped{suffix}": self.comments}
         return {key: value for key, value in figures.items() if value}
 
 
@@ -200,7 +208,7 @@ class _Reading:
         for tag, line in zip(tags, lines, strict=True):
             if not TAG_PATTERN.fullmatch(tag):
                 raise DataError(f"tag {tag!r} is not O, B-<type> or I-<type> (a type has no spaces and does not start or "
-                                f"end with '-')", self.file.source, line)
+                                f"end with '-'){comment_hint(words[len(iob2)], self.fmt)}", self.file.source, line)
             previous = iob2[-1] if iob2 else None
             opens = tag != "O" and previous not in (f"B-{tag[2:]}", f"I-{tag[2:]}")
             if opens and tag.startswith("I-"):
@@ -297,17 +305,28 @@ def _split_columns(text: str, source: str, line: int) -> list[str]:
     return fields
 
 
-def _conll_blocks(path: str | PathLike) -> list[list[tuple[int, list[str]]]]:
-    """Group ``(line_number, columns)`` into sentences; blank and -DOCSTART- lines end one."""
+def comment_hint(first_column: str, fmt: NerFormat) -> str:
+    """For an error on a line that may be a comment the reader was not told about."""
+    return "; a comment line? data.comment_prefix='#' skips them" if first_column.startswith("#") and \
+        fmt.comment_prefix is None else ""
+
+
+def _conll_blocks(path: str | PathLike, comment_prefix: str | None) -> tuple[list[list[tuple[int, list[str]]]], int]:
+    """Group ``(line_number, columns)`` into sentences; blank and -DOCSTART- lines end one. Comment
+    lines (``comment_prefix``) are left out and counted; they do not end a sentence."""
     source = str(path)
     blocks: list[list[tuple[int, list[str]]]] = [[]]
+    comments = 0
     for number, text in read_text_lines(path):
+        if comment_prefix is not None and text.startswith(comment_prefix):
+            comments += 1
+            continue
         fields = _split_columns(text, source, number)
         if fields and fields[0] != DOCSTART:
             blocks[-1].append((number, fields))
         elif blocks[-1]:
             blocks.append([])
-    return [block for block in blocks if block]
+    return [block for block in blocks if block], comments
 
 
 def _token_and_tag(fields: list[str], fmt: NerFormat, source: str, line: int) -> tuple[str, str]:
@@ -315,13 +334,14 @@ def _token_and_tag(fields: list[str], fmt: NerFormat, source: str, line: int) ->
     some lines and 12 on others, token first and tag last), so the choice is made per line."""
     width = len(fields)
     if width < 2:
-        raise DataError("only 1 column: expected a token and a tag (missing tag?)", source, line)
+        raise DataError(f"only 1 column: expected a token and a tag (missing tag?){comment_hint(fields[0], fmt)}", source,
+                        line)
     try:
         token, tag = range(width)[fmt.token_column], range(width)[fmt.tag_column]
     except IndexError:
         raise DataError(
             f"token_column={fmt.token_column} / tag_column={fmt.tag_column} do not exist in the {width} columns "
-            f"of this line",
+            f"of this line{comment_hint(fields[0], fmt)}",
             source,
             line,
         ) from None
@@ -334,7 +354,8 @@ def read_conll(path: str | PathLike, fmt: NerFormat = NerFormat()) -> NerFile:
     """Read a CoNLL-style file: one token per line, columns separated by tabs or spaces, a blank
     line (or -DOCSTART-) between sentences. Every token line ends up in exactly one sentence."""
     reading = _Reading(str(path), fmt)
-    for block in _conll_blocks(path):
+    blocks, reading.file.comments = _conll_blocks(path, fmt.comment_prefix)
+    for block in blocks:
         words, tags = zip(*(_token_and_tag(fields, fmt, reading.file.source, line) for line, fields in block))
         reading.add(list(words), list(tags), [line for line, _ in block])
     return reading.finish("no sentences: the file is empty or holds only blank and -DOCSTART- lines")

@@ -72,6 +72,8 @@ class NerData:
     tag_column: int = -1
     """CoNLL columns of the token and the tag on each line (negative: from the end), so lines may
     have different numbers of middle columns."""
+    comment_prefix: str | None = None
+    """CoNLL lines starting with this ('#': CoNLL-U, GermEval 2014) are comments, skipped and counted."""
     allow_no_entities: bool = False
     """Train even if every training tag is O (refused by default: such a tagger only predicts O)."""
     tokenizer: str | int | None = None
@@ -99,7 +101,8 @@ class NerData:
                                   f"be unused; set data.panx_lang=null to train on your files")
 
     def format(self) -> NerFormat:
-        return NerFormat(self.scheme, self.repair, self.tag_map, self.token_column, self.tag_column)
+        return NerFormat(self.scheme, self.repair, self.tag_map, self.token_column, self.tag_column,
+                         comment_prefix=self.comment_prefix)
 
 
 def read_split(data: NerData, split: str) -> NerFile:
@@ -167,7 +170,8 @@ class NerTask(FineTuningTask):
 def reading_settings(data: NerData, max_length: int) -> dict[str, Any]:
     """How a fine-tuned tagger reads text and files, saved beside it for evaluate and predict."""
     return {"max_length": max_length, "stride": data.stride, "scheme": data.scheme, "tag_map": data.tag_map,
-            "token_column": data.token_column, "tag_column": data.tag_column, "language_prefix": data.panx_lang}
+            "token_column": data.token_column, "tag_column": data.tag_column, "language_prefix": data.panx_lang,
+            "comment_prefix": data.comment_prefix}
 
 
 def check_tags_known(sentences: Sequence[NerSentence], labels: list[str]) -> None:
