@@ -208,8 +208,9 @@ class TextClassifier(Predictor):
                 source: str = "<input>") -> Classification | list[Classification]:
         """Classify one text or many; ``pairs`` gives the second text of each pair, for pair models.
         Inputs longer than ``max_length`` sub-tokens are read up to that length."""
-        if isinstance(texts, str):
-            return self.predict([texts], None if pairs is None else [pairs], source)[0]
+        single = isinstance(texts, str)  # not a call of itself: its warnings point at the caller's line
+        if single:
+            texts, pairs = [texts], None if pairs is None else [pairs]
         texts = listed(texts, source)
         pairs = [None] * len(texts) if pairs is None else listed(pairs, source)
         if len(pairs) != len(texts):
@@ -229,7 +230,7 @@ class TextClassifier(Predictor):
             warnings.warn(f"{len(blank)} text(s) are blank (input {', '.join(map(str, blank[:5]))}"
                           f"{', ...' if len(blank) > 5 else ''}): their label is what the model says of no text",
                           stacklevel=2)
-        return results
+        return results[0] if single else results
 
     def classify(self, examples: Sequence[TextExample]) -> tuple[list[Classification], int]:
         """One result per example, and how many examples were longer than max_length."""

@@ -299,4 +299,7 @@ def load_tokenizer(directory: str | PathLike) -> PreTrainedTokenizerBase:
     if len(tokenizer) <= len(tokenizer.all_special_ids):
         raise CheckpointError(f"{path}: the tokenizer holds only its {len(tokenizer)} special tokens; "
                               f"its vocabulary file is empty or unreadable")
+    # nlu encodes whole texts and then windows (NER) or cuts (classification) them to the model's
+    # length itself: transformers' "longer than the specified maximum ... indexing errors" is moot.
+    tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
     return tokenizer

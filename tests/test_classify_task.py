@@ -303,3 +303,21 @@ def test_cli_predict_prints_label_and_probabilities(trained):
         assert output["label"] in LABELS and list(output["probabilities"]) == LABELS
         assert sum(output["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)  # each rounded to 4 places
         assert output["label"] == max(output["probabilities"], key=output["probabilities"].get)
+
+
+def test_an_id_column_as_the_texts_is_refused_and_an_na_label_named(tmp_path):
+    """Bundestag speeches as R writes them: an id column chosen as the text would let the
+    classifier learn the party from its number; NA (the chair's speeches) trains as a party."""
+    rows = [("Wir fordern mehr Geld für Schulen.", "SPD", "17"), ("Die Steuern müssen sinken.", "FDP", "3"),
+            ("Das Wort hat der Kollege.", "NA", "0"), ("Wir brauchen Windkraft.", "GRUENE", "11"),
+            ("Der Haushalt ist solide.", "CDU/CSU", "5"), ("Das Wort hat die Kollegin.", "NA", "0")] * 3
+    path = tmp_path / "de.csv"
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([("text", "party", "party.id"), *rows])
+    data = dict(train=str(path), dev=None, test=None, test_fraction=0.2, label_column="party")
+    with pytest.warns(UserWarning, match=rf"^{path}:\d+: label 'NA' \(\d+ training rows\) reads like a missing value"):
+        splits = classify.load_data(classify.ClassifyData(**data))
+    assert "NA" in splits.label_map.names  # said, not dropped: the user decides
+    with pytest.raises(DataError, match=rf"^{path}: every one of the \d+ training texts is a number \(.*\): is "
+                                        r"data.text_column='party.id' the column of the texts\?$"):
+        classify.load_data(classify.ClassifyData(**data, text_column="party.id"))

@@ -17,7 +17,7 @@ import yaml
 import nlu
 from nlu import cli
 from nlu.data.ner import label_list, read_ner_file
-from nlu.export import export
+from nlu.export import export, training_lines
 from nlu.model import ForSequenceClassification, ForTokenClassification
 from test_predict import WNUT_TEST, save_tiny_model
 from test_tokenizer import TURKISH
@@ -140,6 +140,13 @@ def test_model_cards_say_how_to_serve_and_what_was_trained(ner_export, classifie
     assert "| test_macro_f1 | 0.6123 |" in card and "| dev_macro_f1 | 0.6456 |" in card
     assert "Started from: `runs/pretrain_news/model`" in card and "max_steps 300" in card
     assert "train `data/classification/rotten_tomatoes/train.csv`; logit_adjustment predict." in card
+    # learning_rate auto raised the epochs: the card lists the settings as set, then what auto made of them
+    record = {"settings": {"task": "classify", "training": {"max_steps": 0, "epochs": 3.0, "learning_rate": "auto"}},
+              "summary": {"recipe": "learning rate 0.001 ...; 3 epochs of 24 batches are 72 steps, under the 300 a "
+                                    "small data set needs: 13 epochs", "steps": 312}, "run_dir": "runs/party"}
+    assert any(line.startswith("- Training as set: epochs 3.0, learning_rate auto; nlu ") and
+               line.endswith("Chosen by `auto`: learning rate 0.001 ...; 3 epochs of 24 batches are 72 steps, under the "
+                             "300 a small data set needs: 13 epochs.") for line in training_lines(record))
     assert "folded into the classifier bias" in card
 
 

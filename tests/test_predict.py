@@ -419,6 +419,9 @@ def test_predict_names_inputs_it_cannot_read_and_says_when_it_cuts_a_text(tagger
     with pytest.warns(UserWarning, match=r"^1 text\(s\) longer than max_length=16 sub-tokens were classified from "
                                          r"their first 16$"):
         classifier.predict(["short", "word " * 40])
+    with pytest.warns(UserWarning, match="longer than max_length") as caught:
+        classifier.predict("word " * 40)  # one string: the warning points at this line, not into nlu
+    assert caught[0].filename == __file__
     with pytest.warns(UserWarning, match=r"^2 text\(s\) are blank \(input 2, 4\): their label is what the model says "
                                          r"of no text$"):
         blank = classifier.predict(["fine", "", "so so", " \t"])

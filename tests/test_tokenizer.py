@@ -64,6 +64,17 @@ def test_saved_tokenizer_reloads_with_plain_transformers(tokenizer, tmp_path):
         assert other.convert_tokens_to_ids(SPECIAL_TOKENS) == [0, 1, 2, 3, 4]
 
 
+def test_encoding_a_text_longer_than_the_model_is_not_called_an_indexing_error():
+    """nlu windows or cuts encoded texts itself; transformers' alarm about indexing errors is false.
+    In a process of its own: transformers' log handler writes to the stream it found at import."""
+    script = ("from nlu.tokenizer import load_tokenizer\n"
+              f"tokenizer = load_tokenizer({str(Path(__file__).parent / 'data' / 'news120_wordpiece1000')!r})\n"
+              "tokenizer.model_max_length = 512  # as a checkpoint's tokenizer says (multilingual-e5's)\n"
+              "print(len(tokenizer('the news ' * 400)['input_ids']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert int(done.stdout) > 512 and "Token indices sequence length" not in done.stderr, done.stderr
+
+
 def test_pairs_get_bert_layout(tokenizer):
     encoding = tokenizer(*PAIR)
     ids, types = encoding["input_ids"], encoding["token_type_ids"]

@@ -10,6 +10,7 @@ quoting unless asked for.
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -310,6 +311,35 @@ def check_several_classes(examples: Sequence[TextExample], label_map: LabelMap) 
             f"classifier could only learn to predict it; set data.allow_single_class=true if that is intended",
             sources,
         )
+
+
+NUMBER = re.compile(r"[-+]?\d[\d.,]*")
+MISSING_MARKERS = frozenset({"na", "n/a", "nan", "null", "none", "missing", "-", "?"})
+"""How R (NA), pandas (NaN) and spreadsheets write an empty cell, compared lower-cased."""
+
+
+def check_text_column(examples: Sequence[TextExample], text_column: str) -> None:
+    """Refuse training texts that read as a column chosen wrong: every one a number (an id column)
+    or one text throughout. Either would let a classifier learn the label from a key, or nothing."""
+    texts = [example.text for example in examples]
+    sources = ", ".join(sorted({example.source for example in examples}))
+    if len(texts) > 1 and all(NUMBER.fullmatch(text.strip()) for text in texts):
+        raise DataError(f"every one of the {len(texts):,} training texts is a number ({', '.join(texts[:3])}, ...): "
+                        f"is data.text_column={text_column!r} the column of the texts?", sources)
+    if len(texts) > 1 and len(set(texts)) == 1:
+        raise DataError(f"every one of the {len(texts):,} training texts is {texts[0]!r}: is data.text_column="
+                        f"{text_column!r} the column of the texts?", sources)
+
+
+def warn_missing_labels(examples: Sequence[TextExample]) -> None:
+    """A label spelled as a missing value (R's NA, pandas' NaN) trains as a class of its own: said
+    once, with its count and first line, since the rows may be unlabelled rather than a class."""
+    counts = Counter(example.label for example in examples if (example.label or "").strip().lower() in MISSING_MARKERS)
+    for label, count in counts.items():
+        first = min((example for example in examples if example.label == label), key=lambda example: example.line)
+        warnings.warn(f"{first.source}:{first.line}: label {label!r} ({count:,} training rows) reads like a missing "
+                      f"value (R writes NA, pandas NaN); it trains as a class of its own: if these rows have no "
+                      f"label, leave them out of the file", stacklevel=2)
 
 
 def stratified_split(

@@ -24,10 +24,12 @@ from nlu.data.classification import (
     TextExample,
     check_labels,
     check_several_classes,
+    check_text_column,
     encode_classification,
     read_table,
     sampler_weights,
     stratified_split,
+    warn_missing_labels,
 )
 from nlu.data.splits import Splits, check_fractions
 from nlu.errors import ConfigError
@@ -249,6 +251,8 @@ def load_data(data: ClassifyData) -> ClassifySplits:
     parts, made = stratified_split(read_examples(data, data.train), fractions, data.split_seed, data.train)
     dev = parts["dev"] if "dev" in parts else read_examples(data, data.dev)
     test = parts["test"] if "test" in parts else read_examples(data, data.test) if data.test else []
+    check_text_column(parts["train"], data.text_column)
+    warn_missing_labels(parts["train"])
     label_map = LabelMap.from_examples(parts["train"])
     if not data.allow_single_class:
         check_several_classes(parts["train"], label_map)
