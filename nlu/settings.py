@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import yaml
 
+from nlu.config import EncoderConfig
 from nlu.errors import ConfigError
 from nlu.files import write_text_atomic
 from nlu.options import coerce, fill, suggestion
@@ -98,6 +99,14 @@ class RunSettings:
         write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+def section_hint(name: str) -> str:
+    """For an option written without its section (``label_column=x``): where it would go."""
+    sections = {"model": EncoderConfig, "training": TrainingConfig}
+    section = next((section for section, options in sections.items()
+                    if name in {option.name for option in dataclasses.fields(options)}), "data")
+    return f" (an option is written section.key: {section}.{name}?)"
+
+
 def apply_override(values: dict[str, Any], override: str, origins: dict[str, str]) -> None:
     key, equals, raw = override.partition("=")
     if not equals or not key:
@@ -160,8 +169,8 @@ def load_settings(path: str | Path | None, overrides: list[str] = (), task: str 
     for name in sorted(set(values) - set(SECTIONS)):
         given_by = COMMAND_LINE if any(origins.get(key) == COMMAND_LINE for key in origins
                                        if key == name or key.startswith(f"{name}.")) else source
-        raise ConfigError(f"{given_by}: unknown section {name!r}{suggestion(name, SECTIONS)}; sections are "
-                          f"{', '.join(SECTIONS)}")
+        raise ConfigError(f"{given_by}: unknown section {name!r}{suggestion(name, SECTIONS) or section_hint(name)}; "
+                          f"sections are {', '.join(SECTIONS)}")
     for section in ("model", "data", "training"):
         if not isinstance(values.get(section) or {}, dict):
             raise ConfigError(f"{source}: {section} must be a mapping of options, got {values[section]!r}")

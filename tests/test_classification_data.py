@@ -81,6 +81,8 @@ def test_read_unlabeled_data(tmp_path: Path) -> None:
     [
         ("a.csv", "sentence,label\ngood,pos\n", 1, "no column 'text' in the header; available: 'sentence', 'label'"),
         ("a.csv", "text,text,label\n", 1, "duplicate column(s) 'text'"),
+        ("a.csv", "text\tlabel\ngood\tpos\n", 1, "available: 'text\\tlabel' (one column: the file looks tab-separated: "
+                                                  "name it .tsv)"),
         ("a.csv", "\ntext,label\n", 1, "expected a header line"),
         ("a.csv", 'text,label\n"multi\nline",pos\n   ,neg\n', 4, "empty 'text'"),
         ("a.csv", "text,label\ngood,pos\nbad,\n", 3, "missing label 'label'"),

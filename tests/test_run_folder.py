@@ -87,8 +87,12 @@ def test_yaml_words_and_numbers_arrive_as_the_declared_type(override, expected):
     ("data.repair=maybe", "command line: data.repair: expected true or false"),
     ("data.max_lenght=64", "command line: data: unknown option(s) ['max_lenght'] (did you mean 'max_length'?)"),
     ("trainig.seed=1", "command line: unknown section 'trainig' (did you mean 'training'?)"),
+    ("label_column=party", "unknown section 'label_column' (an option is written section.key: data.label_column?)"),
+    ("max_steps=3", "unknown section 'max_steps' (an option is written section.key: training.max_steps?)"),
+    ("hidden_size=64", "unknown section 'hidden_size' (an option is written section.key: model.hidden_size?)"),
+    ("training.learning_rate=fast", "command line: training.learning_rate must be a number or auto, got 'fast'"),
+    ("data.scheme=iob3", "command line: data.scheme must be one of iob2, iob1; got 'iob3'"),
     ("model.hiden_size=64", "command line: model: unknown option(s) ['hiden_size']"),
-    ("training.learning_rate=fast", "training.learning_rate must be a number or auto, got 'fast'"),
     ("data.stride=1:30", "command line: data.stride: expected an integer, got '1:30'"),  # not 90, base 60
     ("data.tokenizer=1.5", "command line: data.tokenizer: expected text or an integer, got 1.5"),  # a folder or a size
     ("data.tokenizer=true", "command line: data.tokenizer: expected text or an integer, got True"),

@@ -133,8 +133,11 @@ def _delimited_rows(
         raise DataError(f"duplicate column(s) {', '.join(map(repr, duplicates))} in the header", path, 1)
     missing = [name for name in columns.required() if name not in header]
     if missing:
+        other = next((name for mark, name in (("\t", "tab-separated: name it .tsv"), (",", "comma-separated: name it .csv"))
+                      if mark != delimiter and len(header) == 1 and mark in header[0]), None)
         raise DataError(
-            f"no column {', '.join(map(repr, missing))} in the header; available: {', '.join(map(repr, header))}",
+            f"no column {', '.join(map(repr, missing))} in the header; available: {', '.join(map(repr, header))}"
+            + (f" (one column: the file looks {other})" if other else ""),
             path,
             1,
         )
