@@ -149,6 +149,8 @@ def test_weighted_ce_uses_balanced_weights_of_the_training_labels():
     expected = torch.tensor([n / (k * counts[c]) for c in range(k)])  # 0.4167, 6.6667, 2.2222
     assert type(task.loss) is nn.CrossEntropyLoss
     torch.testing.assert_close(task.loss.weight, expected)
+    assert task.class_weights == pytest.approx(dict(zip(LABELS, [3000 / 7200, 3000 / 450, 3000 / 1350])))  # summary
+    assert make_task().class_weights is None
     # Explicit weights win over the balanced ones, and must match the label count.
     torch.testing.assert_close(make_task(loss="weighted_ce", class_weights=[1, 2, 3]).loss.weight,
                                torch.tensor([1.0, 2.0, 3.0]))

@@ -150,6 +150,8 @@ class ClassifyTask(FineTuningTask):
                                   f"{label_map.names}")
         elif data.loss == "weighted_ce":
             weight = class_weights(train_label_ids, len(label_map))
+        # Each class's loss weight, for the run summary: balanced weights can differ 200-fold.
+        self.class_weights = None if weight is None else dict(zip(label_map.names, map(float, weight)))
         self.loss = build_loss(data.loss, weight=weight, gamma=data.focal_gamma)
         adjustment = logit_adjustment(np.maximum(counts, 1), data.logit_adjustment_tau)
         self.train_adjustment = adjustment if data.logit_adjustment == "train" else None
@@ -286,6 +288,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
             "train_seconds": result.state.train_seconds,
             "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
             **early_stop(result, settings.training),
+            **({"class_weights": task.class_weights} if task.class_weights else {}),
         }
         compositions = [split_composition(split_label("dev", [e.source for e in dev]), len(dev),
                                           Counter(e.label for e in dev), label_map.names)]
