@@ -68,6 +68,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
     if args.out is None and not Path(args.model).is_dir():
         raise ConfigError(f"{args.model} is not a local folder: give --out for the evaluation report")
     out = Path(args.out or Path(args.model) / "evaluation")  # the folder named (a run folder, not its best/)
+    warn_if_seen_in_training(Path(args.data), Path(predictor.directory))
     with autocast(predictor.device, predictor.precision):
         if args.task == "ner":
             from nlu.data.ner import NerFormat, mapping_figures, read_ner
@@ -92,6 +93,19 @@ def command_evaluate(args: argparse.Namespace) -> None:
     if results.get("warning"):
         print(f"nlu: warning: {results['warning']}", file=sys.stderr)
     print(f"report: {out / 'report.md'}")
+
+
+def warn_if_seen_in_training(data: Path, model_dir: Path) -> None:
+    """Figures on the file a model was trained (or selected) on read high: said, with the file to use."""
+    from nlu.export import run_record
+
+    record = run_record(model_dir)
+    files = (record.get("settings") or {}).get("data") or {}
+    for split, use in (("train", "trained"), ("dev", "selected")):
+        if files.get(split) and Path(files[split]).resolve() == data.resolve():
+            held_out = files.get("test") or f"the rows {record['run_dir']}/data_splits.json lists as test"
+            warnings.warn(f"{data} is data.{split} of {record['run_dir']}: the model was {use} on its rows, so these "
+                          f"figures read high; its test data: {held_out}", stacklevel=2)
 
 
 def file_format(args: argparse.Namespace, predictor) -> dict:

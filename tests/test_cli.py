@@ -4,6 +4,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,17 @@ def test_nlu_warnings_are_one_line_and_said_once_under_torchrun(monkeypatch, cap
     cli.show_warning(UserWarning("deprecated"), FutureWarning, outside, 3)
     err = capsys.readouterr().err
     assert "two words" not in err and "FutureWarning: deprecated" in err
+
+
+def test_evaluating_the_training_file_is_said_to_read_high(tmp_path):
+    train, other = tmp_path / "de.csv", tmp_path / "new.csv"
+    (tmp_path / "run" / "best").mkdir(parents=True)
+    (tmp_path / "run" / "settings.yaml").write_text(f"task: classify\ndata:\n  train: {train}\n  dev: null\n  test: null\n")
+    with pytest.warns(UserWarning, match=rf"^{train} is data.train of {tmp_path / 'run'}: the model was trained on its "
+                                         rf"rows, so these figures read high; its test data: the rows "
+                                         rf"{tmp_path / 'run'}/data_splits.json lists as test$"):
+        cli.warn_if_seen_in_training(train, tmp_path / "run" / "best")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cli.warn_if_seen_in_training(other, tmp_path / "run" / "best")  # another file: nothing to say
+        cli.warn_if_seen_in_training(train, tmp_path / "elsewhere")  # no run folder: nothing known
