@@ -121,7 +121,9 @@ def file_format(args: argparse.Namespace, predictor) -> dict:
         trained = {key: saved.get(key, getattr(NerFormat(), key)) for key in ("scheme", "tag_map", "token_column",
                                                                               "tag_column", "language_prefix",
                                                                               "comment_prefix")}
-        return trained | {"scheme": args.scheme or trained["scheme"], "repair": args.repair}
+        # A PAN-X tagger reads raw PAN-X files of any language (zero-shot): their one prefix is removed, counted.
+        return trained | {"scheme": args.scheme or trained["scheme"], "repair": args.repair,
+                          "language_prefix": "any" if trained["language_prefix"] else None}
     from nlu.tasks.classify import ClassifyData, reading_settings
 
     return {key: getattr(args, key) if getattr(args, key) is not None else saved.get(key, default)

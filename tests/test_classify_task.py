@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from nlu import cli
-from nlu.data.classification import LabelMap
+from nlu.data.classification import LabelMap, check_text_column, warn_missing_labels
 from nlu.errors import ConfigError, DataError
 from nlu.model import ForSequenceClassification
 from nlu.settings import load_settings
@@ -320,6 +321,15 @@ def test_an_id_column_as_the_texts_is_refused_and_an_na_label_named(tmp_path):
     with pytest.warns(UserWarning, match=rf"^{path}:\d+: label 'NA' \(\d+ training rows\) reads like a missing value"):
         splits = classify.load_data(classify.ClassifyData(**data))
     assert "NA" in splits.label_map.names  # said, not dropped: the user decides
+    pairs = [classify.TextExample("Is it about the battery?", text, label, "pairs.csv", line) for line, (text, label) in
+             enumerate([("It lasts a day.", "yes"), ("The screen is dim.", "no"), ("Charges fast.", "yes")], start=2)]
+    amounts = [classify.TextExample(amount, what, label, "spend.csv", line) for line, (amount, what, label) in
+               enumerate([("12.50", "coffee shop", "food"), ("1,200", "rent", "home"), ("45", "pizza", "food")], start=2)]
+    for examples in (pairs, amounts):  # a pair is one input: its second text counts
+        check_text_column(examples, "text")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stance label, not a missing value
+        warn_missing_labels([classify.TextExample("We must act.", None, "NONE", "stance.csv", 2)])
     with pytest.raises(DataError, match=rf"^{path}: every one of the \d+ training texts is a number \(.*\): is "
                                         r"data.text_column='party.id' the column of the texts\?$"):
         classify.load_data(classify.ClassifyData(**data, text_column="party.id"))

@@ -428,6 +428,19 @@ def test_load_panx_reads_xtreme_raw_files_without_their_language_prefix(tmp_path
         load_panx("de", "dev", local_dir=tmp_path)
 
 
+def test_a_panx_tagger_reads_raw_files_of_any_language_and_their_tag_ids(tmp_path: Path) -> None:
+    """nlu evaluate with a PAN-X tagger (language_prefix any): zero-shot on French raw files, and
+    JSONL exports that kept PAN-X's tag ids; a one-token file is too little to refuse."""
+    french = write(tmp_path, "test", "fr:Paris\tB-LOC\nfr:est\tO\n")
+    read = read_ner(french, NerFormat(language_prefix="any"))
+    assert read.sentences[0].words == ["Paris", "est"] and read.unprefixed == 2
+    ids = jsonl(tmp_path, {"tokens": ["Anna", "lacht"], "ner_tags": [1, 0]})
+    assert read_ner(ids, NerFormat(language_prefix="any")).sentences[0].tags == ["B-PER", "O"]
+    with pytest.raises(DataError, match="integer ids but no label names"):
+        read_ner(ids)  # not a PAN-X model: ids of an unknown label set are not guessed
+    assert read_conll(write(tmp_path, "one.conll", "tel:+49301234\tO\n")).sentences[0].words == ["tel:+49301234"]
+
+
 def test_raw_panx_file_read_as_plain_conll_is_refused_with_the_fix(tmp_path: Path) -> None:
     """Read as it is, each word's label would sit on its "de" sub-token: every word would look alike."""
     path = write(tmp_path, "train.conll", "-DOCSTART-\tO\n\n" + RAW_PANX)

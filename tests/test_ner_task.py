@@ -143,9 +143,14 @@ def test_a_column_chosen_wrong_is_refused_before_training(tmp_path):
         (tmp_path / f"{split}.txt").write_text("\n".join(lines) + "\n")
     files = {split: str(tmp_path / f"{split}.txt") for split in ("train", "dev", "test")}
     assert ner.load_data(ner.NerData(**files)).train[1].tags == ["O", "B-LOC"]
-    with pytest.raises(DataError, match=r"train.txt: none of the 6 training words is tagged O: .*data.tag_column=2; "
-                                        r"the first tags read: B-X B-X B-X B-X\)"):
+    with pytest.raises(DataError, match=r"train.txt: every one of the 6 training words is tagged B-X: a tagger could "
+                                        r"only learn that, .*data.tag_column=2; the first tags read: B-X B-X B-X B-X\)"):
         ner.load_data(ner.NerData(**files, tag_column=2))
+    # Word segmentation as BIO tags every word, with no O: said, not refused.
+    (tmp_path / "seg.txt").write_text("我 B-W\n爱 B-W\n北 B-W\n京 I-W\n\n你 B-W\n好 I-W\n")
+    with pytest.warns(UserWarning, match=r"seg.txt: none of the 6 training words is tagged O, so every word is part "
+                                         r"of an entity; if that is not the task, is the tag column right"):
+        assert len(ner.load_data(ner.NerData(**{split: str(tmp_path / "seg.txt") for split in files})).train) == 2
     with pytest.raises(DataError, match=r"train.txt: every one of the 6 training words is 'X': is the token column "
                                         r"right \(data.token_column=1\)"):
         ner.load_data(ner.NerData(**files, token_column=1))

@@ -87,7 +87,8 @@ def test_yaml_words_and_numbers_arrive_as_the_declared_type(override, expected):
     ("data.repair=maybe", "command line: data.repair: expected true or false"),
     ("data.max_lenght=64", "command line: data: unknown option(s) ['max_lenght'] (did you mean 'max_length'?)"),
     ("trainig.seed=1", "command line: unknown section 'trainig' (did you mean 'training'?)"),
-    ("label_column=party", "unknown section 'label_column' (an option is written section.key: data.label_column?)"),
+    ("label_column=party", "unknown section 'label_column' (an option is written section.key: data.label_column, if "
+                           "it is a data option of the task)"),
     ("max_steps=3", "unknown section 'max_steps' (an option is written section.key: training.max_steps?)"),
     ("hidden_size=64", "unknown section 'hidden_size' (an option is written section.key: model.hidden_size?)"),
     ("training.learning_rate=fast", "command line: training.learning_rate must be a number or auto, got 'fast'"),

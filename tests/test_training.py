@@ -339,6 +339,8 @@ def test_a_corpus_written_without_sentence_lines_is_refused_or_named(small_corpu
     one.write_text("\n".join(" ".join(article.sentences) for article in articles) + "\n")
     options = overrides(small_corpus, tmp_path / "run", **{"data.train_files": f"[{one}]", "data.tokenizer": None,
                                                            "data.vocab_size": 500, "training.max_steps": 1})
+    with pytest.raises(ConfigError, match="data.duplicates must be 1 or more"):
+        pretrain.PretrainData(duplicates=0)
     with pytest.raises(DataError, match=rf"^1 document\(s\) with text in {one}: next-sentence prediction needs 2"):
         pretrain.run(load_settings(ROOT / "tasks" / "pretrain_news.yaml", options))
     assert not (tmp_path / "run").exists()

@@ -317,21 +317,22 @@ def check_several_classes(examples: Sequence[TextExample], label_map: LabelMap) 
 
 
 NUMBER = re.compile(r"[-+]?\d[\d.,]*")
-MISSING_MARKERS = frozenset({"na", "n/a", "nan", "null", "none", "missing", "-", "?"})
+MISSING_MARKERS = frozenset({"na", "n/a", "nan", "null", "missing"})
 """How R (NA), pandas (NaN) and spreadsheets write an empty cell, compared lower-cased."""
 
 
 def check_text_column(examples: Sequence[TextExample], text_column: str) -> None:
     """Refuse training texts that read as a column chosen wrong: every one a number (an id column)
     or one text throughout. Either would let a classifier learn the label from a key, or nothing."""
-    texts = [example.text for example in examples]
+    texts = [example.texts() for example in examples]  # a pair is one input: both its texts count
     sources = ", ".join(sorted({example.source for example in examples}))
-    if len(texts) > 1 and all(NUMBER.fullmatch(text.strip()) for text in texts):
-        raise DataError(f"every one of the {len(texts):,} training texts is a number ({', '.join(texts[:3])}, ...): "
-                        f"is data.text_column={text_column!r} the column of the texts?", sources)
-    if len(texts) > 1 and len(set(texts)) == 1:
-        raise DataError(f"every one of the {len(texts):,} training texts is {texts[0]!r}: is data.text_column="
+    if len(texts) > 1 and all(NUMBER.fullmatch(part.strip()) for parts in texts for part in parts):
+        raise DataError(f"every one of the {len(texts):,} training texts is a number "
+                        f"({', '.join(' / '.join(parts) for parts in texts[:3])}, ...): is data.text_column="
                         f"{text_column!r} the column of the texts?", sources)
+    if len(texts) > 1 and len(set(texts)) == 1:
+        raise DataError(f"every one of the {len(texts):,} training texts is {' / '.join(texts[0])!r}: is "
+                        f"data.text_column={text_column!r} the column of the texts?", sources)
 
 
 def warn_missing_labels(examples: Sequence[TextExample]) -> None:

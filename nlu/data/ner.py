@@ -14,6 +14,7 @@ prediction per word.
 from __future__ import annotations
 
 import math
+from collections import Counter
 import os
 import re
 import socket
@@ -115,7 +116,8 @@ class NerFormat:
     ``token_column`` / ``tag_column`` (negative: counted from the end) are picked on every line,
     so lines may carry different numbers of middle columns. ``language_prefix`` (``de``) reads the
     raw PAN-X files, which write every token as ``de:token``: a file whose tokens all carry it is read
-    without it (counted), a file without it as it is. ``comment_prefix`` (``#``) skips the CoNLL lines
+    without it (counted), a file without it as it is; ``any`` removes whichever one code every token
+    carries (nlu evaluate: a German tagger scored zero-shot on raw French files). ``comment_prefix`` (``#``) skips the CoNLL lines
     that start with it (CoNLL-U, GermEval 2014's ``#<TAB>source`` lines), counted; off by default,
     since ``#`` is also a token (tweets).
     """
@@ -197,8 +199,8 @@ class _Reading:
     B-) and name the option that reads it.
     """
 
-    def __init__(self, source: str, fmt: NerFormat):
-        self.fmt = fmt
+    def __init__(self, source: str, fmt: NerFormat, conll: bool = False):
+        self.fmt, self.conll = fmt, conll
         self.file = NerFile([], source, mapped=dict.fromkeys(fmt.tag_map or {}, 0))
         self.first_i_start: tuple[str, str | None, int] | None = None
         self.i_starts = self.b_starts = 0
@@ -207,8 +209,9 @@ class _Reading:
         iob2: list[str] = []
         for tag, line in zip(tags, lines, strict=True):
             if not TAG_PATTERN.fullmatch(tag):
+                hint = comment_hint(words[len(iob2)], self.fmt) if self.conll else ""
                 raise DataError(f"tag {tag!r} is not O, B-<type> or I-<type> (a type has no spaces and does not start or "
-                                f"end with '-'){comment_hint(words[len(iob2)], self.fmt)}", self.file.source, line)
+                                f"end with '-'){hint}", self.file.source, line)
             previous = iob2[-1] if iob2 else None
             opens = tag != "O" and previous not in (f"B-{tag[2:]}", f"I-{tag[2:]}")
             if opens and tag.startswith("I-"):
@@ -260,11 +263,11 @@ class _Reading:
         sentences, expected = self.file.sentences, self.fmt.language_prefix
         codes = {match[1] if (match := LANGUAGE_PREFIX.match(word)) else None for s in sentences for word in s.words}
         found = next(iter(codes)) if len(codes) == 1 else None
-        if found is not None and found == expected:
+        if found is not None and expected in (found, "any"):
             for sentence in sentences:
-                sentence.words = [word[len(expected) + 1:] for word in sentence.words]
+                sentence.words = [word[len(found) + 1:] for word in sentence.words]
                 self.file.unprefixed += len(sentence.words)
-        elif found is not None:
+        elif found is not None and sum(map(len, (s.words for s in sentences))) > 1:
             reading = (f"but PAN-X.{expected} is read here (data.panx_lang={expected})" if expected else
                        f"as in the raw PAN-X / WikiANN files; read them with data.panx_lang={found} "
                        f"data.local_dir=<their folder>, which removes the prefix")
@@ -353,7 +356,7 @@ def _token_and_tag(fields: list[str], fmt: NerFormat, source: str, line: int) ->
 def read_conll(path: str | PathLike, fmt: NerFormat = NerFormat()) -> NerFile:
     """Read a CoNLL-style file: one token per line, columns separated by tabs or spaces, a blank
     line (or -DOCSTART-) between sentences. Every token line ends up in exactly one sentence."""
-    reading = _Reading(str(path), fmt)
+    reading = _Reading(str(path), fmt, conll=True)
     blocks, reading.file.comments = _conll_blocks(path, fmt.comment_prefix)
     for block in blocks:
         words, tags = zip(*(_token_and_tag(fields, fmt, reading.file.source, line) for line, fields in block))
@@ -429,8 +432,11 @@ def from_hf_dataset(
 
 
 def read_ner(path: str | PathLike, fmt: NerFormat = NerFormat()) -> NerFile:
-    """JSONL by its ``.jsonl`` extension, CoNLL columns otherwise (``.conll``, ``.txt``, ``.iob``...)."""
-    return read_jsonl(path, fmt) if Path(path).suffix.lower() == ".jsonl" else read_conll(path, fmt)
+    """JSONL by its ``.jsonl`` extension, CoNLL columns otherwise (``.conll``, ``.txt``, ``.iob``...);
+    PAN-X's files (``language_prefix`` given) may hold its tag ids."""
+    if Path(path).suffix.lower() == ".jsonl":
+        return read_jsonl(path, fmt, label_names=PANX_TAGS if fmt.language_prefix else None)
+    return read_conll(path, fmt)
 
 
 def read_ner_file(
@@ -500,8 +506,7 @@ def _read_local_split(directory: Path, split: str, fmt: NerFormat) -> NerFile:
     candidates = [directory / f"{split}.conll", directory / f"{split}.jsonl", directory / split]
     for candidate in candidates:
         if candidate.is_file():
-            return read_jsonl(candidate, fmt, label_names=PANX_TAGS) if candidate.suffix == ".jsonl" else \
-                read_conll(candidate, fmt)
+            return read_ner(candidate, fmt)
     raise DataError(f"found none of {', '.join(path.name for path in candidates)}, nor a dataset saved by "
                     "datasets (dataset_dict.json)", directory)
 
@@ -554,14 +559,20 @@ def check_has_entities(train: Sequence[NerSentence]) -> None:
 
 
 def check_columns(train: Sequence[NerSentence], fmt: NerFormat) -> None:
-    """Refuse training data that reads as a column chosen wrong: no word tagged O (every word an
-    entity, so every figure reads 1.0) or one word throughout (a placeholder column as the tokens)."""
+    """Refuse training data that reads as a column chosen wrong: one entity tag on every word (a
+    placeholder column as the tags: every figure reads 1.0) or one word throughout (a placeholder
+    as the tokens). No O at all is only said: word segmentation and slot filling tag every word."""
     words = [word for sentence in train for word in sentence.words]
+    tags = Counter(tag for sentence in train for tag in sentence.tags)
     source = ", ".join(sorted({sentence.source for sentence in train}))
-    if len(words) > 1 and all(tag != "O" for sentence in train for tag in sentence.tags):
-        raise DataError(f"none of the {len(words):,} training words is tagged O: every word would be an entity and "
-                        f"every figure meaningless; is the tag column right (data.tag_column={fmt.tag_column}; the "
-                        f"first tags read: {' '.join(train[0].tags[:5])})?", source)
+    column = f"is the tag column right (data.tag_column={fmt.tag_column}; the first tags read: " \
+             f"{' '.join(train[0].tags[:5])})?" if train else ""
+    if len(words) > 1 and len(tags) == 1 and "O" not in tags:
+        raise DataError(f"every one of the {len(words):,} training words is tagged {next(iter(tags))}: a tagger could "
+                        f"only learn that, and every figure would read 1.0; {column}", source)
+    if len(words) > 1 and "O" not in tags:
+        warnings.warn(f"{source}: none of the {len(words):,} training words is tagged O, so every word is part of an "
+                      f"entity; if that is not the task, {column}", stacklevel=3)
     if len(words) > 1 and len(set(words)) == 1:
         raise DataError(f"every one of the {len(words):,} training words is {words[0]!r}: is the token column right "
                         f"(data.token_column={fmt.token_column})?", source)

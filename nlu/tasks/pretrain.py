@@ -58,6 +58,8 @@ class PretrainData:
     """Pairs per batch when scoring the held-out files."""
 
     def __post_init__(self) -> None:
+        if self.duplicates < 1:
+            raise ConfigError(f"data.duplicates must be 1 or more (pairings of the corpus), got {self.duplicates}")
         # Both are required: the held-out loss is what pretraining reports and selects on.
         for name in ("train_files", "heldout_files"):
             if not getattr(self, name):
