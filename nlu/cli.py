@@ -103,7 +103,9 @@ def warn_if_seen_in_training(data: Path, model_dir: Path) -> None:
     files = (record.get("settings") or {}).get("data") or {}
     for split, use in (("train", "trained"), ("dev", "selected")):
         if files.get(split) and Path(files[split]).resolve() == data.resolve():
-            held_out = files.get("test") or f"the rows {record['run_dir']}/data_splits.json lists as test"
+            test = files.get("test")
+            held_out = ("this same file (the run's dev and test are one)" if test and Path(test).resolve() == data.resolve()
+                        else test or f"the rows {record['run_dir']}/data_splits.json lists as test")
             warnings.warn(f"{data} is data.{split} of {record['run_dir']}: the model was {use} on its rows, so these "
                           f"figures read high; its test data: {held_out}", stacklevel=2)
 

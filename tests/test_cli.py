@@ -113,7 +113,11 @@ def test_evaluating_the_training_file_is_said_to_read_high(tmp_path):
                                          rf"rows, so these figures read high; its test data: the rows "
                                          rf"{tmp_path / 'run'}/data_splits.json lists as test$"):
         cli.warn_if_seen_in_training(train, tmp_path / "run" / "best")
+    (tmp_path / "run" / "settings.yaml").write_text(f"task: classify\ndata:\n  dev: {other}\n  test: {other}\n")
+    with pytest.warns(UserWarning, match=r"the model was selected on its rows, so these figures read high; its test "
+                                         r"data: this same file \(the run's dev and test are one\)$"):
+        cli.warn_if_seen_in_training(other, tmp_path / "run" / "best")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        cli.warn_if_seen_in_training(other, tmp_path / "run" / "best")  # another file: nothing to say
+        cli.warn_if_seen_in_training(train, tmp_path / "run" / "best")  # another file: nothing to say
         cli.warn_if_seen_in_training(train, tmp_path / "elsewhere")  # no run folder: nothing known

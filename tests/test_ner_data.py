@@ -469,6 +469,9 @@ def test_load_panx_reads_jsonl_tag_ids_and_a_saved_dataset(tmp_path: Path, no_ne
     assert load_panx("de", "dev", local_dir=saved).sentences[0].tags == ["O", "B-ORG", "O"]
     with pytest.raises(DataError, match=f"^{saved}: the saved dataset has no 'test' split \\(it has train, validation\\)"):
         load_panx("de", "test", local_dir=saved)
+    per_split = tmp_path / "per_split"  # each split saved on its own, dev under the hub's name for it
+    Dataset.from_dict(rows, features=features).save_to_disk(str(per_split / "validation"))
+    assert load_panx("de", "dev", local_dir=per_split).sentences[0].words == ["die", "UNO", "tagt"]
 
 
 @pytest.mark.parametrize("variable", ["HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"])

@@ -493,13 +493,18 @@ def _hub_unavailable_reason() -> str | None:
 
 
 def _read_local_split(directory: Path, split: str, fmt: NerFormat) -> NerFile:
-    """One split of PAN-X as a user has it offline: a folder saved by ``datasets`` (``save_to_disk``),
-    SPLIT.conll, SPLIT.jsonl (tag ids are PAN-X's), or XTREME's raw file SPLIT (``de:token<TAB>tag``)."""
-    if (directory / "dataset_dict.json").is_file():
+    """One split of PAN-X as a user has it offline: a folder saved by ``datasets`` (``save_to_disk`` of
+    the dataset, or of each split into SPLIT/ or the hub's name for it), SPLIT.conll, SPLIT.jsonl (tag
+    ids are PAN-X's), or XTREME's raw file SPLIT (``de:token<TAB>tag``)."""
+    name = HUB_SPLITS.get(split, split)
+    saved = next((folder for folder in (directory / split, directory / name) if (folder / "dataset_info.json").is_file()),
+                 None)
+    if saved or (directory / "dataset_dict.json").is_file():
         from datasets import load_from_disk  # deferred: see from_hf_dataset
 
+        if saved:
+            return from_hf_dataset(load_from_disk(str(saved)), fmt=fmt)
         splits = load_from_disk(str(directory))
-        name = HUB_SPLITS.get(split, split)
         if name not in splits:
             raise DataError(f"the saved dataset has no {name!r} split (it has {', '.join(splits)})", directory)
         return from_hf_dataset(splits[name], fmt=fmt)
