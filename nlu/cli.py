@@ -180,14 +180,14 @@ def command_run(args: argparse.Namespace) -> None:
 
 
 def typed(value: str):
-    """A command-line value as the YAML it is written in (3, null, [a, b]), for the sweep's report; what
-    is not valid YAML stays text, and loading the settings names the error."""
+    """A command-line value as the settings read it (nlu.settings.parse_value), for the sweep's report;
+    what is not valid YAML stays text, and loading the settings names the error."""
     import yaml
 
-    from nlu.settings import parse_yaml
+    from nlu.settings import parse_value
 
     try:
-        return parse_yaml(value) if value else None
+        return parse_value(value)
     except yaml.YAMLError:
         return value
 

@@ -65,6 +65,12 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 — a SafeLoader subclass
 
 
+def parse_value(raw: str) -> Any:
+    """A value written on the command line, as the YAML it is (3, null, [a, b]); empty is null, and
+    one YAML would read as a comment ("#") is the text written, never null."""
+    return raw if raw.lstrip().startswith("#") else parse_yaml(raw) if raw else None
+
+
 @dataclass
 class RunSettings:
     task: str
@@ -120,8 +126,7 @@ def apply_override(values: dict[str, Any], override: str, origins: dict[str, str
         if not isinstance(node, dict):
             raise ConfigError(f"override {override!r}: {parent!r} is not a section")
     try:
-        # A value YAML would read as a comment ("#") is the text written, never null.
-        node[leaf] = raw if raw.lstrip().startswith("#") else parse_yaml(raw) if raw else None
+        node[leaf] = parse_value(raw)
     except yaml.YAMLError as error:
         raise ConfigError(f"{COMMAND_LINE}: override {override!r} is not valid YAML "
                           f"({getattr(error, 'problem', None) or error}); quote the value or fix its brackets") from None

@@ -410,6 +410,9 @@ def test_a_hash_given_on_the_command_line_is_text_not_a_yaml_comment() -> None:
     from nlu.settings import load_settings
 
     assert load_settings(None, ["task=ner", "data.comment_prefix=#"]).data["comment_prefix"] == "#"
+    from nlu.cli import typed
+
+    assert typed("#") == "#" and typed("3") == 3 and typed("") is None  # nlu sweep's overrides read the same way
 
 
 RAW_PANX = "de:Angela\tB-PER\nde:Merkel\tI-PER\nde:sprach\tO\n\nde:in\tO\nde:Berlin\tB-LOC\nde:http://x.de\tO\n"
