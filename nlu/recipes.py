@@ -25,7 +25,8 @@ weights 0.70. NER on 300 WNUT sentences (``tasks/sweeps/small_ner.yaml``): the t
 reached test F1 0.03 and 600 steps 0.10, against 0.09 for a most-frequent-tag gazetteer, and
 ``auto`` (300 steps) 0.03 (one seed each). So an auto rate also sets, when the run is given in
 epochs, enough epochs for :data:`MIN_STEPS` = 300 optimizer steps — a floor, not enough for NER at
-this size (:func:`choose_epochs`) — and early stopping waits for them. Pure functions: nothing here trains or reads files.
+this size (:func:`choose_epochs`) — and early stopping waits for them. Pure functions: nothing
+here trains or reads files.
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ def resolve_auto(training, start: Start, train_examples: int) -> str | None:
     the epochs of :func:`choose_epochs` (at least :data:`MIN_STEPS` steps) when the run is set
     in epochs, and early stopping waits for them (a dev F1 of one lucky entity early on, then three
     evaluations at 0, stopped a 300-step run at step 40): "auto" adapts the schedule to the data,
-    not only the rate. Returns the reason to
-    record in the run summary, or None when neither was auto (then nothing changes)."""
+    not only the rate. Returns the reason to record in the run summary, or None when neither was
+    auto (then nothing changes)."""
     if AUTO not in (training.learning_rate, training.warmup_ratio):
         return None
     raised = None

@@ -14,12 +14,12 @@ prediction per word.
 from __future__ import annotations
 
 import math
-from collections import Counter
 import os
 import re
 import socket
 import threading
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
@@ -117,9 +117,9 @@ class NerFormat:
     so lines may carry different numbers of middle columns. ``language_prefix`` (``de``) reads the
     raw PAN-X files, which write every token as ``de:token``: a file whose tokens all carry it is read
     without it (counted), a file without it as it is; ``any`` removes whichever one code every token
-    carries (nlu evaluate: a German tagger scored zero-shot on raw French files). ``comment_prefix`` (``#``) skips the CoNLL lines
-    that start with it (CoNLL-U, GermEval 2014's ``#<TAB>source`` lines), counted; off by default,
-    since ``#`` is also a token (tweets).
+    carries (nlu evaluate: a German tagger scored zero-shot on raw French files). ``comment_prefix``
+    (``#``) skips the CoNLL lines that start with it (CoNLL-U, GermEval 2014's ``#<TAB>source``
+    lines), counted; off by default, since ``#`` is also a token (tweets).
     """
 
     scheme: str = "iob2"

@@ -34,9 +34,10 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     """Gradients are clipped to this global norm before each step; 0 does not clip."""
     mixed_precision: str = "auto"
-    """auto, no (fp32; also off, fp32), bf16 or fp16. auto asks the hardware (nlu.hardware.choose_precision): bf16
-    on CPUs with native bf16 (AVX512-BF16, AMX) and on GPUs with bf16 units, fp16 with loss scaling
-    on older GPUs, fp32 otherwise. What was chosen and why is printed and kept in trainer_state.json."""
+    """auto, no (fp32; also written off, false or fp32), bf16 or fp16. auto asks the hardware
+    (nlu.hardware.choose_precision): bf16 on CPUs with native bf16 (AVX512-BF16, AMX) and on GPUs
+    with bf16 units, fp16 with loss scaling on older GPUs, fp32 otherwise. What was chosen and why
+    is printed and kept in trainer_state.json."""
     seed: int = 42
     """Seed of the weights, the data order, masking and dropout."""
     log_every: int = 10
@@ -89,7 +90,8 @@ class TrainingConfig:
             raise ConfigError("training needs max_steps > 0 or epochs > 0")
         if self.warmup_ratio != "auto" and not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.mixed_precision is False or self.mixed_precision in ("off", "false", "fp32"):  # YAML 1.1: bare no is false
+        # YAML 1.1 reads a bare no as false; off, false and fp32 are other words for it.
+        if self.mixed_precision is False or self.mixed_precision in ("off", "false", "fp32"):
             self.mixed_precision = "no"
         if self.mixed_precision not in PRECISIONS:
             raise ConfigError(f"training.mixed_precision must be {', '.join(PRECISIONS)}; got {self.mixed_precision!r}")
