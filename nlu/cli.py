@@ -101,12 +101,27 @@ def warn_if_seen_in_training(data: Path, model_dir: Path) -> None:
 
     record = run_record(model_dir)
     files = (record.get("settings") or {}).get("data") or {}
+
+    def split_files(split: str) -> list[Path]:
+        """The files a run read SPLIT from: PAN-X's under data.local_dir (none from the hub; its
+        data.train keeps a default it did not read), else the one its settings name."""
+        if files.get("panx_lang"):
+            from nlu.data.ner import local_split_files
+
+            local = files.get("local_dir")
+            return [path for path in local_split_files(Path(local), split) if path.is_file()] if local else []
+        return [Path(files[split])] if files.get(split) else []
+
+    def holds(split: str) -> bool:
+        return any(path.resolve() == data.resolve() for path in split_files(split))
+
     for split, use in (("train", "trained"), ("dev", "selected")):
-        if files.get(split) and Path(files[split]).resolve() == data.resolve():
-            test = files.get("test")
-            held_out = ("this same file (the run's dev and test are one)" if test and Path(test).resolve() == data.resolve()
-                        else test or f"the rows {record['run_dir']}/data_splits.json lists as test")
-            warnings.warn(f"{data} is data.{split} of {record['run_dir']}: the model was {use} on its rows, so these "
+        if holds(split):
+            test = split_files("test")
+            held_out = ("this same file (the run's dev and test are one)" if holds("test")
+                        else test[0] if test else f"the rows {record['run_dir']}/data_splits.json lists as test")
+            where = f"the {split} split under data.local_dir" if files.get("panx_lang") else f"data.{split}"
+            warnings.warn(f"{data} is {where} of {record['run_dir']}: the model was {use} on its rows, so these "
                           f"figures read high; its test data: {held_out}", stacklevel=2)
 
 

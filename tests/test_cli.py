@@ -121,3 +121,26 @@ def test_evaluating_the_training_file_is_said_to_read_high(tmp_path):
         warnings.simplefilter("error")
         cli.warn_if_seen_in_training(train, tmp_path / "run" / "best")  # another file: nothing to say
         cli.warn_if_seen_in_training(train, tmp_path / "elsewhere")  # no run folder: nothing known
+
+
+def test_evaluating_panx_files_a_run_read_from_its_local_dir_is_said_to_read_high(tmp_path):
+    panx, wnut = tmp_path / "panx", tmp_path / "wnut_train.conll"
+    panx.mkdir()
+    for name in ("train", "dev.jsonl", "test"):  # XTREME's raw train and test, a JSONL dev
+        (panx / name).write_text("de:Berlin\tB-LOC\n")
+    (tmp_path / "run" / "best").mkdir(parents=True)
+    # A PAN-X run's settings keep data.train's default, which it never read.
+    (tmp_path / "run" / "settings.yaml").write_text(
+        f"task: ner\ndata:\n  train: {wnut}\n  panx_lang: de\n  local_dir: {panx}\n")
+    with pytest.warns(UserWarning, match=rf"^{panx / 'train'} is the train split under data.local_dir of "
+                                         rf"{tmp_path / 'run'}: the model was trained on its rows, so these figures "
+                                         rf"read high; its test data: {panx / 'test'}$"):
+        cli.warn_if_seen_in_training(panx / "train", tmp_path / "run" / "best")
+    with pytest.warns(UserWarning, match=r"dev.jsonl is the dev split under data.local_dir .* selected on its rows"):
+        cli.warn_if_seen_in_training(panx / "dev.jsonl", tmp_path / "run" / "best")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cli.warn_if_seen_in_training(panx / "test", tmp_path / "run" / "best")  # its test file: as it should be
+        cli.warn_if_seen_in_training(wnut, tmp_path / "run" / "best")  # the unused default: not trained on
+        (tmp_path / "run" / "settings.yaml").write_text(f"task: ner\ndata:\n  train: {wnut}\n  panx_lang: de\n")
+        cli.warn_if_seen_in_training(panx / "train", tmp_path / "run" / "best")  # from the hub: no file of it here

@@ -492,6 +492,12 @@ def _hub_unavailable_reason() -> str | None:
     return f"cannot reach {address[0]} within {HUB_TIMEOUT_S:g} s ({failure[0]})" if failure else None
 
 
+def local_split_files(directory: Path, split: str) -> list[Path]:
+    """The files a PAN-X split is looked for in under ``data.local_dir``, in that order (a folder saved
+    by ``datasets`` aside): also where ``nlu evaluate`` looks to tell a run's own training data."""
+    return [directory / f"{split}.conll", directory / f"{split}.jsonl", directory / split]
+
+
 def _read_local_split(directory: Path, split: str, fmt: NerFormat) -> NerFile:
     """One split of PAN-X as a user has it offline: a folder saved by ``datasets`` (``save_to_disk`` of
     the dataset, or of each split into SPLIT/ or the hub's name for it), SPLIT.conll, SPLIT.jsonl (tag
@@ -508,7 +514,7 @@ def _read_local_split(directory: Path, split: str, fmt: NerFormat) -> NerFile:
         if name not in splits:
             raise DataError(f"the saved dataset has no {name!r} split (it has {', '.join(splits)})", directory)
         return from_hf_dataset(splits[name], fmt=fmt)
-    candidates = [directory / f"{split}.conll", directory / f"{split}.jsonl", directory / split]
+    candidates = local_split_files(directory, split)
     for candidate in candidates:
         if candidate.is_file():
             return read_ner(candidate, fmt)
