@@ -46,7 +46,7 @@ from nlu.machine import describe_machine, peak_resident_mib
 from nlu import reference
 from nlu.options import coerce_options, fill
 from nlu.reporting import command_line
-from nlu.settings import RunSettings
+from nlu.settings import RunSettings, made_by
 from nlu.sources import check_model_name
 from nlu.tasks import classify, ner, pretrain
 from nlu.training.config import TrainingConfig
@@ -231,8 +231,16 @@ def check_settings(settings: RunSettings, output_dir: Path) -> bool:
             raise ConfigError(f"{output_dir} holds a run with other settings ({', '.join(changed)}); "
                               f"pass --force to start over or choose another training.output_dir")
         return False
-    settings.save(saved)
+    settings.save(saved, made_by=command_line())
     return True
+
+
+def made_by_run(model: str) -> tuple[bool, str | None]:
+    """Whether MODEL (an ``init``) is a model in a run folder, and the command that made that run
+    (None for a run from before run folders recorded it): a report on runs that start from it says
+    how to make it again."""
+    saved = Path(model).parent / SETTINGS_FILE
+    return (True, made_by(saved)) if saved.is_file() else (False, None)
 
 
 def on_main_process(state: PartialState, work: Callable[[], Any]) -> Any:

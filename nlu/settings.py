@@ -28,6 +28,7 @@ from nlu.files import write_text_atomic
 from nlu.options import coerce, fill, suggestion
 from nlu.training.config import TrainingConfig
 
+MADE_BY = "# made by: "
 SECTIONS = ("task", "model", "data", "training", "init", "from_scratch", "framework")
 COMMAND_LINE = "command line"
 
@@ -101,8 +102,17 @@ class RunSettings:
                 "training": dataclasses.asdict(self.training), "init": self.init,
                 "from_scratch": self.from_scratch, "framework": self.framework}
 
-    def save(self, path: str | Path) -> None:
-        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+    def save(self, path: str | Path, made_by: str | None = None) -> None:
+        """MADE_BY, the command that started the run, heads the file as a comment: the file is read
+        back as settings, and a report on models trained from this run can say how it was made."""
+        header = MADE_BY + made_by.replace("\n", "\\n") + "\n" if made_by else ""  # one comment line
+        write_text_atomic(path, header + yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def made_by(path: str | Path) -> str | None:
+    """The command a settings file was saved with (:meth:`RunSettings.save`), if it says."""
+    first = Path(path).read_text(encoding="utf-8").partition("\n")[0]
+    return first.removeprefix(MADE_BY) if first.startswith(MADE_BY) else None
 
 
 def section_hint(name: str) -> str:

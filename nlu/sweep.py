@@ -42,7 +42,7 @@ from nlu.evaluation.plots import plot_bars
 from nlu.files import write_text_atomic
 from nlu.options import fill
 from nlu.reporting import cell, command_line, machine_line, mean_std, paired_difference, table
-from nlu.runs import resolve, run, run_in_own_process, task_entry
+from nlu.runs import made_by_run, resolve, run, run_in_own_process, task_entry
 from nlu.settings import RunSettings, load_settings, read_yaml_file
 from nlu.tokenizer import save_tokenizer, train_tokenizer
 from nlu.training.checkpoints import replace_directory
@@ -341,6 +341,9 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
                 results["data"]["vocabulary"] = str(shared_vocabulary(data, sweep.vocabulary))
                 settings = load_settings(sweep.config, as_overrides({**given, "data.tokenizer": results["data"]["vocabulary"]}),
                                          task=task)
+            in_run_folder, command = made_by_run(settings.init) if settings.init else (False, None)
+            if in_run_folder:
+                results.setdefault("starts_from", {})[settings.init] = command
             record = (run_in_own_process if sweep.isolate else run)(settings, force=force)
             figures = run_figures(record.summary, record.output_dir, task) | {
                 f"process.{key}": value for key, value in (record.process or {}).items()} | figures_on_test_sets(
@@ -647,6 +650,14 @@ def render_sweep(results: dict[str, Any]) -> str:
                      "from-scratch run" if data.get("vocabulary") else "") + "."]
     elif data.get("vocabulary"):
         lines += ["", f"One WordPiece vocabulary (`{data['vocabulary']}`), trained once on the corpus, for every run."]
+    if results.get("starts_from"):
+        made: dict[str | None, list[str]] = {}
+        for model, command in results["starts_from"].items():
+            made.setdefault(command, []).append(model)
+        lines += ["", "Models the runs start from (init): " + "; ".join(
+            f"`{models[0]}`" + (f" and {len(models) - 1} more" if len(models) > 1 else "")
+            + (f", made by `{command}`" if command else ", made before runs recorded their command (its settings.yaml "
+               "holds how)") for command, models in made.items()) + "."]
     if results.get("test_sets"):
         lines += ["", "Test sets every run's model is also scored on (in fp32, reports in `<run>/test_sets/`): " + "; ".join(
             f"**{name}** `{spec['config']}`" + (f" with `{json.dumps(spec['overrides'])}`" if spec["overrides"] else "")

@@ -15,7 +15,10 @@ from nlu import cli
 from nlu.data.classification import read_table
 from nlu.errors import ConfigError
 from nlu import sweep as sweep_module
+from nlu.model import ForPreTraining
 from nlu.runs import RunRecord
+from nlu.settings import load_settings, made_by
+from nlu.tokenizer import load_tokenizer, save_tokenizer
 from nlu.sweep import (Sweep, grid_rows, load_sweep, prepare_data, render_sweep, resampled_metric, run_figures,
                        run_sweep, seed_differences, statistics)
 
@@ -184,7 +187,6 @@ def test_the_shared_vocabulary_goes_only_to_rows_from_scratch_and_the_headline_m
 
 
 def test_a_pretraining_row_that_sets_its_own_vocabulary_size_keeps_it():
-    from nlu.settings import load_settings
     from nlu.sweep import shares_vocabulary
 
     pretrain = ROOT / "tasks" / "pretrain_news.yaml"  # its task file's own vocab_size is not a row's choice
@@ -224,6 +226,33 @@ def test_a_row_names_another_sweeps_run_and_a_pretraining_sweep_shares_one_vocab
     filled = {row: sweep_module.run_overrides(finetune, row, 2, tmp_path)["init"] for row in finetune.rows}
     assert filled == {"post LN": f"{tmp_path}/p/post_LN/seed-2/model", "pre LN": "elsewhere/seed-2"}
     assert f"{tmp_path}/p/post_LN/seed-2" in given  # the pretraining run that init names
+
+
+def test_a_report_on_runs_that_start_from_a_run_folders_model_says_how_that_run_was_made(tmp_path, monkeypatch,
+                                                                                           tiny_config):
+    """settings.yaml is headed by the command that started the run (one comment line, read back as
+    the same settings), and a sweep whose init is a model in a run folder names that command."""
+    monkeypatch.chdir(ROOT)
+    pretrained, old = tmp_path / "pretrain", tmp_path / "old"  # old: from before the command was recorded
+    settings = load_settings("tasks/pretrain_news.yaml")
+    for folder in (pretrained, old):
+        ForPreTraining(tiny_config).save_pretrained(folder / "model")
+        save_tokenizer(load_tokenizer(ROOT / "tests" / "data" / "news120_wordpiece1000"), folder / "model")
+    settings.save(pretrained / "settings.yaml", made_by="nlu pretrain --config tasks/pretrain_news.yaml\n--force")
+    settings.save(old / "settings.yaml")
+    assert yaml.safe_load((pretrained / "settings.yaml").read_text()) == settings.to_dict()
+    assert made_by(pretrained / "settings.yaml") == "nlu pretrain --config tasks/pretrain_news.yaml\\n--force"
+    monkeypatch.setattr(sweep_module, "run", lambda settings, force=False: RunRecord(
+        settings.task, Path(settings.training.output_dir), {"test_macro_f1": 0.5}, False, 1.0, 1.0, {}, ""))
+    finetune = Sweep(name="f", config="tasks/rotten_tomatoes.yaml", seeds=[1, 2],
+                     rows={"from pretraining": {"init": str(pretrained / "model")},
+                           "from an older run": {"init": str(old / "model")}, "scratch": {}})
+    results = run_sweep(finetune, "classify", tmp_path)
+    assert results["starts_from"] == {str(pretrained / "model"): made_by(pretrained / "settings.yaml"),
+                                      str(old / "model"): None}
+    assert (f"Models the runs start from (init): `{pretrained / 'model'}`, made by `nlu pretrain --config "
+            f"tasks/pretrain_news.yaml\\n--force`; `{old / 'model'}`, made before runs recorded their command "
+            "(its settings.yaml holds how).") in render_sweep(results)
 
 
 def test_seed_differences_are_paired_by_seed_with_a_student_t_interval():
