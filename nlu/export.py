@@ -33,6 +33,7 @@ from nlu.model import ForSequenceClassification, ForTokenClassification, NluMode
 from nlu.sources import model_directory
 from nlu.predict import input_lengths
 from nlu.runs import SETTINGS_FILE, TASKS
+from nlu.settings import made_by
 from nlu.tasks.classify import prediction_adjustment
 from nlu.tasks.finetune import input_settings, is_nlu_checkpoint, save_input_settings
 from nlu.tokenizer import load_tokenizer
@@ -55,7 +56,7 @@ def run_record(model_dir: Path) -> dict[str, Any]:
     entry = TASKS.get(settings.get("task"))
     summary_path = run_dir / entry.summary_file if entry else None
     summary = json.loads(summary_path.read_text()) if summary_path and summary_path.is_file() else {}
-    return {"settings": settings, "summary": summary, "run_dir": run_dir}
+    return {"settings": settings, "summary": summary, "run_dir": run_dir, "made_by": made_by(run_dir / SETTINGS_FILE)}
 
 
 def export(source: str | Path, out: str | Path) -> Path:
@@ -174,7 +175,8 @@ def training_lines(record: dict[str, Any]) -> list[str]:
             or "see settings.yaml"
     read = [f"{key} {data[key]}" for key in ("scheme", "tag_map", "loss", "oversample", "logit_adjustment")
             if data.get(key) not in (None, False, "iob2", "ce", "none", {})]
-    lines = [f"- Task: `{settings.get('task')}`, run folder `{record['run_dir']}`.",
+    lines = [f"- Task: `{settings.get('task')}`, run folder `{record['run_dir']}`"
+             + (f", made by `{record['made_by']}`." if record.get("made_by") else "."),
              f"- Data: {source}" + (f"; {', '.join(read)}" if read else "") + "."]
     start = settings.get("init") or "random weights (no pretraining)"
     lines.append(f"- Started from: `{start}`{' (architecture only: from_scratch)' if settings.get('from_scratch') else ''}.")

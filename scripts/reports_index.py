@@ -18,6 +18,7 @@ import argparse
 import json
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,17 +48,23 @@ def title(markdown: Path) -> str:
     return markdown.stem
 
 
+def report_name(markdown: Path) -> str:
+    """A report's own name: its folder's (a sweep's sweep.md) or its file's (bench_bf16.md)."""
+    return markdown.parent.name if markdown.parent != REPORTS else markdown.stem
+
+
 def index_lines(relative_to: Path, studies_only: bool = False) -> list[str]:
     """One line per report; ``studies_only`` leaves out the parts of a study (``part_of`` in their
     JSON: the ablation's sweeps), which its own report links."""
     lines = []
-    for markdown, data in reports():
-        if studies_only and data.get("part_of"):
-            continue
+    found = [(markdown, data) for markdown, data in reports() if not (studies_only and data.get("part_of"))]
+    titles = Counter(title(markdown) for markdown, _ in found)
+    for markdown, data in found:
         link = markdown.relative_to(relative_to) if markdown.is_relative_to(relative_to) else markdown.relative_to(ROOT)
         headline = data.get("headline")
         command = data.get("command")
-        lines.append(f"- [{title(markdown)}]({link.as_posix()})" + (f": {headline}" if headline else "")
+        name = title(markdown) + (f" ({report_name(markdown)})" if titles[title(markdown)] > 1 else "")  # which of them
+        lines.append(f"- [{name}]({link.as_posix()})" + (f": {headline}" if headline else "")
                      + (f" — `{command}`" if command else ""))
     return lines
 

@@ -18,6 +18,7 @@ import nlu
 from nlu import cli
 from nlu.data.ner import label_list, read_ner_file
 from nlu.export import export, training_lines
+from nlu.settings import MADE_BY
 from nlu.model import ForSequenceClassification, ForTokenClassification
 from test_predict import WNUT_TEST, save_tiny_model
 from test_tokenizer import TURKISH
@@ -55,7 +56,7 @@ def classifier_export(tmp_path_factory) -> dict[str, Path]:
     run = tmp_path_factory.mktemp("classify_run")
     model = save_tiny_model(ForSequenceClassification, run / "best", LABELS, 0.5, max_length=48)
     (model / "logit_adjustment.json").write_text(json.dumps({"subtract": [1.0, 0.0, -1.0]}))
-    (run / "settings.yaml").write_text(yaml.safe_dump({
+    (run / "settings.yaml").write_text(MADE_BY + "nlu classify --config tasks/rotten_tomatoes.yaml\n" + yaml.safe_dump({
         "task": "classify", "init": "runs/pretrain_news/model", "from_scratch": False,
         "data": {"train": "data/classification/rotten_tomatoes/train.csv", "logit_adjustment": "predict"},
         "training": {"max_steps": 300, "learning_rate": 5e-4, "batch_size": 32, "seed": 42}}))
@@ -138,6 +139,8 @@ def test_model_cards_say_how_to_serve_and_what_was_trained(ner_export, classifie
     card = (classifier_export["out"] / "README.md").read_text()
     assert "pipeline_tag: text-classification" in card and "truncation=True" in card
     assert "| test_macro_f1 | 0.6123 |" in card and "| dev_macro_f1 | 0.6456 |" in card
+    assert f"- Task: `classify`, run folder `{classifier_export['run']}`, made by `nlu classify --config " \
+           "tasks/rotten_tomatoes.yaml`." in card
     assert "Started from: `runs/pretrain_news/model`" in card and "max_steps 300" in card
     assert "train `data/classification/rotten_tomatoes/train.csv`; logit_adjustment predict." in card
     # learning_rate auto raised the epochs: the card lists the settings as set, then what auto made of them
