@@ -25,13 +25,19 @@ Render = Callable[[dict[str, Any]], str]
 
 def command_line(argv: Sequence[str] | None = None, root: Path | None = None) -> str:
     """This process's command as a reader would retype it from ``root`` (default: the current
-    folder): ``python scripts/x.py ...`` for a script, with OMP_NUM_THREADS when it was set,
-    since it changes the speed figures."""
+    folder): ``python scripts/x.py ...`` for a script, ``nlu ...`` for nlu's command line however
+    it was started (``python -m nlu.cli``, a launcher's worker: then with the number of processes),
+    with OMP_NUM_THREADS when it was set, since it changes the speed figures."""
     argv = list(sys.argv if argv is None else argv)
-    program = os.path.relpath(argv[0], root or Path.cwd()) if argv[0].endswith(".py") else Path(argv[0]).name
+    program = Path(argv[0]).name
+    if Path(argv[0]).as_posix().endswith("nlu/cli.py"):
+        program = "nlu"
+    elif argv[0].endswith(".py"):
+        program = os.path.relpath(argv[0], root or Path.cwd())
     prefix = "python " if program.endswith(".py") else ""
-    threads = os.environ.get("OMP_NUM_THREADS")
-    return (f"OMP_NUM_THREADS={threads} " if threads else "") + prefix + shlex.join([program, *argv[1:]])
+    threads, processes = os.environ.get("OMP_NUM_THREADS"), int(os.environ.get("WORLD_SIZE", "1"))
+    return ((f"OMP_NUM_THREADS={threads} " if threads else "") + prefix + shlex.join([program, *argv[1:]])
+            + (f"  # in {processes} processes (torchrun / accelerate launch)" if processes > 1 else ""))
 
 
 def machine(*packages: str) -> dict[str, Any]:
