@@ -1,7 +1,6 @@
 """nlu.reporting.command_line: the command a report, a run's settings.yaml and a model card quote
 is one a reader can type again, however the process was started."""
 
-
 import nlu.cli
 from nlu.reporting import command_line
 
