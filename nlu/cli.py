@@ -101,6 +101,12 @@ def warn_if_seen_in_training(data: Path, model_dir: Path) -> None:
 
     record = run_record(model_dir)
     files = (record.get("settings") or {}).get("data") or {}
+    # Relative paths in the settings are read from where the run was started: the run folder's path
+    # less its output_dir (when relative), so the check holds from any folder.
+    output_dir = Path(((record.get("settings") or {}).get("training") or {}).get("output_dir") or "/")
+    run_dir = Path(record.get("run_dir") or ".").resolve()
+    started_in = run_dir.parents[len(output_dir.parts) - 1] if not output_dir.is_absolute() and \
+        run_dir.parts[-len(output_dir.parts):] == output_dir.parts else Path.cwd()
 
     def split_files(split: str) -> list[Path]:
         """The files a run read SPLIT from: PAN-X's under data.local_dir (none from the hub; its
@@ -109,8 +115,8 @@ def warn_if_seen_in_training(data: Path, model_dir: Path) -> None:
             from nlu.data.ner import local_split_files
 
             local = files.get("local_dir")
-            return [path for path in local_split_files(Path(local), split) if path.is_file()] if local else []
-        return [Path(files[split])] if files.get(split) else []
+            return [path for path in local_split_files(started_in / local, split) if path.is_file()] if local else []
+        return [started_in / files[split]] if files.get(split) else []
 
     def holds(split: str) -> bool:
         return any(path.resolve() == data.resolve() for path in split_files(split))
@@ -119,7 +125,8 @@ def warn_if_seen_in_training(data: Path, model_dir: Path) -> None:
         if holds(split):
             test = split_files("test")
             held_out = ("this same file (the run's dev and test are one)" if holds("test")
-                        else test[0] if test else f"the rows {record['run_dir']}/data_splits.json lists as test")
+                        else os.path.relpath(test[0]) if test else
+                        f"the rows {record['run_dir']}/data_splits.json lists as test")
             where = f"the {split} split under data.local_dir" if files.get("panx_lang") else f"data.{split}"
             warnings.warn(f"{data} is {where} of {record['run_dir']}: the model was {use} on its rows, so these "
                           f"figures read high; its test data: {held_out}", stacklevel=2)
