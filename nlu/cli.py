@@ -102,34 +102,45 @@ def warn_if_seen_in_training(data: Path, model_dir: Path) -> None:
     record = run_record(model_dir)
     files = (record.get("settings") or {}).get("data") or {}
     # Relative paths in the settings are read from where the run was started: the run folder's path
-    # less its output_dir (when relative), so the check holds from any folder.
+    # (as given: a symlinked or moved runs/ keeps its name) less its output_dir when that is relative.
     output_dir = Path(((record.get("settings") or {}).get("training") or {}).get("output_dir") or "/")
-    run_dir = Path(record.get("run_dir") or ".").resolve()
-    started_in = run_dir.parents[len(output_dir.parts) - 1] if not output_dir.is_absolute() and \
-        run_dir.parts[-len(output_dir.parts):] == output_dir.parts else Path.cwd()
+    run_dir = Path(os.path.abspath(record.get("run_dir") or "."))
+    derived = not output_dir.is_absolute() and run_dir.parts[-len(output_dir.parts):] == output_dir.parts
+    started_in = list(dict.fromkeys([*([run_dir.parents[len(output_dir.parts) - 1]] if derived else []), Path.cwd()]))
 
-    def split_files(split: str) -> list[Path]:
-        """The files a run read SPLIT from: PAN-X's under data.local_dir (none from the hub; its
-        data.train keeps a default it did not read), else the one its settings name."""
+    def split_file(split: str) -> Path | None:
+        """The file a run read SPLIT from: PAN-X's under data.local_dir (none from the hub; its
+        data.train keeps a default it did not read), else the one its settings name; read from where
+        the run was started where it is there (else the run folder was moved: from here)."""
         if files.get("panx_lang"):
-            from nlu.data.ner import local_split_files
+            from nlu.data.ner import local_split_source
 
-            local = files.get("local_dir")
-            return [path for path in local_split_files(started_in / local, split) if path.is_file()] if local else []
-        return [started_in / files[split]] if files.get(split) else []
+            found = [local_split_source(folder / files["local_dir"], split)
+                     for folder in started_in] if files.get("local_dir") else []
+            return next((source for source in found if source and source.is_file()), None)
+        named = [folder / files[split] for folder in started_in] if files.get(split) else []
+        return next((path for path in named if path.exists()), named[0] if named else None)
 
     def holds(split: str) -> bool:
-        return any(path.resolve() == data.resolve() for path in split_files(split))
+        return split_file(split) is not None and split_file(split).resolve() == data.resolve()
 
     for split, use in (("train", "trained"), ("dev", "selected")):
         if holds(split):
-            test = split_files("test")
+            test = split_file("test")
             held_out = ("this same file (the run's dev and test are one)" if holds("test")
-                        else os.path.relpath(test[0]) if test else
+                        else typed_from_here(test) if test else
                         f"the rows {record['run_dir']}/data_splits.json lists as test")
             where = f"the {split} split under data.local_dir" if files.get("panx_lang") else f"data.{split}"
             warnings.warn(f"{data} is {where} of {record['run_dir']}: the model was {use} on its rows, so these "
                           f"figures read high; its test data: {held_out}", stacklevel=2)
+
+
+def typed_from_here(path: Path) -> str:
+    """PATH relative to the current folder, or whole where it cannot be (another drive on Windows)."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
 
 
 def file_format(args: argparse.Namespace, predictor) -> dict:

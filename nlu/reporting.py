@@ -30,12 +30,12 @@ def command_line(argv: Sequence[str] | None = None, root: Path | None = None) ->
     with OMP_NUM_THREADS when it was set, since it changes the speed figures."""
     argv = list(sys.argv if argv is None else argv)
     program = Path(argv[0]).name
-    if Path(argv[0]).as_posix().endswith("nlu/cli.py"):
+    if Path(argv[0]).parts[-2:] == ("nlu", "cli.py"):
         program = "nlu"
     elif argv[0].endswith(".py"):
         program = os.path.relpath(argv[0], root or Path.cwd())
     prefix = "python " if program.endswith(".py") else ""
-    threads, processes = os.environ.get("OMP_NUM_THREADS"), int(os.environ.get("WORLD_SIZE", "1"))
+    threads, processes = os.environ.get("OMP_NUM_THREADS"), int(os.environ.get("WORLD_SIZE") or 1)
     return ((f"OMP_NUM_THREADS={threads} " if threads else "") + prefix + shlex.join([program, *argv[1:]])
             + (f"  # in {processes} processes (torchrun / accelerate launch)" if processes > 1 else ""))
 

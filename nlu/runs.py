@@ -236,11 +236,13 @@ def check_settings(settings: RunSettings, output_dir: Path) -> bool:
 
 
 def made_by_run(model: str) -> tuple[bool, str | None]:
-    """Whether MODEL (an ``init``) is a model in a run folder, and the command that made that run
-    (None for a run from before run folders recorded it): a report on runs that start from it says
-    how to make it again."""
-    saved = Path(model).parent / SETTINGS_FILE
-    return (True, made_by(saved)) if saved.is_file() else (False, None)
+    """Whether MODEL (an ``init``) is a run folder or a model in one, and the command that made that
+    run (None for a run from before run folders recorded it): a report on runs that start from it
+    says how to make it again."""
+    folder = Path(model)
+    saved = next((run_dir / SETTINGS_FILE for run_dir in (folder, folder.parent)
+                  if folder.is_dir() and (run_dir / SETTINGS_FILE).is_file()), None)
+    return (True, made_by(saved)) if saved else (False, None)
 
 
 def on_main_process(state: PartialState, work: Callable[[], Any]) -> Any:

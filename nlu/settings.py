@@ -29,6 +29,8 @@ from nlu.options import coerce, fill, suggestion
 from nlu.training.config import TrainingConfig
 
 MADE_BY = "# made by: "
+ESCAPED_LINE_BREAKS = {ord(character): repr(character)[1:-1] for character in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+"""Every character YAML or Python ends a line at, written as its escape: a comment stays one line."""
 SECTIONS = ("task", "model", "data", "training", "init", "from_scratch", "framework")
 COMMAND_LINE = "command line"
 
@@ -105,13 +107,13 @@ class RunSettings:
     def save(self, path: str | Path, made_by: str | None = None) -> None:
         """MADE_BY, the command that started the run, heads the file as a comment: the file is read
         back as settings, and a report on models trained from this run can say how it was made."""
-        header = MADE_BY + made_by.replace("\n", "\\n") + "\n" if made_by else ""  # one comment line
+        header = MADE_BY + made_by.translate(ESCAPED_LINE_BREAKS) + "\n" if made_by else ""  # one comment line
         write_text_atomic(path, header + yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def made_by(path: str | Path) -> str | None:
     """The command a settings file was saved with (:meth:`RunSettings.save`), if it says."""
-    first = Path(path).read_text(encoding="utf-8").partition("\n")[0]
+    first = Path(path).read_text(encoding="utf-8-sig").partition("\n")[0]
     return first.removeprefix(MADE_BY) if first.startswith(MADE_BY) else None
 
 

@@ -136,6 +136,17 @@ def test_a_runs_relative_paths_are_read_from_where_it_was_started_whatever_the_f
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cli.warn_if_seen_in_training(Path("data/train.csv"), Path("../project/runs/x/best"))  # another file, here
+    # runs/ a link to a bigger disk, or moved there: the run's files are still found where it was started
+    (project / "data").mkdir()
+    for name in ("train.csv", "test.csv"):
+        (project / "data" / name).write_text("text,label\n")
+    (tmp_path / "big").mkdir()
+    (project / "runs").rename(tmp_path / "big" / "runs")
+    (project / "runs").symlink_to(tmp_path / "big" / "runs")
+    monkeypatch.chdir(project)
+    for model in (Path("runs/x/best"), tmp_path / "big" / "runs" / "x" / "best"):  # linked; moved (read from here)
+        with pytest.warns(UserWarning, match=r"^data/train.csv is data.train of .*; its test data: data/test.csv$"):
+            cli.warn_if_seen_in_training(Path("data/train.csv"), model)
 
 
 def test_evaluating_panx_files_a_run_read_from_its_local_dir_is_said_to_read_high(tmp_path, monkeypatch):

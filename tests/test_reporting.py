@@ -14,6 +14,9 @@ def test_the_command_is_written_as_a_reader_would_type_it(monkeypatch, tmp_path)
     # python -m nlu.cli (and every launcher's worker) has nlu/cli.py as its argv[0]
     cli = nlu.cli.__file__
     assert command_line([cli, "sweep", "tasks/x.yaml", "data.text=a b"]) == "nlu sweep tasks/x.yaml 'data.text=a b'"
+    assert command_line([str(tmp_path / "mynlu" / "cli.py"), "--x"], root=tmp_path) == "python mynlu/cli.py --x"
+    monkeypatch.setenv("WORLD_SIZE", "")  # set but empty: one process
+    assert command_line([cli, "run"]) == "nlu run"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert command_line([cli, "finetune", "ner"]) == \

@@ -18,7 +18,8 @@ import yaml
 from nlu import cli
 from nlu.errors import ConfigError, NluError
 from nlu.runs import TASKS, check_settings, make_folder, resolve, run, run_folder_lock
-from nlu.settings import RunSettings, load_settings
+from nlu.reporting import command_line
+from nlu.settings import RunSettings, load_settings, made_by
 from nlu.training.config import TrainingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,7 @@ def _settings(tmp_path, **training) -> RunSettings:
 def test_same_settings_resume_and_changed_ones_are_refused_by_name(tmp_path):
     (tmp_path / "run").mkdir()
     assert check_settings(_settings(tmp_path), tmp_path / "run") is True
+    assert made_by(tmp_path / "run" / "settings.yaml") == command_line()  # the command that started it, kept
     assert check_settings(_settings(tmp_path), tmp_path / "run") is False
     with pytest.raises(ConfigError, match=r"other settings \(training\.learning_rate\)"):
         check_settings(_settings(tmp_path, learning_rate=1e-2), tmp_path / "run")

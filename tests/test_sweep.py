@@ -16,8 +16,8 @@ from nlu.data.classification import read_table
 from nlu.errors import ConfigError
 from nlu import sweep as sweep_module
 from nlu.model import ForPreTraining
-from nlu.runs import RunRecord
-from nlu.settings import load_settings, made_by
+from nlu.runs import RunRecord, made_by_run
+from nlu.settings import MADE_BY, load_settings, made_by
 from nlu.tokenizer import load_tokenizer, save_tokenizer
 from nlu.sweep import (Sweep, grid_rows, load_sweep, prepare_data, render_sweep, resampled_metric, run_figures,
                        run_sweep, seed_differences, statistics)
@@ -238,10 +238,16 @@ def test_a_report_on_runs_that_start_from_a_run_folders_model_says_how_that_run_
     for folder in (pretrained, old):
         ForPreTraining(tiny_config).save_pretrained(folder / "model")
         save_tokenizer(load_tokenizer(ROOT / "tests" / "data" / "news120_wordpiece1000"), folder / "model")
-    settings.save(pretrained / "settings.yaml", made_by="nlu pretrain --config tasks/pretrain_news.yaml\n--force")
+    # A command ending in a carriage return (a Windows-edited shell script) or a newline stays one comment line.
+    settings.save(pretrained / "settings.yaml", made_by="nlu pretrain --config tasks/pretrain_news.yaml\n--force\r")
     settings.save(old / "settings.yaml")
     assert yaml.safe_load((pretrained / "settings.yaml").read_text()) == settings.to_dict()
-    assert made_by(pretrained / "settings.yaml") == "nlu pretrain --config tasks/pretrain_news.yaml\\n--force"
+    assert made_by(pretrained / "settings.yaml") == "nlu pretrain --config tasks/pretrain_news.yaml\\n--force\\r"
+    assert made_by_run(str(pretrained)) == made_by_run(str(pretrained / "model")) == (True, made_by(pretrained / "settings.yaml"))
+    (tmp_path / "settings.yaml").write_text(MADE_BY + "nlu run\n")
+    monkeypatch.chdir(tmp_path)  # a hub id whose parent, the current folder, holds a run's settings: not that run's
+    assert made_by_run("bert-base-cased") == (False, None)
+    monkeypatch.chdir(ROOT)
     monkeypatch.setattr(sweep_module, "run", lambda settings, force=False: RunRecord(
         settings.task, Path(settings.training.output_dir), {"test_macro_f1": 0.5}, False, 1.0, 1.0, {}, ""))
     finetune = Sweep(name="f", config="tasks/rotten_tomatoes.yaml", seeds=[1, 2],
@@ -251,7 +257,7 @@ def test_a_report_on_runs_that_start_from_a_run_folders_model_says_how_that_run_
     assert results["starts_from"] == {str(pretrained / "model"): made_by(pretrained / "settings.yaml"),
                                       str(old / "model"): None}
     assert (f"Models the runs start from (init): `{pretrained / 'model'}`, made by `nlu pretrain --config "
-            f"tasks/pretrain_news.yaml\\n--force`; `{old / 'model'}`, made before runs recorded their command "
+            f"tasks/pretrain_news.yaml\\n--force\\r`; `{old / 'model'}`, made before runs recorded their command "
             "(its settings.yaml holds how).") in render_sweep(results)
 
 

@@ -492,34 +492,38 @@ def _hub_unavailable_reason() -> str | None:
     return f"cannot reach {address[0]} within {HUB_TIMEOUT_S:g} s ({failure[0]})" if failure else None
 
 
-def local_split_files(directory: Path, split: str) -> list[Path]:
-    """The files a PAN-X split is looked for in under ``data.local_dir``, in that order (a folder saved
-    by ``datasets`` aside): also where ``nlu evaluate`` looks to tell a run's own training data."""
+def local_split_source(directory: Path, split: str) -> Path | None:
+    """Where one PAN-X split is read from under ``data.local_dir``: a folder saved by ``datasets``
+    (``save_to_disk`` of the split into SPLIT/ or the hub's name for it, or of the whole dataset:
+    DIRECTORY), else the first of SPLIT.conll, SPLIT.jsonl and XTREME's raw file SPLIT; None when
+    none is there. Also how ``nlu evaluate`` tells a run's own training file."""
+    name = HUB_SPLITS.get(split, split)
+    saved = next((folder for folder in (directory / split, directory / name) if (folder / "dataset_info.json").is_file()),
+                 directory if (directory / "dataset_dict.json").is_file() else None)
+    return saved or next((path for path in local_split_candidates(directory, split) if path.is_file()), None)
+
+
+def local_split_candidates(directory: Path, split: str) -> list[Path]:
     return [directory / f"{split}.conll", directory / f"{split}.jsonl", directory / split]
 
 
 def _read_local_split(directory: Path, split: str, fmt: NerFormat) -> NerFile:
-    """One split of PAN-X as a user has it offline: a folder saved by ``datasets`` (``save_to_disk`` of
-    the dataset, or of each split into SPLIT/ or the hub's name for it), SPLIT.conll, SPLIT.jsonl (tag
-    ids are PAN-X's), or XTREME's raw file SPLIT (``de:token<TAB>tag``)."""
-    name = HUB_SPLITS.get(split, split)
-    saved = next((folder for folder in (directory / split, directory / name) if (folder / "dataset_info.json").is_file()),
-                 None)
-    if saved or (directory / "dataset_dict.json").is_file():
-        from datasets import load_from_disk  # deferred: see from_hf_dataset
+    """One split of PAN-X as a user has it offline (:func:`local_split_source`); the tag ids of
+    .jsonl files and saved datasets are PAN-X's, the raw file's ``de:`` prefixes are removed."""
+    source = local_split_source(directory, split)
+    if source is None:
+        raise DataError(f"found none of {', '.join(path.name for path in local_split_candidates(directory, split))}, "
+                        "nor a dataset saved by datasets (dataset_dict.json)", directory)
+    if source.is_file():
+        return read_ner(source, fmt)
+    from datasets import load_from_disk  # deferred: see from_hf_dataset
 
-        if saved:
-            return from_hf_dataset(load_from_disk(str(saved)), fmt=fmt)
-        splits = load_from_disk(str(directory))
-        if name not in splits:
-            raise DataError(f"the saved dataset has no {name!r} split (it has {', '.join(splits)})", directory)
-        return from_hf_dataset(splits[name], fmt=fmt)
-    candidates = local_split_files(directory, split)
-    for candidate in candidates:
-        if candidate.is_file():
-            return read_ner(candidate, fmt)
-    raise DataError(f"found none of {', '.join(path.name for path in candidates)}, nor a dataset saved by "
-                    "datasets (dataset_dict.json)", directory)
+    if source != directory:
+        return from_hf_dataset(load_from_disk(str(source)), fmt=fmt)
+    splits, name = load_from_disk(str(directory)), HUB_SPLITS.get(split, split)
+    if name not in splits:
+        raise DataError(f"the saved dataset has no {name!r} split (it has {', '.join(splits)})", directory)
+    return from_hf_dataset(splits[name], fmt=fmt)
 
 
 def load_panx(lang: str, split: str, local_dir: str | PathLike | None = None, fmt: NerFormat = NerFormat()) -> NerFile:
