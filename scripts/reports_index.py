@@ -95,10 +95,10 @@ def readme_table(match: re.Match) -> str:
     return match[1] + "\n".join(compact_table(json.loads(source.read_text(encoding="utf-8")))) + "\n" + match[3]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only say whether the files are up to date")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     wanted = {REPORTS / "README.md": render_index(), README: render_readme(README.read_text(encoding="utf-8"))}
     stale = [path for path, text in wanted.items() if not path.exists() or path.read_text(encoding="utf-8") != text]
     if args.check:
