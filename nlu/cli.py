@@ -121,14 +121,12 @@ def warn_if_seen_in_training(data: Path, model_dir: Path) -> None:
         named = [folder / files[split] for folder in started_in] if files.get(split) else []
         return next((path for path in named if path.exists()), named[0] if named else None)
 
-    def holds(split: str) -> bool:
-        return split_file(split) is not None and split_file(split).resolve() == data.resolve()
-
+    read = {split: split_file(split) for split in ("train", "dev", "test")}
+    holds = {split: path is not None and path.resolve() == data.resolve() for split, path in read.items()}
     for split, use in (("train", "trained"), ("dev", "selected")):
-        if holds(split):
-            test = split_file("test")
-            held_out = ("this same file (the run's dev and test are one)" if holds("test")
-                        else typed_from_here(test) if test else
+        if holds[split]:
+            held_out = ("this same file (the run's dev and test are one)" if holds["test"]
+                        else typed_from_here(read["test"]) if read["test"] else
                         f"the rows {record['run_dir']}/data_splits.json lists as test")
             where = f"the {split} split under data.local_dir" if files.get("panx_lang") else f"data.{split}"
             warnings.warn(f"{data} is {where} of {record['run_dir']}: the model was {use} on its rows, so these "

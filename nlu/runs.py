@@ -46,7 +46,7 @@ from nlu.machine import describe_machine, peak_resident_mib
 from nlu import reference
 from nlu.options import coerce_options, fill
 from nlu.reporting import command_line
-from nlu.settings import RunSettings, made_by
+from nlu.settings import RunSettings
 from nlu.sources import check_model_name
 from nlu.tasks import classify, ner, pretrain
 from nlu.training.config import TrainingConfig
@@ -235,14 +235,12 @@ def check_settings(settings: RunSettings, output_dir: Path) -> bool:
     return True
 
 
-def made_by_run(model: str) -> tuple[bool, str | None]:
-    """Whether MODEL (an ``init``) is a run folder or a model in one, and the command that made that
-    run (None for a run from before run folders recorded it): a report on runs that start from it
-    says how to make it again."""
+def run_settings_file(model: str) -> Path | None:
+    """The settings.yaml of the run MODEL (an ``init``) is, or holds (``runs/x/model``); None for a
+    model outside run folders. Its made-by line says how to make the model again."""
     folder = Path(model)
-    saved = next((run_dir / SETTINGS_FILE for run_dir in (folder, folder.parent)
-                  if folder.is_dir() and (run_dir / SETTINGS_FILE).is_file()), None)
-    return (True, made_by(saved)) if saved else (False, None)
+    return next((run_dir / SETTINGS_FILE for run_dir in (folder, folder.parent)
+                 if folder.is_dir() and (run_dir / SETTINGS_FILE).is_file()), None)
 
 
 def on_main_process(state: PartialState, work: Callable[[], Any]) -> Any:

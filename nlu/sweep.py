@@ -42,8 +42,8 @@ from nlu.evaluation.plots import plot_bars
 from nlu.files import write_text_atomic
 from nlu.options import fill
 from nlu.reporting import cell, command_line, machine_line, mean_std, paired_difference, table
-from nlu.runs import made_by_run, resolve, run, run_in_own_process, task_entry
-from nlu.settings import RunSettings, load_settings, read_yaml_file
+from nlu.runs import resolve, run, run_in_own_process, run_settings_file, task_entry
+from nlu.settings import RunSettings, load_settings, made_by, read_yaml_file
 from nlu.tokenizer import save_tokenizer, train_tokenizer
 from nlu.training.checkpoints import replace_directory
 
@@ -341,9 +341,9 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
                 results["data"]["vocabulary"] = str(shared_vocabulary(data, sweep.vocabulary))
                 settings = load_settings(sweep.config, as_overrides({**given, "data.tokenizer": results["data"]["vocabulary"]}),
                                          task=task)
-            in_run_folder, command = made_by_run(settings.init) if settings.init else (False, None)
-            if in_run_folder:
-                results.setdefault("starts_from", {})[settings.init] = command
+            init_settings = run_settings_file(settings.init) if settings.init else None
+            if init_settings:  # None where that run is older than made-by lines
+                results.setdefault("starts_from", {})[settings.init] = made_by(init_settings)
             record = (run_in_own_process if sweep.isolate else run)(settings, force=force)
             figures = run_figures(record.summary, record.output_dir, task) | {
                 f"process.{key}": value for key, value in (record.process or {}).items()} | figures_on_test_sets(

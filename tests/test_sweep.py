@@ -16,7 +16,7 @@ from nlu.data.classification import read_table
 from nlu.errors import ConfigError
 from nlu import sweep as sweep_module
 from nlu.model import ForPreTraining
-from nlu.runs import RunRecord, made_by_run
+from nlu.runs import RunRecord, run_settings_file
 from nlu.settings import MADE_BY, load_settings, made_by
 from nlu.tokenizer import load_tokenizer, save_tokenizer
 from nlu.sweep import (Sweep, grid_rows, load_sweep, prepare_data, render_sweep, resampled_metric, run_figures,
@@ -243,10 +243,10 @@ def test_a_report_on_runs_that_start_from_a_run_folders_model_says_how_that_run_
     settings.save(old / "settings.yaml")
     assert yaml.safe_load((pretrained / "settings.yaml").read_text()) == settings.to_dict()
     assert made_by(pretrained / "settings.yaml") == "nlu pretrain --config tasks/pretrain_news.yaml\\n--force\\r"
-    assert made_by_run(str(pretrained)) == made_by_run(str(pretrained / "model")) == (True, made_by(pretrained / "settings.yaml"))
+    assert run_settings_file(str(pretrained)) == run_settings_file(str(pretrained / "model")) == pretrained / "settings.yaml"
     (tmp_path / "settings.yaml").write_text(MADE_BY + "nlu run\n")
     monkeypatch.chdir(tmp_path)  # a hub id whose parent, the current folder, holds a run's settings: not that run's
-    assert made_by_run("bert-base-cased") == (False, None)
+    assert run_settings_file("bert-base-cased") is None
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(sweep_module, "run", lambda settings, force=False: RunRecord(
         settings.task, Path(settings.training.output_dir), {"test_macro_f1": 0.5}, False, 1.0, 1.0, {}, ""))
