@@ -2,7 +2,8 @@
 
 Random transformers models are saved, imported through :func:`from_transformers`, exported
 back through :func:`to_transformers` and reloaded by transformers itself; every output is
-compared on a padded batch. Used by ``scripts/check_hf_parity.py`` and the test suite.
+compared on a padded batch. :func:`check` is what ``scripts/check_hf_parity.py`` and the GPU
+check (``scripts/gpu_check.py``) run; the test suite compares configs one by one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ PARITY_CONFIGS = {
                       intermediate_size=80, max_position_embeddings=40, type_vocab_size=3, hidden_act="gelu_new",
                       layer_norm_eps=1e-6),
 }
+
+DEVICE_CONFIG = dict(vocab_size=1000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+                     max_position_embeddings=128, type_vocab_size=2)
+"""On a GPU also a model with 64-wide heads on a batch of 8 × 96: the sizes at which its attention
+kernels and tensor-core paths are the ones real models take (the small configs may take others)."""
+
+TOLERANCES = {False: 1e-5, True: 5e-2}
+"""fp32 and bf16; bf16 keeps 8 significant bits, so 5% of the largest output leaves room for the sides
+rounding at different places and nothing for a wrong computation."""
 
 
 def parity_batch(vocab_size: int, type_vocab_size: int, batch: int, length: int, seed: int) -> dict[str, torch.Tensor]:
@@ -108,3 +118,23 @@ def _output_differences(architecture: str, ours, theirs, inputs: dict, labelled:
         scale = float((reference[mask.bool()] if mask is not None else reference).abs().max()) if bf16 else 1.0
         differences[name] = max_difference(mine, their, mask) / scale
     return differences
+
+
+def check(device: torch.device | str = "cpu", bf16: bool = False, tolerance: float | None = None) -> dict:
+    """Every config's differences, the worst and whether it is within the tolerance (default
+    :data:`TOLERANCES`); fp32 with TF32 off (restored after), so that a GPU computes what the CPU does."""
+    device = str(device)
+    tolerance = TOLERANCES[bf16] if tolerance is None else tolerance
+    runs = {name: (options, 3, 13 if name == "tiny" else 17) for name, options in PARITY_CONFIGS.items()}
+    if torch.device(device).type != "cpu":
+        runs["head size 64, 8 × 96"] = (DEVICE_CONFIG, 8, 96)
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        differences = {name: compare_with_transformers(options, batch, length, device=device, bf16=bf16)
+                       for name, (options, batch, length) in runs.items()}
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    worst = max(value for values in differences.values() for value in values.values())
+    return {"device": device, "bf16": bf16, "tolerance": tolerance, "differences": differences, "worst": worst,
+            "ok": worst <= tolerance, "configs": {name: options for name, (options, _, _) in runs.items()}}

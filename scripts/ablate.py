@@ -34,7 +34,7 @@ from nlu.benchmark import training_step
 from nlu.config import EncoderConfig
 from nlu.data.corpus import read_documents
 from nlu.data.ner import NerSentence, read_ner_file
-from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
+from nlu.data.pretraining import PretrainingCollator, collator_examples, tokenize_documents
 from nlu.evaluation.metrics import entity_scores
 from nlu.evaluation.plots import plot_curves
 from nlu.model import ForPreTraining, ForTokenClassification
@@ -165,9 +165,7 @@ def stability() -> dict:
     the mean loss of the last 5 of 40 AdamW steps, per seed (the training loop's optimizer settings)."""
     tokenizer = load_tokenizer(STABILITY["vocabulary"])
     documents = read_documents([ROOT / "data" / "corpus" / "news.txt"])[:STABILITY["documents"]]
-    examples = build_nsp_examples(tokenize_documents(documents, tokenizer), 64, seed=0)
-    for index, example in enumerate(examples):
-        example["index"] = index
+    examples = collator_examples(tokenize_documents(documents, tokenizer), tokenizer, 64, seed=0)
     collator = PretrainingCollator(tokenizer, mlm_probability=0.15, seed=0)
     batches = [{k: v for k, v in collator(examples[start:start + 32]).items() if k != "nsp_labels"} for start in (0, 32)]
     targets = torch.cat([batch["mlm_labels"][batch["mlm_labels"] != -100] for batch in batches])

@@ -40,7 +40,7 @@ import transformers
 
 from nlu.benchmark import CONFIGS, VOCAB, bert_config, training_step
 from nlu.data.corpus import read_documents
-from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
+from nlu.data.pretraining import PretrainingCollator, collator_examples, tokenize_documents
 from nlu.evaluation.plots import plot_curves
 from nlu.interop import from_transformers
 from nlu.hardware import PRECISIONS, Precision, autocast, choose_precision
@@ -149,15 +149,10 @@ def time_to_reach(curve: list[dict], target: float) -> float | None:
 def run(args: argparse.Namespace, precision: Precision) -> dict:
     torch.manual_seed(args.seed)
     options = CONFIGS[args.config]
-    files = [ROOT / "data" / "corpus" / "news.txt"]
-    tokenizer = train_tokenizer(files, vocab_size=VOCAB)
-    examples = build_nsp_examples(tokenize_documents(read_documents(files), tokenizer), args.max_length,
-                                  seed=args.seed, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id)
-    heldout = build_nsp_examples(
-        tokenize_documents(read_documents([ROOT / "data" / "corpus" / "news_heldout.txt"]), tokenizer),
-        args.max_length, seed=args.seed, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id)
-    for index, example in enumerate(examples + heldout):
-        example["index"] = index
+    corpus = ROOT / "data" / "corpus"
+    tokenizer = train_tokenizer([corpus / "news.txt"], vocab_size=VOCAB)
+    examples, heldout = (collator_examples(tokenize_documents(read_documents([corpus / name]), tokenizer), tokenizer,
+                                           args.max_length, args.seed) for name in ("news.txt", "news_heldout.txt"))
     heldout_masker = PretrainingCollator(tokenizer, mlm_probability=MLM_PROBABILITY, seed=args.seed + 1)
     heldout = heldout[:args.heldout_pairs]
     heldout_batches = [heldout_masker(heldout[i:i + 32]) for i in range(0, len(heldout), 32)]

@@ -35,8 +35,8 @@ import torch
 import transformers
 
 import bench  # scripts/ is on sys.path for a script
-import check_hf_parity
 from nlu.data.ner import read_ner_file
+from nlu.parity import check as check_parity
 from nlu.reporting import command_line, machine, machine_line, table, write_report
 from nlu.sources import cache_root
 from nlu.sweep import load_sweep, run_sweep, write_sweep
@@ -155,7 +155,7 @@ def steps(args: argparse.Namespace, work: Path) -> dict:
                                                                 if (path / "config.json").is_file()), None))
     results = {"command": args.command or command_line(), "dry_run": args.dry_run, "machine": machine("transformers"),
                "tests": attempt("tests", lambda: tests(plan["tests"]), failures),
-               "parity": attempt(f"parity on {device}", lambda: {precision: check_hf_parity.check(device, bf16)
+               "parity": attempt(f"parity on {device}", lambda: {precision: check_parity(device, bf16)
                                  for precision, bf16 in (("fp32", False), ("bf16", True))}, failures),
                "bench": attempt(f"bench: {plan['config']}, bf16, {device}", lambda: bench_step(device, plan, args.out),
                                 failures),

@@ -6,17 +6,18 @@ from nlu.config import EncoderConfig
 from nlu.errors import CheckpointError, ConfigError
 from nlu.interop import from_transformers, to_transformers
 from nlu.model import EncoderModel, ForSequenceClassification, ForTokenClassification
-from nlu.parity import PARITY_CONFIGS, compare_with_transformers
+from nlu.parity import PARITY_CONFIGS, check
 
-TOLERANCE = 1e-5
-
-
-@pytest.mark.parametrize("name", sorted(PARITY_CONFIGS))
-def test_parity_with_transformers_both_directions(name):
-    differences = compare_with_transformers(PARITY_CONFIGS[name], length=13 if name == "tiny" else 17)
-    assert len(differences) == 2 * 7  # two directions × (hidden, pooled, mlm, nsp, loss, sequence, token)
-    worst = max(differences, key=differences.get)
-    assert differences[worst] <= TOLERANCE, f"{worst}: {differences[worst]:.2e}"
+def test_parity_with_transformers_in_every_config_both_directions():
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    result = check()  # what scripts/check_hf_parity.py and the GPU check run
+    assert set(result["differences"]) == set(PARITY_CONFIGS)
+    for name, differences in result["differences"].items():
+        assert len(differences) == 2 * 7, name  # two directions × (hidden, pooled, mlm, nsp, loss, sequence, token)
+        worst = max(differences, key=differences.get)
+        assert differences[worst] <= 1e-5, f"{name} {worst}: {differences[worst]:.2e}"
+    assert result["ok"] and result["tolerance"] == 1e-5
+    assert torch.backends.cuda.matmul.allow_tf32 == tf32  # switched off for the check only
 
 
 def test_a_transformers_model_object_imports_with_its_own_copy_of_the_weights():

@@ -13,6 +13,7 @@ from nlu.data.pretraining import (
     PretrainingCollator,
     Vocabulary,
     build_nsp_examples,
+    collator_examples,
     tokenize_documents,
     truncate_pair,
 )
@@ -137,6 +138,15 @@ def test_pairs_are_deterministic_given_the_seed():
     first = build_nsp_examples(documents, max_length=64, seed=11)
     assert build_nsp_examples(documents, max_length=64, seed=11) == first
     assert build_nsp_examples(documents, max_length=64, seed=12) != first
+
+
+def test_collator_examples_are_seeded_draws_in_the_tokenizers_ids_numbered_in_order():
+    documents = unique_documents(30, seed=6)
+    ids = type("Specials", (), {"cls_token_id": 101, "sep_token_id": 102})()  # not nlu's own layout
+    examples = collator_examples(documents, ids, max_length=64, seed=11, duplicates=2)
+    first, second = (build_nsp_examples(documents, max_length=64, seed=seed, cls_id=101, sep_id=102) for seed in (11, 12))
+    assert [{k: v for k, v in example.items() if k != "index"} for example in examples] == first + second
+    assert [example["index"] for example in examples] == list(range(len(first) + len(second)))
 
 
 def test_pair_building_errors():

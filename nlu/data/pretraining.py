@@ -85,6 +85,21 @@ def build_nsp_examples(
     return examples
 
 
+def collator_examples(tokenized_documents: Sequence[TokenizedDocument], tokenizer: Any, max_length: int, seed: int,
+                      duplicates: int = 1, short_seq_probability: float = 0.1) -> list[dict[str, Any]]:
+    """The pairs ``nlu pretrain`` trains on, ready for :class:`PretrainingCollator`: ``duplicates``
+    draws of pairs (seeds ``seed``, ``seed + 1``, …, BERT's ``dupe_factor``) in the tokenizer's
+    special ids, each numbered by its place, from which its masks are derived."""
+    examples: list[dict[str, Any]] = []
+    for duplicate in range(duplicates):
+        examples += build_nsp_examples(tokenized_documents, max_length, seed=seed + duplicate,
+                                       short_seq_probability=short_seq_probability,
+                                       cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id)
+    for index, example in enumerate(examples):
+        example["index"] = index
+    return examples
+
+
 def _segment_pairs(
     documents: Sequence[TokenizedDocument], index: int, target: int, random_next_probability: float, rng: random.Random,
 ) -> Iterator[tuple[list[int], list[int], int]]:

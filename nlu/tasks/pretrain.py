@@ -22,7 +22,7 @@ from nlu.evaluation.report import write_pretraining_report
 from nlu.data.corpus import Document, corpus_statistics, read_documents
 from nlu.errors import ConfigError, DataError
 from nlu.files import write_text_atomic
-from nlu.data.pretraining import PretrainingCollator, build_nsp_examples, tokenize_documents
+from nlu.data.pretraining import PretrainingCollator, collator_examples, tokenize_documents
 from nlu.model import ForPreTraining
 from nlu.settings import RunSettings, fill
 from nlu.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer, training_texts
@@ -172,13 +172,7 @@ def read_corpus(files: list[str]) -> list[Document]:
 
 def build_examples(documents: list[Document], tokenizer, data: PretrainData, seed: int) -> tuple[list[dict], dict]:
     tokenized = tokenize_documents(documents, tokenizer)
-    examples: list[dict] = []
-    for duplicate in range(data.duplicates):
-        examples += build_nsp_examples(tokenized, data.max_length, seed=seed + duplicate,
-                                       short_seq_probability=data.short_seq_probability,
-                                       cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id)
-    for index, example in enumerate(examples):
-        example["index"] = index
+    examples = collator_examples(tokenized, tokenizer, data.max_length, seed, data.duplicates, data.short_seq_probability)
     statistics = corpus_statistics(documents)
     statistics["tokens"] = sum(len(sentence) for document in tokenized for sentence in document)
     statistics["examples"] = len(examples)
