@@ -67,7 +67,8 @@ def command_evaluate(args: argparse.Namespace) -> None:
     predictor = predictor_for(args)
     if args.out is None and not Path(args.model).is_dir():
         raise ConfigError(f"{args.model} is not a local folder: give --out for the evaluation report")
-    out = Path(args.out or Path(args.model) / "evaluation")  # the folder named (a run folder, not its best/)
+    # beside the folder named (a run folder, not its best/), one report per data file: another file's stays
+    out = Path(args.out or Path(args.model) / "evaluation" / Path(args.data).stem)
     warn_if_seen_in_training(Path(args.data), Path(predictor.directory))
     with autocast(predictor.device, predictor.precision):
         if args.task == "ner":
@@ -318,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "folder (e.g. from nlu export) or a hub model id (online only)")
         if name == "evaluate":
             sub.add_argument("--data", required=True, help="CoNLL/JSONL (ner) or CSV/TSV/JSONL (classify)")
-            sub.add_argument("--out", help="report folder (default: MODEL/evaluation, written over)")
+            sub.add_argument("--out", help="report folder (default: MODEL/evaluation/<the data file's name less its "
+                                                "suffix>, written over)")
             sub.add_argument("--repair", action="store_true", help="ner: rewrite I-X that starts an entity to B-X")
             sub.add_argument("--scheme", choices=["iob2", "iob1"], default=None,
                              help="ner: the file's tagging scheme (default: as the model's training files; "
@@ -332,8 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="classify: the TSV quotes fields the CSV way, or not (default: as in training)")
         else:
             source = sub.add_mutually_exclusive_group(required=True)
-            source.add_argument("--text", nargs="+", help="one or more texts (ner: raw text; punctuation is split "
-                                                          "from words as BERT's tokenizer splits it)")
+            source.add_argument("--text", nargs="+", action="extend",
+                                help="one or more texts, after one --text or several (ner: raw text; punctuation is "
+                                     "split from words as BERT's tokenizer splits it)")
             source.add_argument("--file", help="a UTF-8 text file, one text per line (blank lines are skipped)")
             if name == "predict":
                 sub.add_argument("--words", action="store_true",

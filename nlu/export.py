@@ -181,7 +181,8 @@ def training_lines(record: dict[str, Any]) -> list[str]:
     start = settings.get("init") or "random weights (no pretraining)"
     lines.append(f"- Started from: `{start}`{' (architecture only: from_scratch)' if settings.get('from_scratch') else ''}.")
     trained = [f"{key} {training[key]}" for key in ("max_steps", "epochs", "learning_rate", "batch_size", "seed")
-               if key in training and not (key == "max_steps" and not training[key])]  # 0: epochs decide
+               if key in training and not (key == "max_steps" and not training[key])  # 0: epochs decide
+               and not (key == "epochs" and training.get("max_steps"))]  # else max_steps does
     recipe = summary.get("recipe")  # what `auto` made of the settings (epochs raised, say): said after them
     lines.append(f"- Training{' as set' if recipe else ''}: {', '.join(trained)}; nlu {__version__}."
                  + (f" Chosen by `auto`: {recipe}." if recipe else ""))

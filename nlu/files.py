@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash mid-write leaves the previous file intact, never a torn one."""
+"""Atomic file writes (a crash mid-write leaves the previous file intact, never a torn one), and
+fingerprints that tell whether a file is still the one a run read."""
 
 from __future__ import annotations
 
@@ -45,3 +46,32 @@ def sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def fingerprint(path: str | os.PathLike) -> dict[str, dict[str, int | str]]:
+    """Size, modification time and SHA-256 of the file PATH, or of every file under the folder PATH
+    (by name relative to it; hidden ones, such as a run folder's lock, left out)."""
+    return {name: {"size": file.stat().st_size, "mtime_ns": file.stat().st_mtime_ns, "sha256": sha256(file)}
+            for name, file in listed_files(Path(path)).items()}
+
+
+def listed_files(root: Path) -> dict[str, Path]:
+    """ROOT itself (named "") when it is a file, else the files under it by relative name."""
+    if root.is_file():
+        return {"": root}
+    return {file.relative_to(root).as_posix(): file for file in sorted(root.rglob("*"))
+            if file.is_file() and not any(part.startswith(".") for part in file.relative_to(root).parts)}
+
+
+def changed_files(recorded: dict[str, dict[str, int | str]], path: str | os.PathLike) -> list[str]:
+    """The files of RECORDED (a :func:`fingerprint` of PATH) whose content differs now, that are gone,
+    or that are new; a file whose size and modification time are unchanged is not read again."""
+    root = Path(path)
+    now = listed_files(root)
+    changed = set(now) ^ set(recorded)
+    for name in set(now) & set(recorded):
+        stat, before = now[name].stat(), recorded[name]
+        if (stat.st_size, stat.st_mtime_ns) != (before["size"], before["mtime_ns"]) and (
+                stat.st_size != before["size"] or sha256(now[name]) != before["sha256"]):
+            changed.add(name)
+    return [str(root / name) if name else str(root) for name in sorted(changed)]

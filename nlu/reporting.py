@@ -75,16 +75,19 @@ def mean_std(values: Iterable[float | None]) -> dict[str, Any]:
 def paired_difference(values: Iterable[float], references: Iterable[float], confidence: float = 0.95
                       ) -> dict[str, Any] | None:
     """``values`` minus ``references`` pair by pair (the same seed: same initial weights, data order
-    and masks), with their mean and its Student-t interval at CONFIDENCE (None for a single pair);
-    None when there is no pair. The t quantile, not 2: with three seeds the half-width is 4.3
-    standard errors, so a gap found on few seeds must be large to count."""
+    and masks), with their mean and its Student-t interval at CONFIDENCE; None when there is no pair.
+    No interval for a single pair, nor for pairs that all differ alike: zero spread measures no
+    noise (a small test set's coarse figures, or seeds that change nothing), so it judges nothing.
+    The t quantile, not 2: with three seeds the half-width is 4.3 standard errors, so a gap found on
+    few seeds must be large to count."""
     from scipy.stats import t
 
     differences = [value - reference for value, reference in zip(values, references, strict=True)]
     if not differences:
         return None
     spread, mean, count = mean_std(differences)["std"], statistics.mean(differences), len(differences)
-    half = None if spread is None else float(t.ppf((1 + confidence) / 2, count - 1)) * spread / count ** 0.5
+    unmeasured = spread is None or spread <= 1e-12 * max(1.0, abs(mean))  # equal but for float rounding
+    half = None if unmeasured else float(t.ppf((1 + confidence) / 2, count - 1)) * spread / count ** 0.5
     return {"values": differences, "mean_difference": mean, "half_width": half, "confidence": confidence,
             "low": None if half is None else mean - half, "high": None if half is None else mean + half}
 

@@ -8,8 +8,9 @@ the study scripts — goes through ``run(settings)``, so they share these guaran
 - One owner per run folder: an exclusive advisory lock (``flock`` on ``<folder>/.lock``) is held by
   the main process for the whole run. The kernel releases it on any exit, ``kill -9`` included,
   so a lock left by a dead process is simply taken over; a live owner is named in the error.
-- An existing folder means "resume", which is only sound with the settings it started with; a
-  finished run with the same settings is reused, not repeated; ``force`` starts over. A folder of
+- An existing folder means "resume", which is only sound with the settings and inputs it started
+  with (``inputs.json`` fingerprints its data files and init model); a finished run with the same
+  settings and unchanged inputs is reused, not repeated; ``force`` starts over. A folder of
   other files is never a run folder: nlu neither writes into it nor empties it.
 - A run that fails on bad input before its first checkpoint leaves no folder behind; one that a
   bug stops keeps what it logged but not its settings: either way the corrected command is not
@@ -41,7 +42,7 @@ from accelerate import PartialState
 
 from nlu.config import EncoderConfig
 from nlu.errors import ConfigError, NluError
-from nlu.files import write_text_atomic
+from nlu.files import changed_files, fingerprint, write_text_atomic
 from nlu.machine import describe_machine, peak_resident_mib
 from nlu import reference
 from nlu.options import coerce_options, fill
@@ -53,6 +54,9 @@ from nlu.training.config import TrainingConfig
 from nlu.training.loop import distributed_state
 
 SETTINGS_FILE = "settings.yaml"
+INPUTS_FILE = "inputs.json"
+INPUT_OPTIONS = ("train", "dev", "test", "local_dir", "train_files", "heldout_files", "tokenizer")
+"""Data options that name files or folders a run reads (PAN-X reads local_dir, not train, dev and test)."""
 PROCESS_FILE = "process.json"
 LOCK_FILE = ".lock"
 DISPLAY_ONLY = {"training.progress", "training.progress_label"}
@@ -222,7 +226,8 @@ def make_folder(output_dir: Path) -> bool:
 
 
 def check_settings(settings: RunSettings, output_dir: Path) -> bool:
-    """Refuse a folder started with other settings; write settings.yaml for a new run. True if new."""
+    """Refuse a folder started with other settings or on inputs that have changed since; write
+    settings.yaml and inputs.json for a new run. True if new."""
     saved = output_dir / SETTINGS_FILE
     if saved.exists():
         before = yaml.safe_load(saved.read_text()) or {}
@@ -230,9 +235,36 @@ def check_settings(settings: RunSettings, output_dir: Path) -> bool:
         if changed:
             raise ConfigError(f"{output_dir} holds a run with other settings ({', '.join(changed)}); "
                               f"pass --force to start over or choose another training.output_dir")
+        check_inputs(output_dir)
         return False
     settings.save(saved, made_by=command_line())
+    write_text_atomic(output_dir / INPUTS_FILE, json.dumps({path: fingerprint(path) for path in input_paths(settings)},
+                                                           indent=1))
     return True
+
+
+def input_paths(settings: RunSettings) -> list[str]:
+    """The files and folders here that the run reads: its data files (INPUT_OPTIONS) and its init model."""
+    panx = bool(settings.data.get("panx_lang"))
+    named = [settings.init, *(settings.data.get(key) for key in INPUT_OPTIONS
+                              if not (panx and key in ("train", "dev", "test")))]
+    paths = [path for value in named for path in (value if isinstance(value, list) else [value])]
+    return list(dict.fromkeys(path for path in paths if isinstance(path, str) and Path(path).exists()))
+
+
+def check_inputs(output_dir: Path) -> None:
+    """Refuse to reuse or resume a run whose data files or init model changed since it started (one
+    still here: a run reused from elsewhere keeps what it made). A run from before nlu recorded its
+    inputs has no inputs.json, and is not checked."""
+    recorded = output_dir / INPUTS_FILE
+    if not recorded.is_file():
+        return
+    changed = [file for path, files in json.loads(recorded.read_text()).items() if Path(path).exists()
+               for file in changed_files(files, path)]
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise ConfigError(f"{output_dir} was run on other inputs: {', '.join(changed[:3])}{more} changed since it "
+                          f"started; pass --force to run it again on them, or choose another training.output_dir")
 
 
 def run_settings_file(model: str) -> Path | None:
@@ -338,7 +370,8 @@ def forget_failed_start(output_dir: Path, everything: bool) -> None:
     """The run failed before its first checkpoint (bad input found while reading data, or a bug): its
     settings go, so the corrected command starts afresh instead of meeting "other settings", and with
     ``everything`` (bad input in a folder this run made) all it wrote."""
-    doomed = [entry for entry in output_dir.iterdir() if entry.name != LOCK_FILE] if everything else [output_dir / SETTINGS_FILE]
+    doomed = ([entry for entry in output_dir.iterdir() if entry.name != LOCK_FILE] if everything
+              else [output_dir / SETTINGS_FILE, output_dir / INPUTS_FILE])
     for entry in doomed:
         if entry.is_dir():
             shutil.rmtree(entry)

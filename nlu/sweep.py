@@ -618,7 +618,8 @@ def render_sweep(results: dict[str, Any]) -> str:
     for row in rows:
         by_seed, interval = results["seed_differences"].get(row), results["bootstrap"].get(row)
         seed_cell = "reference" if row == rows[0] else "n/a" if not by_seed else (
-            f"{by_seed['mean_difference']:+.4f}" if by_seed["low"] is None else
+            f"{by_seed['mean_difference']:+.4f}" + (" (the same on every seed: no spread to judge by)"
+                                                    if len(by_seed["values"]) > 1 else "") if by_seed["low"] is None else
             f"{by_seed['mean_difference']:+.4f} ± {by_seed['half_width']:.4f} "
             f"({within(by_seed['low'], by_seed['high'])})")
         boot_cell = "reference" if row == rows[0] else "n/a" if not interval else (

@@ -345,7 +345,8 @@ def judged_cell(by_seed: dict | None, bootstrap: dict | None = None) -> str:
         return "n/a"
     spread = f" ± {by_seed['half_width']:.4f}" if by_seed and by_seed["low"] is not None else ""
     verdicts = noise_verdicts(by_seed, bootstrap)
-    return f"{(by_seed or bootstrap)['mean_difference']:+.4f}{spread} ({', '.join(verdicts) or 'one seed'})"
+    said = ", ".join(verdicts) or ("no spread over seeds" if by_seed and len(by_seed["values"]) > 1 else "one seed")
+    return f"{(by_seed or bootstrap)['mean_difference']:+.4f}{spread} ({said})"
 
 
 def variant_differences(result: dict, kind: str) -> dict[str, dict]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from nlu import cli
-from nlu.data.classification import LabelMap, check_text_column, warn_missing_labels
+from nlu.data.classification import LabelMap, check_text_column, warn_doubtful_labels
 from nlu.errors import ConfigError, DataError
 from nlu.model import ForSequenceClassification
 from nlu.settings import load_settings
@@ -115,6 +115,7 @@ def test_run_learns_and_writes_the_test_report(trained):
     raw = np.loadtxt(test / "labels_confusion_raw.csv", delimiter=",", skiprows=1, usecols=(1, 2, 3))
     assert raw.sum() == 300
     assert "Macro-F1" in (test / "report.md").read_text()
+    assert "| labels | fresh, plot, rotten |" in (run_dir / "report.md").read_text()
 
     assert list(summary["labels"]) == LABELS and summary["train_examples"] == 300 and summary["steps"] == 152
     true_positives = np.diag(raw)
@@ -296,7 +297,7 @@ def test_cli_predict_prints_label_and_probabilities(trained):
     texts = ["a gorgeous, witty and moving film", "a young woman leaves her village to find her father in the city"]
     completed = subprocess.run(
         [sys.executable, "-m", "nlu.cli", "predict", "classify", "--model", str(trained["run_dir"] / "best"),
-         "--text", *texts],
+         "--text", texts[0], "--text", texts[1]],  # each --text adds its texts
         capture_output=True, text=True, timeout=120, cwd=ROOT, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert completed.returncode == 0, completed.stderr
@@ -329,7 +330,15 @@ def test_an_id_column_as_the_texts_is_refused_and_an_na_label_named(tmp_path):
         check_text_column(examples, "text")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a stance label, not a missing value
-        warn_missing_labels([classify.TextExample("We must act.", None, "NONE", "stance.csv", 2)])
+        warn_doubtful_labels([classify.TextExample("We must act.", None, "NONE", "stance.csv", 2)])
+    answers = [classify.TextExample(f"text {line}", None, label, "answers.csv", line)
+               for line, label in enumerate(["no", "yes", "No", "no", "YES", "yes"], start=2)]
+    with pytest.warns(UserWarning) as said:
+        warn_doubtful_labels(answers)
+    rest = " differ only in case; each trains as a class of its own: if they are one class, spell it one way"
+    assert [str(warning.message) for warning in said] == [
+        "answers.csv:4: labels 'No' (1 training row), 'no' (2 training rows)" + rest + " in the file",
+        "answers.csv:6: labels 'YES' (1 training row), 'yes' (2 training rows)" + rest + " in the file"]
     with pytest.raises(DataError, match=rf"^{path}: every one of the \d+ training texts is a number \(.*\): is "
                                         r"data.text_column='party.id' the column of the texts\?$"):
         classify.load_data(classify.ClassifyData(**data, text_column="party.id"))

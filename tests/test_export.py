@@ -141,7 +141,7 @@ def test_model_cards_say_how_to_serve_and_what_was_trained(ner_export, classifie
     assert "| test_macro_f1 | 0.6123 |" in card and "| dev_macro_f1 | 0.6456 |" in card
     assert f"- Task: `classify`, run folder `{classifier_export['run']}`, made by `nlu classify --config " \
            "tasks/rotten_tomatoes.yaml`." in card
-    assert "Started from: `runs/pretrain_news/model`" in card and "max_steps 300" in card
+    assert "Started from: `runs/pretrain_news/model`" in card and "- Training: max_steps 300, learning_rate" in card
     assert "train `data/classification/rotten_tomatoes/train.csv`; logit_adjustment predict." in card
     # learning_rate auto raised the epochs: the card lists the settings as set, then what auto made of them
     record = {"settings": {"task": "classify", "training": {"max_steps": 0, "epochs": 3.0, "learning_rate": "auto"}},
@@ -165,7 +165,7 @@ def test_export_command_and_its_errors(classifier_export, tmp_path, capsys):
     data = tmp_path / "labelled.csv"
     data.write_text("text,label\nso so," + label + "\na fine film,fresh\na man goes home,plot\n")
     assert cli.main(["evaluate", "classify", "--model", str(tmp_path / "hf"), "--data", str(data)]) == 0
-    assert (tmp_path / "hf" / "evaluation" / "metrics.json").is_file()
+    assert (tmp_path / "hf" / "evaluation" / "labelled" / "metrics.json").is_file()  # a folder per data file
 
 
 def test_an_export_reads_files_as_its_model_did_and_never_writes_over_it(tmp_path, capsys):
@@ -181,7 +181,8 @@ def test_an_export_reads_files_as_its_model_did_and_never_writes_over_it(tmp_pat
     data = tmp_path / "iob1.conll"
     data.write_text("Anna I-PERSON\nKarenina I-PERSON\nreads O\n")
     assert cli.main(["evaluate", "ner", "--model", str(out), "--data", str(data)]) == 0
-    assert json.loads((out / "evaluation" / "metrics.json").read_text())["entity_strict"]["averages"]["micro"]["support"] == 1
+    scores = json.loads((out / "evaluation" / "iob1" / "metrics.json").read_text())  # MODEL/evaluation/<data file>
+    assert scores["entity_strict"]["averages"]["micro"]["support"] == 1
     for target in (model, tmp_path / "run"):
         capsys.readouterr()
         assert cli.main(["export", "--model", str(model), "--out", str(target)]) == 2

@@ -233,6 +233,7 @@ def test_tag_map_applies_after_iob1_conversion(tmp_path: Path) -> None:
         ({"tag_map": {"B-PER": "PER"}}, "'B-PER' is not an entity type"),
         ({"tag_map": {"PER": "new type"}}, "'new type' is not an entity type"),
         ({"tag_map": {"O": "PER"}}, "O is not an entity type"),
+        ({"tag_map": {"MISC:O": None}}, "'MISC:O' has no value; YAML needs a space after the colon: {MISC: O}"),
     ],
 )
 def test_bad_format_options_are_config_errors(options: dict, fragment: str) -> None:

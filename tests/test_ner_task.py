@@ -91,7 +91,8 @@ def test_predict_and_evaluate_from_the_command_line(tagger, capsys):
     assert headline["entity_f1_strict"] == pytest.approx(expected["entity_strict"]["averages"]["micro"]["f1"])
     assert (out / "report.md").exists()
     assert cli.main(["evaluate", "ner", "--model", str(tagger["run"]), "--data", str(tagger["files"]["test"])]) == 0
-    assert capsys.readouterr().out.endswith(f"report: {tagger['run'] / 'evaluation' / 'report.md'}\n")  # not best/
+    # beside the run folder, not in best/, one folder per data file
+    assert capsys.readouterr().out.endswith(f"report: {tagger['run'] / 'evaluation' / 'test' / 'report.md'}\n")
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):

@@ -41,6 +41,38 @@ def test_same_settings_resume_and_changed_ones_are_refused_by_name(tmp_path):
         check_settings(_settings(tmp_path, learning_rate=1e-2), tmp_path / "run")
 
 
+def test_a_run_whose_data_or_init_changed_since_is_refused_not_reused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths, as a run reads them
+    corpus, heldout, model = Path("corpus.txt"), Path("heldout.txt"), Path("model")
+    corpus.write_text("One.\nTwo.\n\nThree.\nFour.\n")
+    heldout.write_text("Five.\nSix.\n\nSeven.\nEight.\n")
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    settings = dataclasses.replace(resolve(RunSettings(task="pretrain", data={
+        "train_files": [str(corpus)], "heldout_files": [str(heldout)]}, training=TrainingConfig(output_dir="run"))),
+        init=str(model))  # (an init is only fingerprinted here: the run itself is not started)
+    Path("run").mkdir()
+    assert check_settings(settings, Path("run")) is True
+    recorded = json.loads(Path("run/inputs.json").read_text())
+    assert set(recorded) == {"model", "corpus.txt", "heldout.txt"} and set(recorded["model"]) == {"config.json"}
+    assert recorded["corpus.txt"][""]["size"] == 24
+
+    corpus.write_text(corpus.read_text())  # the same text written again: a new time, the same input
+    os.utime(corpus, ns=(time.time_ns(), time.time_ns() + 10**9))
+    (model / ".lock").write_text("")  # hidden files are not the model
+    assert check_settings(settings, Path("run")) is False
+    corpus.write_text("One.\nTwo.\n\nThree.\nFive.\n")  # same size, other text
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    with pytest.raises(ConfigError, match=r"^run was run on other inputs: model/config\.json, corpus\.txt changed since "
+                                          r"it started; pass --force"):
+        check_settings(settings, Path("run"))
+    corpus.unlink()  # gone from here: the run keeps what it made from it
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_text("")
+    with pytest.raises(ConfigError, match=r"other inputs: model/model\.safetensors changed"):  # a file the model gained
+        check_settings(settings, Path("run"))
+
+
 def test_saved_settings_are_resolved_with_every_default(tmp_path):
     (tmp_path / "run").mkdir()
     check_settings(_settings(tmp_path), tmp_path / "run")

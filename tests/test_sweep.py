@@ -20,7 +20,7 @@ from nlu.runs import RunRecord, run_settings_file
 from nlu.settings import MADE_BY, load_settings, made_by
 from nlu.tokenizer import load_tokenizer, save_tokenizer
 from nlu.sweep import (Sweep, grid_rows, load_sweep, prepare_data, render_sweep, resampled_metric, run_figures,
-                       run_sweep, seed_differences, statistics)
+                       noise_verdicts, run_sweep, seed_differences, statistics)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -275,6 +275,10 @@ def test_seed_differences_are_paired_by_seed_with_a_student_t_interval():
     assert (entry["low"], entry["high"]) == pytest.approx((1 / 3 - entry["half_width"], 1 / 3 + entry["half_width"]))
     one_seed = {"headline_figure": "loss", "rows": {"a": runs({1: 1.0}), "b": runs({1: 1.5})}}
     assert seed_differences(one_seed)["b"]["half_width"] is seed_differences(one_seed)["b"]["low"] is None
+    # two seeds that differ alike (a small test set's coarse accuracy) measure no noise: no interval, no verdict
+    alike = {"headline_figure": "loss", "rows": {"a": runs({1: 0.1, 2: 0.7}), "b": runs({1: 0.3, 2: 0.9})}}
+    entry = seed_differences(alike)["b"]  # 0.19999999999999998 and 0.20000000000000007
+    assert entry["mean_difference"] == pytest.approx(0.2) and entry["low"] is None and noise_verdicts(entry, None) == []
 
 
 def test_run_figures_name_nested_numbers_by_their_path_and_read_the_last_training_loss(tmp_path):

@@ -335,15 +335,27 @@ def check_text_column(examples: Sequence[TextExample], text_column: str) -> None
                         f"data.text_column={text_column!r} the column of the texts?", sources)
 
 
-def warn_missing_labels(examples: Sequence[TextExample]) -> None:
-    """A label spelled as a missing value (R's NA, pandas' NaN) trains as a class of its own: said
-    once, with its count and first line, since the rows may be unlabelled rather than a class."""
-    counts = Counter(example.label for example in examples if (example.label or "").strip().lower() in MISSING_MARKERS)
-    for label, count in counts.items():
-        first = min((example for example in examples if example.label == label), key=lambda example: example.line)
-        warnings.warn(f"{first.source}:{first.line}: label {label!r} ({count:,} training rows) reads like a missing "
-                      f"value (R writes NA, pandas NaN); it trains as a class of its own: if these rows have no "
-                      f"label, leave them out of the file", stacklevel=2)
+def warn_doubtful_labels(examples: Sequence[TextExample]) -> None:
+    """Labels that each train as a class of their own but may not be meant as one, said once with
+    their counts and first line: one spelled as a missing value (R's NA, pandas' NaN), since the rows
+    may be unlabelled, and labels that differ only in case ('No' and 'no')."""
+    counts = Counter(example.label for example in examples if example.label is not None)
+    first = {}
+    for example in examples:
+        first.setdefault(example.label, example)
+    for label in (label for label in counts if label.strip().lower() in MISSING_MARKERS):
+        warnings.warn(f"{first[label].source}:{first[label].line}: label {label!r} ({counts[label]:,} training rows) reads "
+                      f"like a missing value (R writes NA, pandas NaN); it trains as a class of its own: if these rows "
+                      f"have no label, leave them out of the file", stacklevel=2)
+    spellings: dict[str, list[str]] = {}
+    for label in counts:
+        spellings.setdefault(label.strip().casefold(), []).append(label)
+    for variants in (sorted(group, key=counts.get) for group in spellings.values() if len(group) > 1):
+        rare = first[variants[0]]
+        warnings.warn(f"{rare.source}:{rare.line}: labels " + ", ".join(
+            f"{label!r} ({counts[label]:,} training row{'s' * (counts[label] != 1)})" for label in variants)
+                      + " differ only in case; each trains as a class of its own: if they are one class, "
+                        "spell it one way in the file", stacklevel=2)
 
 
 def stratified_split(

@@ -142,6 +142,10 @@ class NerFormat:
             raise ConfigError(f"data.tag_map must map entity types to types, e.g. {{PERSON: PER, OTH: O}}; "
                               f"got {self.tag_map!r}")
         for key, value in self.tag_map.items():
+            if value is None and isinstance(key, str) and ":" in key:  # YAML reads {MISC:O} as the key 'MISC:O'
+                type_, _, target = key.partition(":")
+                raise ConfigError(f"data.tag_map: {key!r} has no value; YAML needs a space after the colon: "
+                                  f"{{{type_}: {target}}} (on the command line, quoted: 'data.tag_map={{{type_}: {target}}}')")
             for name in (key, value):
                 if not isinstance(name, str) or not TYPE_PATTERN.fullmatch(name) or name[:2] in ("B-", "I-"):
                     raise ConfigError(f"data.tag_map: {name!r} is not an entity type (a word such as PER, "

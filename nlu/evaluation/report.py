@@ -154,7 +154,8 @@ def write_run_report(output_dir: Path, settings, summary: dict[str, Any], title:
     if summary.get("warning"):
         lines += [f"**Warning: {summary['warning']}.**", ""]
     lines += ["| figure | value |", "|---|---|"]
-    lines += [f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |"
+    lines += [f"| {key} | {value:.4f} |" if isinstance(value, float) else
+              f"| {key} | {', '.join(map(str, value)) if isinstance(value, tuple) else value} |"  # labels: a, b, c
               for key, value in summary.items()
               if key != "warning" and value is not None and not isinstance(value, (list, dict))]
     if summary.get("composition"):

@@ -29,7 +29,7 @@ from nlu.data.classification import (
     read_table,
     sampler_weights,
     stratified_split,
-    warn_missing_labels,
+    warn_doubtful_labels,
 )
 from nlu.data.splits import Splits, check_fractions
 from nlu.errors import ConfigError
@@ -254,7 +254,7 @@ def load_data(data: ClassifyData) -> ClassifySplits:
     dev = parts["dev"] if "dev" in parts else read_examples(data, data.dev)
     test = parts["test"] if "test" in parts else read_examples(data, data.test) if data.test else []
     check_text_column(parts["train"], data.text_column)
-    warn_missing_labels(parts["train"])
+    warn_doubtful_labels(parts["train"])
     label_map = LabelMap.from_examples(parts["train"])
     if not data.allow_single_class:
         check_several_classes(parts["train"], label_map)
