@@ -324,6 +324,11 @@ def run(settings: RunSettings, force: bool = False) -> RunRecord:
                         # bad input: nothing of the run is kept; a bug: its log stays for debugging
                         forget_failed_start(output_dir, created and isinstance(error, NluError))
                     raise
+                if state.is_main_process and not settings.training.keep_finished_checkpoints:
+                    for checkpoint in checkpoint_folders(output_dir):
+                        shutil.rmtree(checkpoint)
+                    if (output_dir / "checkpoints").is_dir() and not any((output_dir / "checkpoints").iterdir()):
+                        (output_dir / "checkpoints").rmdir()
     finally:
         if created and state.is_main_process and output_dir.is_dir() and not any(
                 entry.name != LOCK_FILE for entry in output_dir.iterdir()):
@@ -361,9 +366,14 @@ def with_process_figures(record: RunRecord) -> RunRecord:
     return dataclasses.replace(record, process=json.loads(path.read_text()) if path.exists() else None)
 
 
+def checkpoint_folders(output_dir: Path) -> list[Path]:
+    """nlu's checkpoints (``checkpoints/step-N``, and a partial ``.step-N``) or the Trainer's
+    (``transformers/checkpoint-N``)."""
+    return [*(output_dir / "checkpoints").glob("*step-*"), *(output_dir / "transformers").glob("checkpoint-*")]
+
+
 def started_training(output_dir: Path) -> bool:
-    """A checkpoint is there: nlu's (``checkpoints/step-N``) or the Trainer's (``transformers/checkpoint-N``)."""
-    return any((output_dir / "checkpoints").glob("step-*")) or any((output_dir / "transformers").glob("checkpoint-*"))
+    return any(path.name.startswith(("step-", "checkpoint-")) for path in checkpoint_folders(output_dir))
 
 
 def forget_failed_start(output_dir: Path, everything: bool) -> None:

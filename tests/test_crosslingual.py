@@ -133,7 +133,7 @@ def tiny_run(tmp_path: Path, init: Path, *extra: str):
 
 @pytest.mark.slow
 def test_frozen_embeddings_stay_bit_identical_and_have_no_optimizer_state(tmp_path, pretrained):
-    record = tiny_run(tmp_path, pretrained, "training.freeze_embeddings=true")
+    record = tiny_run(tmp_path, pretrained, "training.freeze_embeddings=true", "training.keep_finished_checkpoints=true")
     before = ForTokenClassification.from_pretrained(pretrained)
     after = ForTokenClassification.from_pretrained(record.output_dir / "model")
     assert torch.equal(after.encoder.embeddings.word_embeddings.weight, before.encoder.embeddings.word_embeddings.weight)
@@ -163,6 +163,7 @@ def test_freezing_needs_a_pretrained_model(tmp_path, pretrained):
 @pytest.mark.slow
 def test_one_model_scored_on_several_test_sets_into_one_table(tmp_path, pretrained):
     record = tiny_run(tmp_path, pretrained)
+    assert not (record.output_dir / "checkpoints").exists()  # a finished run is reused, never resumed: they went
     english = read_test_split(ROOT / "tasks" / "wnut16_panx.yaml")
     sets = {"en": english, "en-first-20": english[:20]}
     results = evaluate_test_sets(record.output_dir, sets, tmp_path / "languages")

@@ -103,6 +103,25 @@ def read_log(output_dir) -> list[dict]:
     return [json.loads(line) for line in (Path(output_dir) / "log.jsonl").read_text().splitlines()]
 
 
+def test_evaluation_warnings_are_said_with_their_step_and_kept_across_a_resume(tmp_path):
+    """The summary counts collapsed evaluations from the history, which a resumed run restores."""
+    class Warned(ScriptedTask):
+        def evaluate(self, model):
+            scores = super().evaluate(model)
+            return scores | ({"warning": "predicts only 'no'"} if scores["f1"] == 0 else {})
+
+    options = dict(eval_every=2, save_every=4)
+    with pytest.warns(UserWarning, match=r"^dev evaluation at step 2: predicts only 'no' \(the run's summary says"):
+        train(Warned([0.0, 0.5]), scripted_model(), scripted_examples(24), scripted_config(tmp_path, max_steps=4, **options))
+    with pytest.warns(UserWarning, match=r"^dev evaluation at step 6: predicts only 'no'"):
+        result = train(Warned([0.0, 0.6]), scripted_model(), scripted_examples(24),
+                       scripted_config(tmp_path, max_steps=8, **options))  # resumed at step 4
+    assert [(entry["step"], entry.get("warning")) for entry in result.state.history] == [
+        (2, "predicts only 'no'"), (4, None), (6, "predicts only 'no'"), (8, None)]
+    assert [entry.get("warning") for entry in read_log(tmp_path) if entry["split"] == "eval"] == [
+        "predicts only 'no'", None, "predicts only 'no'", None]
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny models on a shared 2-core host: one intra-op thread is ~10× faster than two that wait

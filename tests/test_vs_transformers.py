@@ -329,7 +329,7 @@ def test_a_trainer_run_stopped_after_a_checkpoint_resumes_to_the_same_result(tin
     (the Trainer's own resume) and ends with the uninterrupted run's steps, real-token count and test
     predictions."""
     overrides = [*same_work("classify", tiny_bert, tmp_path, "transformers"), "training.max_steps=4",
-                 "training.eval_every=2", "training.keep_checkpoints=2"]
+                 "training.eval_every=2", "training.keep_checkpoints=2", "training.keep_finished_checkpoints=true"]
     whole = run(load_settings(TASK_FILES["classify"], overrides, task="classify"))
     folder = whole.output_dir
     predictions = (folder / "test" / "predictions.csv").read_text()

@@ -171,9 +171,9 @@ class ClassifyTask(FineTuningTask):
         probabilities, _ = predict_probabilities(model, self.tokenizer, self.dev, self.max_length,
                                                  self.data.eval_batch_size, self.predict_adjustment)
         predicted = [self.label_map.to_name(i) for i in probabilities.argmax(-1)]
-        self.record_collapse(prediction_collapse(predicted))
+        collapse = prediction_collapse(predicted)
         scores = classification_scores([e.label for e in self.dev], predicted, self.label_map.names)
-        return {key: scores[key] for key in CLASSIFY_METRICS}
+        return {key: scores[key] for key in CLASSIFY_METRICS} | ({"warning": collapse} if collapse else {})
 
     def save_artifacts(self, directory: Path) -> None:
         save_tokenizer(self.tokenizer, directory)
@@ -301,7 +301,7 @@ def run(settings: RunSettings) -> dict[str, Any]:
             test_warning = test_results["warning"]
             compositions.append(test_results["composition"])
             summary |= classification_summary(scores, "test")
-        summary["warning"] = collapse_warning(task.dev_collapse, test_warning)
+        summary["warning"] = collapse_warning([entry.get("warning") for entry in result.state.history], test_warning)
         summary["recipe"] = recipe
         summary["composition"] = compositions
         summary |= splits.summary()

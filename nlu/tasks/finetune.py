@@ -172,25 +172,16 @@ def predict_logits(model: NluModel, features: Sequence[dict[str, Any]], pad_toke
 
 class FineTuningTask:
     """What the NER and classification tasks share of the loop's task protocol: batches padded to
-    their longest example, no per-epoch state, and the record of dev evaluations at which the model
-    predicted one class everywhere (the run's summary warns about them)."""
+    their longest example and no per-epoch state."""
 
     def __init__(self, tokenizer, dev: Sequence[Any], max_length: int):
         self.tokenizer, self.dev, self.max_length = tokenizer, dev, max_length
-        self.dev_collapse: list[str | None] = []
-        """Per dev evaluation: None, or the warning that every prediction was one class."""
 
     def collate(self, features: list[dict]) -> dict:
         return pad_batch(features, self.tokenizer.pad_token_id)
 
     def set_epoch(self, epoch: int) -> None:
         pass
-
-    def record_collapse(self, message: str | None) -> None:
-        self.dev_collapse.append(message)
-        if message:
-            warnings.warn(f"dev evaluation {len(self.dev_collapse)}: {message} (the run's summary says whether the model "
-                          f"it keeps does too)", stacklevel=3)
 
 
 def choose_selection(training, default: str, metrics: tuple[str, ...]) -> None:

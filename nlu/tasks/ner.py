@@ -156,11 +156,11 @@ class NerTask(FineTuningTask):
     def evaluate(self, model: ForTokenClassification) -> dict[str, float]:
         predicted, _ = predict_tags(model, self.tokenizer, self.dev, self.max_length, self.data.stride,
                                     self.data.eval_batch_size)
-        self.record_collapse(prediction_collapse([tag for row in predicted for tag in row], outside="O"))
+        collapse = prediction_collapse([tag for row in predicted for tag in row], outside="O")
         scores = entity_scores([s.tags for s in self.dev], predicted, mode=self.data.mode)
         micro = scores["averages"]["micro"]
         values = (micro["f1"], micro["precision"], micro["recall"], scores["averages"]["macro"]["f1"])
-        return dict(zip(NER_METRICS, values))
+        return dict(zip(NER_METRICS, values)) | ({"warning": collapse} if collapse else {})
 
     def save_artifacts(self, directory: Path) -> None:
         save_tokenizer(self.tokenizer, directory)
@@ -403,7 +403,8 @@ def run(settings: RunSettings) -> dict[str, Any]:
             "test_macro_f1": test_results["entity_strict"]["averages"]["macro"]["f1"],
             "train_seconds": result.state.train_seconds, "steps": result.state.step,
             "tokens_per_second": result.state.tokens_seen / max(result.state.train_seconds, 1e-9),
-            "warning": collapse_warning(task.dev_collapse, test_results["warning"]), "recipe": recipe,
+            "warning": collapse_warning([entry.get("warning") for entry in result.state.history], test_results["warning"]),
+            "recipe": recipe,
             "raw-text words": word_split,
             **early_stop(result, settings.training),
             "composition": [dev_composition, test_results["composition"]],

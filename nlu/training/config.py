@@ -50,7 +50,10 @@ class TrainingConfig:
     save_every: int = 100
     """Optimizer steps between checkpoints; a run started again resumes from the newest."""
     keep_checkpoints: int = 2
-    """How many checkpoints are kept; older ones are deleted."""
+    """How many checkpoints are kept while the run trains; older ones are deleted."""
+    keep_finished_checkpoints: bool = False
+    """Keep them once the run has finished too. They serve to resume a run that stopped, and a
+    finished run is reused, not resumed: by default they go (with a large init, a gigabyte or more)."""
     early_stopping_patience: int = 0
     """Evaluations without improvement before stopping; 0 never stops early. While a max-mode
     metric has never risen above 0 (a tagger that predicts only O), evaluations are not counted."""

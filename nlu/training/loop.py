@@ -61,7 +61,9 @@ class Task(Protocol):
         throughput. Figures computed on the device stay 0-d tensors there (no ``.item()``, no
         ``int()``): the loop reads them every ``log_every`` steps."""
 
-    def evaluate(self, model: NluModel) -> dict[str, float]: ...
+    def evaluate(self, model: NluModel) -> dict[str, float | str]:
+        """Dev figures, and a ``warning`` when the model's predictions collapsed to one class: the
+        loop says it with the step and keeps it in the history, which a resumed run restores."""
 
     def save_artifacts(self, directory: Path) -> None:
         """Write what a saved model needs beside its weights (tokenizer, label names)."""
@@ -270,6 +272,9 @@ def train(
     def evaluate_and_select() -> bool:
         """Evaluate, keep the best model, and say whether to stop early."""
         metrics = task.evaluate(accelerator.unwrap_model(model))
+        if metrics.get("warning") and main:
+            warnings.warn(f"dev evaluation at step {state.step}: {metrics['warning']} (the run's summary says whether "
+                          "the model it keeps does too)", stacklevel=2)
         log.write({"step": state.step, "split": "eval", **metrics})
         state.history.append({"step": state.step, **metrics})
         value = metrics[config.select_metric]
