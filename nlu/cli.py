@@ -67,8 +67,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
     predictor = predictor_for(args)
     if args.out is None and not Path(args.model).is_dir():
         raise ConfigError(f"{args.model} is not a local folder: give --out for the evaluation report")
-    # beside the folder named (a run folder, not its best/), one report per data file: another file's stays
-    out = Path(args.out or Path(args.model) / "evaluation" / Path(args.data).stem)
+    out = Path(args.out or Path(args.model) / "evaluation" / evaluation_name(Path(args.data)))
     warn_if_seen_in_training(Path(args.data), Path(predictor.directory))
     with autocast(predictor.device, predictor.precision):
         if args.task == "ner":
@@ -132,6 +131,13 @@ def warn_if_seen_in_training(data: Path, model_dir: Path) -> None:
             where = f"the {split} split under data.local_dir" if files.get("panx_lang") else f"data.{split}"
             warnings.warn(f"{data} is {where} of {record['run_dir']}: the model was {use} on its rows, so these "
                           f"figures read high; its test data: {held_out}", stacklevel=2)
+
+
+def evaluation_name(data: Path) -> str:
+    """The report folder of one data file, beside the model folder named (a run folder, not its
+    best/): its folder's name and its own less the suffix (``wnut16-test``, ``de-test``), so that
+    another file's report, often also a ``test.*``, stays."""
+    return f"{data.resolve().parent.name}-{data.stem}"
 
 
 def typed_from_here(path: Path) -> str:
@@ -319,8 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "folder (e.g. from nlu export) or a hub model id (online only)")
         if name == "evaluate":
             sub.add_argument("--data", required=True, help="CoNLL/JSONL (ner) or CSV/TSV/JSONL (classify)")
-            sub.add_argument("--out", help="report folder (default: MODEL/evaluation/<the data file's name less its "
-                                                "suffix>, written over)")
+            sub.add_argument("--out", help="report folder (default: MODEL/evaluation/<the data file's folder>-<its name "
+                                                "less the suffix>, written over)")
             sub.add_argument("--repair", action="store_true", help="ner: rewrite I-X that starts an entity to B-X")
             sub.add_argument("--scheme", choices=["iob2", "iob1"], default=None,
                              help="ner: the file's tagging scheme (default: as the model's training files; "

@@ -50,28 +50,43 @@ def sha256(path: str | os.PathLike) -> str:
 
 def fingerprint(path: str | os.PathLike) -> dict[str, dict[str, int | str]]:
     """Size, modification time and SHA-256 of the file PATH, or of every file under the folder PATH
-    (by name relative to it; hidden ones, such as a run folder's lock, left out)."""
+    (by name relative to it, through linked folders; hidden ones, such as a run folder's lock, left out)."""
     return {name: {"size": file.stat().st_size, "mtime_ns": file.stat().st_mtime_ns, "sha256": sha256(file)}
             for name, file in listed_files(Path(path)).items()}
 
 
 def listed_files(root: Path) -> dict[str, Path]:
-    """ROOT itself (named "") when it is a file, else the files under it by relative name."""
+    """ROOT itself (named "") when it is a file, else the files under it by relative name, following
+    linked folders (a datasets folder linked into a data folder) once each."""
     if root.is_file():
         return {"": root}
-    return {file.relative_to(root).as_posix(): file for file in sorted(root.rglob("*"))
-            if file.is_file() and not any(part.startswith(".") for part in file.relative_to(root).parts)}
+    found, seen = {}, set()
+    for folder, folders, files in os.walk(root, followlinks=True):
+        if os.path.realpath(folder) in seen:  # a link back up the tree
+            folders[:] = []
+            continue
+        seen.add(os.path.realpath(folder))
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        for name in sorted(files):
+            file = Path(folder) / name
+            if not name.startswith(".") and file.is_file():
+                found[file.relative_to(root).as_posix()] = file
+    return found
 
 
 def changed_files(recorded: dict[str, dict[str, int | str]], path: str | os.PathLike) -> list[str]:
     """The files of RECORDED (a :func:`fingerprint` of PATH) whose content differs now, that are gone,
-    or that are new; a file whose size and modification time are unchanged is not read again."""
+    or that are new. A file whose size and modification time are unchanged is not read again; one
+    read again and found the same gets its new time in RECORDED, so that it is not read a third time."""
     root = Path(path)
     now = listed_files(root)
     changed = set(now) ^ set(recorded)
     for name in set(now) & set(recorded):
         stat, before = now[name].stat(), recorded[name]
-        if (stat.st_size, stat.st_mtime_ns) != (before["size"], before["mtime_ns"]) and (
-                stat.st_size != before["size"] or sha256(now[name]) != before["sha256"]):
+        if (stat.st_size, stat.st_mtime_ns) == (before["size"], before["mtime_ns"]):
+            continue
+        if stat.st_size != before["size"] or sha256(now[name]) != before["sha256"]:
             changed.add(name)
+        else:
+            before["mtime_ns"] = stat.st_mtime_ns
     return [str(root / name) if name else str(root) for name in sorted(changed)]

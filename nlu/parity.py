@@ -3,7 +3,7 @@
 Random transformers models are saved, imported through :func:`from_transformers`, exported
 back through :func:`to_transformers` and reloaded by transformers itself; every output is
 compared on a padded batch. :func:`check` is what ``scripts/check_hf_parity.py`` and the GPU
-check (``scripts/gpu_check.py``) run; the test suite compares configs one by one.
+check (``scripts/gpu_check.py``) run, and the test suite too.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from nlu import reference
 from nlu.options import coerce_options, fill
 from nlu.reporting import command_line
 from nlu.settings import RunSettings
-from nlu.sources import check_model_name
+from nlu.sources import check_model_name, model_directory
 from nlu.tasks import classify, ner, pretrain
 from nlu.training.config import TrainingConfig
 from nlu.training.loop import distributed_state
@@ -59,8 +59,9 @@ INPUT_OPTIONS = ("train", "dev", "test", "local_dir", "train_files", "heldout_fi
 """Data options that name files or folders a run reads (PAN-X reads local_dir, not train, dev and test)."""
 PROCESS_FILE = "process.json"
 LOCK_FILE = ".lock"
-DISPLAY_ONLY = {"training.progress", "training.progress_label"}
-"""Options that change what the terminal shows, not what the run computes: a run resumes whatever they are."""
+NOT_COMPUTING = {"training.progress", "training.progress_label", "training.keep_finished_checkpoints"}
+"""Options that change what the terminal shows or the folder keeps, not what the run computes: a run
+resumes whatever they are."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def changed_settings(before: dict[str, Any], now: dict[str, Any], task: str) -> 
             old = before.get(section) or {}
             changed += [f"{section}.{key}" for key in sorted(set(value) | set(old))
                         if old.get(key, defaults.get(section, {}).get(key)) != value.get(key)
-                        and f"{section}.{key}" not in DISPLAY_ONLY]
+                        and f"{section}.{key}" not in NOT_COMPUTING]
         elif before.get(section, defaults.get(section)) != value:
             changed.append(section)
     return changed
@@ -244,10 +245,14 @@ def check_settings(settings: RunSettings, output_dir: Path) -> bool:
 
 
 def input_paths(settings: RunSettings) -> list[str]:
-    """The files and folders here that the run reads: its data files (INPUT_OPTIONS) and its init model."""
+    """The files and folders here that the run reads: its data files (INPUT_OPTIONS) and the files of
+    its init model (those of the model folder itself: of a run folder, its best/ or model/, not the
+    reports and evaluations written beside them)."""
     panx = bool(settings.data.get("panx_lang"))
-    named = [settings.init, *(settings.data.get(key) for key in INPUT_OPTIONS
-                              if not (panx and key in ("train", "dev", "test")))]
+    named = [settings.data.get(key) for key in INPUT_OPTIONS if not (panx and key in ("train", "dev", "test"))]
+    if settings.init is not None and Path(settings.init).is_dir():
+        model = model_directory(settings.init)
+        named.append(sorted(str(file) for file in model.iterdir() if file.is_file() and not file.name.startswith(".")))
     paths = [path for value in named for path in (value if isinstance(value, list) else [value])]
     return list(dict.fromkeys(path for path in paths if isinstance(path, str) and Path(path).exists()))
 
@@ -259,12 +264,15 @@ def check_inputs(output_dir: Path) -> None:
     recorded = output_dir / INPUTS_FILE
     if not recorded.is_file():
         return
-    changed = [file for path, files in json.loads(recorded.read_text()).items() if Path(path).exists()
-               for file in changed_files(files, path)]
+    text = recorded.read_text()
+    inputs = json.loads(text)
+    changed = [file for path, files in inputs.items() if Path(path).exists() for file in changed_files(files, path)]
     if changed:
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         raise ConfigError(f"{output_dir} was run on other inputs: {', '.join(changed[:3])}{more} changed since it "
                           f"started; pass --force to run it again on them, or choose another training.output_dir")
+    if json.dumps(inputs, indent=1) != text:  # the new times of files read again and found the same
+        write_text_atomic(recorded, json.dumps(inputs, indent=1))
 
 
 def run_settings_file(model: str) -> Path | None:
@@ -327,8 +335,9 @@ def run(settings: RunSettings, force: bool = False) -> RunRecord:
                 if state.is_main_process and not settings.training.keep_finished_checkpoints:
                     for checkpoint in checkpoint_folders(output_dir):
                         shutil.rmtree(checkpoint)
-                    if (output_dir / "checkpoints").is_dir() and not any((output_dir / "checkpoints").iterdir()):
-                        (output_dir / "checkpoints").rmdir()
+                    for folder in (output_dir / "checkpoints", output_dir / "transformers"):
+                        if folder.is_dir() and not any(folder.iterdir()):
+                            folder.rmdir()
     finally:
         if created and state.is_main_process and output_dir.is_dir() and not any(
                 entry.name != LOCK_FILE for entry in output_dir.iterdir()):

@@ -153,6 +153,8 @@ def run(args: argparse.Namespace, precision: Precision) -> dict:
     tokenizer = train_tokenizer([corpus / "news.txt"], vocab_size=VOCAB)
     examples, heldout = (collator_examples(tokenize_documents(read_documents([corpus / name]), tokenizer), tokenizer,
                                            args.max_length, args.seed) for name in ("news.txt", "news_heldout.txt"))
+    for example in heldout:  # numbered after the training pairs, as the committed reports were (masks follow the index)
+        example["index"] += len(examples)
     heldout_masker = PretrainingCollator(tokenizer, mlm_probability=MLM_PROBABILITY, seed=args.seed + 1)
     heldout = heldout[:args.heldout_pairs]
     heldout_batches = [heldout_masker(heldout[i:i + 32]) for i in range(0, len(heldout), 32)]

@@ -165,7 +165,7 @@ def test_export_command_and_its_errors(classifier_export, tmp_path, capsys):
     data = tmp_path / "labelled.csv"
     data.write_text("text,label\nso so," + label + "\na fine film,fresh\na man goes home,plot\n")
     assert cli.main(["evaluate", "classify", "--model", str(tmp_path / "hf"), "--data", str(data)]) == 0
-    assert (tmp_path / "hf" / "evaluation" / "labelled" / "metrics.json").is_file()  # a folder per data file
+    assert (tmp_path / "hf" / "evaluation" / f"{tmp_path.name}-labelled" / "metrics.json").is_file()  # a folder per data file
 
 
 def test_an_export_reads_files_as_its_model_did_and_never_writes_over_it(tmp_path, capsys):
@@ -181,7 +181,7 @@ def test_an_export_reads_files_as_its_model_did_and_never_writes_over_it(tmp_pat
     data = tmp_path / "iob1.conll"
     data.write_text("Anna I-PERSON\nKarenina I-PERSON\nreads O\n")
     assert cli.main(["evaluate", "ner", "--model", str(out), "--data", str(data)]) == 0
-    scores = json.loads((out / "evaluation" / "iob1" / "metrics.json").read_text())  # MODEL/evaluation/<data file>
+    scores = json.loads((out / "evaluation" / f"{tmp_path.name}-iob1" / "metrics.json").read_text())  # <folder>-<file>
     assert scores["entity_strict"]["averages"]["micro"]["support"] == 1
     for target in (model, tmp_path / "run"):
         capsys.readouterr()

@@ -9,15 +9,19 @@ from nlu.model import EncoderModel, ForSequenceClassification, ForTokenClassific
 from nlu.parity import PARITY_CONFIGS, check
 
 def test_parity_with_transformers_in_every_config_both_directions():
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    result = check()  # what scripts/check_hf_parity.py and the GPU check run
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as a user may have set them
+    try:
+        result = check()  # what scripts/check_hf_parity.py and the GPU check run
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32  # off for the check only
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     assert set(result["differences"]) == set(PARITY_CONFIGS)
     for name, differences in result["differences"].items():
         assert len(differences) == 2 * 7, name  # two directions × (hidden, pooled, mlm, nsp, loss, sequence, token)
         worst = max(differences, key=differences.get)
         assert differences[worst] <= 1e-5, f"{name} {worst}: {differences[worst]:.2e}"
     assert result["ok"] and result["tolerance"] == 1e-5
-    assert torch.backends.cuda.matmul.allow_tf32 == tf32  # switched off for the check only
 
 
 def test_a_transformers_model_object_imports_with_its_own_copy_of_the_weights():

@@ -17,6 +17,7 @@ import yaml
 
 from nlu import cli
 from nlu.errors import ConfigError, NluError
+from nlu.files import changed_files, fingerprint
 from nlu.runs import TASKS, check_settings, make_folder, resolve, run, run_folder_lock
 from nlu.reporting import command_line
 from nlu.settings import RunSettings, load_settings, made_by
@@ -43,34 +44,51 @@ def test_same_settings_resume_and_changed_ones_are_refused_by_name(tmp_path):
 
 def test_a_run_whose_data_or_init_changed_since_is_refused_not_reused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative paths, as a run reads them
-    corpus, heldout, model = Path("corpus.txt"), Path("heldout.txt"), Path("model")
+    corpus, heldout, model = Path("corpus.txt"), Path("heldout.txt"), Path("runs/pretrain/best")
     corpus.write_text("One.\nTwo.\n\nThree.\nFour.\n")
     heldout.write_text("Five.\nSix.\n\nSeven.\nEight.\n")
-    model.mkdir()
+    model.mkdir(parents=True)
     (model / "config.json").write_text("{}")
     settings = dataclasses.replace(resolve(RunSettings(task="pretrain", data={
         "train_files": [str(corpus)], "heldout_files": [str(heldout)]}, training=TrainingConfig(output_dir="run"))),
-        init=str(model))  # (an init is only fingerprinted here: the run itself is not started)
+        init="runs/pretrain")  # a run folder: its best/ is the model (only fingerprinted here: nothing is trained)
     Path("run").mkdir()
     assert check_settings(settings, Path("run")) is True
     recorded = json.loads(Path("run/inputs.json").read_text())
-    assert set(recorded) == {"model", "corpus.txt", "heldout.txt"} and set(recorded["model"]) == {"config.json"}
+    assert set(recorded) == {"corpus.txt", "heldout.txt", "runs/pretrain/best/config.json"}
     assert recorded["corpus.txt"][""]["size"] == 24
 
     corpus.write_text(corpus.read_text())  # the same text written again: a new time, the same input
-    os.utime(corpus, ns=(time.time_ns(), time.time_ns() + 10**9))
-    (model / ".lock").write_text("")  # hidden files are not the model
+    later = time.time_ns() + 10**9
+    os.utime(corpus, ns=(later, later))
+    Path("runs/pretrain/evaluation").mkdir()  # what is written beside the model is not the model
+    (Path("runs/pretrain/evaluation") / "report.md").write_text("scores")
     assert check_settings(settings, Path("run")) is False
+    assert json.loads(Path("run/inputs.json").read_text())["corpus.txt"][""]["mtime_ns"] == later  # not read again
     corpus.write_text("One.\nTwo.\n\nThree.\nFive.\n")  # same size, other text
     (model / "config.json").write_text('{"hidden_size": 8}')
-    with pytest.raises(ConfigError, match=r"^run was run on other inputs: model/config\.json, corpus\.txt changed since "
-                                          r"it started; pass --force"):
+    with pytest.raises(ConfigError, match=r"^run was run on other inputs: corpus\.txt, runs/pretrain/best/config\.json "
+                                          r"changed since it started; pass --force"):
         check_settings(settings, Path("run"))
     corpus.unlink()  # gone from here: the run keeps what it made from it
-    (model / "config.json").write_text("{}")
-    (model / "model.safetensors").write_text("")
-    with pytest.raises(ConfigError, match=r"other inputs: model/model\.safetensors changed"):  # a file the model gained
+    with pytest.raises(ConfigError, match=r"other inputs: runs/pretrain/best/config\.json changed"):
         check_settings(settings, Path("run"))
+
+
+def test_a_folder_input_is_read_through_linked_folders_once(tmp_path):
+    data = tmp_path / "panx"
+    (data / "de").mkdir(parents=True)
+    (data / "de" / "train.conll").write_text("Berlin\tB-LOC\n")
+    (tmp_path / "arrow").mkdir()
+    (tmp_path / "arrow" / "data-0.arrow").write_text("rows")
+    (data / "train").symlink_to(tmp_path / "arrow")  # a datasets folder linked in
+    (data / "de" / "up").symlink_to(data)  # a link back up the tree is not followed round
+    (data / ".cache").mkdir()
+    (data / ".cache" / "x").write_text("hidden")
+    recorded = fingerprint(data)
+    assert sorted(recorded) == ["de/train.conll", "train/data-0.arrow"]
+    (tmp_path / "arrow" / "data-0.arrow").write_text("more rows")
+    assert changed_files(recorded, data) == [str(data / "train" / "data-0.arrow")]
 
 
 def test_saved_settings_are_resolved_with_every_default(tmp_path):
@@ -310,7 +328,8 @@ def test_torchrun_workers_stop_when_their_launcher_is_killed(tmp_path):
 def test_what_only_changes_the_display_does_not_block_a_resume(tmp_path):
     (tmp_path / "run").mkdir()
     check_settings(_settings(tmp_path, progress_label="pretrain"), tmp_path / "run")
-    assert check_settings(_settings(tmp_path, progress=False, progress_label="other"), tmp_path / "run") is False
+    assert check_settings(_settings(tmp_path, progress=False, progress_label="other", keep_finished_checkpoints=True),
+                          tmp_path / "run") is False  # nor what the folder keeps once the run has finished
 
 
 def test_init_takes_a_hub_id_when_the_hub_can_provide_it(tmp_path, monkeypatch):
