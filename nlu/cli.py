@@ -149,12 +149,13 @@ def typed_from_here(path: Path) -> str:
 
 
 def file_format(args: argparse.Namespace, predictor) -> dict:
-    """How to read the labelled file: as the model's training files were read (NER: scheme, tag
-    map, columns; classification: columns, TSV quoting; saved with the model), unless the command
-    line says otherwise."""
+    """How to read the labelled file: as the task file ``--config`` reads its own files (another
+    language's tag map and scheme: tasks/panx_ru.yaml for a German model), else as the model's
+    training files were read (NER: scheme, tag map, columns; classification: columns, TSV quoting;
+    saved with the model); options on the command line over either."""
     from nlu.tasks.finetune import input_settings
 
-    saved = input_settings(predictor.directory)
+    saved = task_file_reading(args.config, args.task) if args.config else input_settings(predictor.directory)
     if args.task == "ner":
         from nlu.data.ner import NerFormat
 
@@ -168,6 +169,18 @@ def file_format(args: argparse.Namespace, predictor) -> dict:
 
     return {key: getattr(args, key) if getattr(args, key) is not None else saved.get(key, default)
             for key, default in reading_settings(ClassifyData()).items()}
+
+
+def task_file_reading(config: str, task: str) -> dict:
+    """How the task file CONFIG reads its data files (its data section, defaults filled in)."""
+    from nlu.options import fill
+    from nlu.settings import load_settings
+    from nlu.tasks import classify, ner
+
+    settings = load_settings(config, task=task)
+    if task == "ner":
+        return ner.reading_settings(fill(ner.NerData, settings.data, settings.where("data")), max_length=0)
+    return classify.reading_settings(fill(classify.ClassifyData, settings.data, settings.where("data")))
 
 
 def command_predict(args: argparse.Namespace) -> None:
@@ -327,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--data", required=True, help="CoNLL/JSONL (ner) or CSV/TSV/JSONL (classify)")
             sub.add_argument("--out", help="report folder (default: MODEL/evaluation/<the data file's folder>-<its name "
                                                 "less the suffix>, written over)")
+            sub.add_argument("--config", help="read --data as this task file reads its own files (scheme, tag map, "
+                                               "columns), e.g. tasks/panx_ru.yaml for Russian (default: as the model's "
+                                               "training files were read)")
             sub.add_argument("--repair", action="store_true", help="ner: rewrite I-X that starts an entity to B-X")
             sub.add_argument("--scheme", choices=["iob2", "iob1"], default=None,
                              help="ner: the file's tagging scheme (default: as the model's training files; "

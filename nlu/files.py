@@ -90,3 +90,24 @@ def changed_files(recorded: dict[str, dict[str, int | str]], path: str | os.Path
         else:
             before["mtime_ns"] = stat.st_mtime_ns
     return [str(root / name) if name else str(root) for name in sorted(changed)]
+
+
+def link_identical_files(folder: Path, original: Path) -> int:
+    """Each file of FOLDER with the same bytes as its namesake in ORIGINAL becomes a hard link to it
+    (atomically: a link beside it, then a rename), so that two equal copies of a model (a run's
+    best/ and final model/ when the best step is the last) take the disk once; the bytes saved.
+    Where the file system has no hard links the copies stay."""
+    saved = 0
+    for name, file in listed_files(folder).items():
+        twin = original / name
+        if not twin.is_file() or os.path.samefile(file, twin) or file.stat().st_size != twin.stat().st_size \
+                or sha256(file) != sha256(twin):
+            continue
+        temporary = file.with_name(f".{file.name}.{uuid.uuid4().hex}.link")
+        try:
+            os.link(twin, temporary)
+        except OSError:
+            return saved
+        os.replace(temporary, file)
+        saved += twin.stat().st_size
+    return saved

@@ -42,7 +42,7 @@ from accelerate import PartialState
 
 from nlu.config import EncoderConfig
 from nlu.errors import ConfigError, NluError
-from nlu.files import changed_files, fingerprint, write_text_atomic
+from nlu.files import changed_files, fingerprint, link_identical_files, write_text_atomic
 from nlu.machine import describe_machine, peak_resident_mib
 from nlu import reference
 from nlu.options import coerce_options, fill
@@ -129,9 +129,20 @@ def resolve(settings: RunSettings) -> RunSettings:
         check_selection(settings)
     reference.check_framework(settings, data)
     model = check_model_options(settings)
+    check_init(settings, data)
+    return dataclasses.replace(settings, data=data, model=model)
+
+
+def check_init(settings: RunSettings, data: dict[str, Any]) -> None:
+    """What starting from a model, or not, asks of the other settings."""
     if settings.init is not None:
         check_model_name(settings.init)
-    return dataclasses.replace(settings, data=data, model=model)
+    if settings.training.freeze_embeddings and (settings.init is None or settings.from_scratch):
+        raise ConfigError(f"{settings.where('training')('freeze_embeddings')}: keeps pretrained word embeddings fixed; "
+                          "it needs init (a pretrained model) without from_scratch (or training.freeze_embeddings=false)")
+    if isinstance(data.get("tokenizer"), int) and settings.init is not None:
+        raise ConfigError(f"{settings.where('data')('tokenizer')}={data['tokenizer']} trains a vocabulary for a model from "
+                          "scratch; init brings its own tokenizer (drop one of them)")
 
 
 def check_selection(settings: RunSettings) -> None:
@@ -332,12 +343,8 @@ def run(settings: RunSettings, force: bool = False) -> RunRecord:
                         # bad input: nothing of the run is kept; a bug: its log stays for debugging
                         forget_failed_start(output_dir, created and isinstance(error, NluError))
                     raise
-                if state.is_main_process and not settings.training.keep_finished_checkpoints:
-                    for checkpoint in checkpoint_folders(output_dir):
-                        shutil.rmtree(checkpoint)
-                    for folder in (output_dir / "checkpoints", output_dir / "transformers"):
-                        if folder.is_dir() and not any(folder.iterdir()):
-                            folder.rmdir()
+                if state.is_main_process:
+                    tidy_finished_run(output_dir, settings.training.keep_finished_checkpoints)
     finally:
         if created and state.is_main_process and output_dir.is_dir() and not any(
                 entry.name != LOCK_FILE for entry in output_dir.iterdir()):
@@ -373,6 +380,19 @@ def _measured_run(settings: RunSettings, force: bool, threads: int) -> RunRecord
 def with_process_figures(record: RunRecord) -> RunRecord:
     path = record.output_dir / PROCESS_FILE
     return dataclasses.replace(record, process=json.loads(path.read_text()) if path.exists() else None)
+
+
+def tidy_finished_run(output_dir: Path, keep_checkpoints: bool) -> None:
+    """A finished run is reused, never resumed: its checkpoints go (unless asked to stay), and a
+    final model equal to the best one (the best step was the last) becomes hard links to it."""
+    if not keep_checkpoints:
+        for checkpoint in checkpoint_folders(output_dir):
+            shutil.rmtree(checkpoint)
+        for folder in (output_dir / "checkpoints", output_dir / "transformers"):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    if (output_dir / "model").is_dir() and (output_dir / "best").is_dir():
+        link_identical_files(output_dir / "model", output_dir / "best")
 
 
 def checkpoint_folders(output_dir: Path) -> list[Path]:

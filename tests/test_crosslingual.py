@@ -6,6 +6,7 @@ tests that read them skip with that reason when it is absent. The rest use files
 """
 
 import json
+import os
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,7 @@ from nlu.data.ner import read_ner_file
 from nlu.errors import ConfigError, DataError
 from nlu.model import ForTokenClassification
 from nlu.options import fill
-from nlu.runs import run
+from nlu.runs import resolve, run
 from nlu.settings import load_settings
 from nlu.tasks.finetune import initial_model
 from nlu.tasks.ner import NerData, load_data
@@ -152,8 +153,9 @@ def test_frozen_embeddings_stay_bit_identical_and_have_no_optimizer_state(tmp_pa
 def test_freezing_needs_a_pretrained_model(tmp_path, pretrained):
     frozen = "training.freeze_embeddings=true"
     settings = load_settings(ROOT / "tasks" / "wnut16_panx.yaml", [f"init={pretrained}", "from_scratch=true", frozen])
-    with pytest.raises(ConfigError, match="freeze_embeddings keeps pretrained word embeddings fixed"):
-        initial_model(settings, ForTokenClassification, ["O", "B-PER", "I-PER"], None)
+    with pytest.raises(ConfigError, match="^command line: training.freeze_embeddings: keeps pretrained word embeddings "
+                                          "fixed"):  # refused before the folder or the data is touched
+        resolve(settings)
     settings = load_settings(ROOT / "tasks" / "wnut16_panx.yaml", [f"init={pretrained}", frozen])
     model, _ = initial_model(settings, ForTokenClassification, ["O", "B-PER", "I-PER"], None)
     assert not model.encoder.embeddings.word_embeddings.weight.requires_grad
@@ -164,6 +166,8 @@ def test_freezing_needs_a_pretrained_model(tmp_path, pretrained):
 def test_one_model_scored_on_several_test_sets_into_one_table(tmp_path, pretrained):
     record = tiny_run(tmp_path, pretrained)
     assert not (record.output_dir / "checkpoints").exists()  # a finished run is reused, never resumed: they went
+    assert record.summary["best_step"] == record.summary["steps"]  # so the final model is the best one, on disk once
+    assert os.path.samefile(record.output_dir / "model" / "model.safetensors", record.output_dir / "best" / "model.safetensors")
     english = read_test_split(ROOT / "tasks" / "wnut16_panx.yaml")
     sets = {"en": english, "en-first-20": english[:20]}
     results = evaluate_test_sets(record.output_dir, sets, tmp_path / "languages")

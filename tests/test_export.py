@@ -183,6 +183,15 @@ def test_an_export_reads_files_as_its_model_did_and_never_writes_over_it(tmp_pat
     assert cli.main(["evaluate", "ner", "--model", str(out), "--data", str(data)]) == 0
     scores = json.loads((out / "evaluation" / f"{tmp_path.name}-iob1" / "metrics.json").read_text())  # <folder>-<file>
     assert scores["entity_strict"]["averages"]["micro"]["support"] == 1
+    other = tmp_path / "ru.conll"  # another language's file, with its own scheme and entity names
+    other.write_text("Анна\tB-PERS\nчитает\tO\nв\tO\nМоскве\tB-LOC\n")
+    task = tmp_path / "ru.yaml"
+    task.write_text("task: ner\ndata:\n  tag_map: {PERS: PER, LOC: O}\n")
+    assert cli.main(["evaluate", "ner", "--model", str(out), "--data", str(other)]) == 2
+    assert "not among the model's labels" in capsys.readouterr().err  # read as the model's own files were
+    assert cli.main(["evaluate", "ner", "--model", str(out), "--data", str(other), "--config", str(task)]) == 0
+    scores = json.loads((out / "evaluation" / f"{tmp_path.name}-ru" / "metrics.json").read_text())
+    assert scores["entity_strict"]["averages"]["micro"]["support"] == 1  # Анна: PERS → PER; Москве dropped
     for target in (model, tmp_path / "run"):
         capsys.readouterr()
         assert cli.main(["export", "--model", str(model), "--out", str(target)]) == 2

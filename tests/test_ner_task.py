@@ -9,6 +9,7 @@ from nlu import cli
 from nlu.data.ner import NerSentence, read_ner_file
 from nlu.errors import ConfigError, DataError
 from nlu.model import ForTokenClassification
+from nlu.runs import resolve
 from nlu.settings import load_settings
 from nlu.tasks import ner
 from nlu.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
@@ -204,8 +205,9 @@ def test_a_model_from_scratch_trains_its_vocabulary_once_on_the_training_texts(t
     ner.run(settings)  # the same run again: resumed, not retrained
     assert trained.stat().st_mtime_ns == written
     assert f"tokenizer: {trained.parent}, trained on the same texts by an earlier start" in capsys.readouterr().out
-    with pytest.raises(ConfigError, match="data.tokenizer=400 trains a vocabulary for a model from scratch; init brings"):
-        ner.run(load_settings(ROOT / "tasks" / "wnut16_ner.yaml", overrides + [f"init={tmp_path / 'run'}"]))
+    with pytest.raises(ConfigError, match="^command line: data.tokenizer=400 trains a vocabulary for a model from "
+                                          "scratch; init brings"):  # before any data is read
+        resolve(load_settings(ROOT / "tasks" / "wnut16_ner.yaml", overrides + [f"init={tmp_path / 'run'}"]))
 
 
 def test_a_run_keeps_its_tokenizer_only_for_the_texts_and_options_it_was_trained_on(tmp_path, capsys):

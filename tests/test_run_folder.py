@@ -17,7 +17,7 @@ import yaml
 
 from nlu import cli
 from nlu.errors import ConfigError, NluError
-from nlu.files import changed_files, fingerprint
+from nlu.files import changed_files, fingerprint, link_identical_files
 from nlu.runs import TASKS, check_settings, make_folder, resolve, run, run_folder_lock
 from nlu.reporting import command_line
 from nlu.settings import RunSettings, load_settings, made_by
@@ -89,6 +89,19 @@ def test_a_folder_input_is_read_through_linked_folders_once(tmp_path):
     assert sorted(recorded) == ["de/train.conll", "train/data-0.arrow"]
     (tmp_path / "arrow" / "data-0.arrow").write_text("more rows")
     assert changed_files(recorded, data) == [str(data / "train" / "data-0.arrow")]
+
+
+def test_equal_files_of_a_final_model_become_links_to_the_best_one(tmp_path):
+    best, final = tmp_path / "best", tmp_path / "model"
+    for folder, weights in ((best, b"best weights"), (final, b"last weights")):
+        folder.mkdir()
+        (folder / "config.json").write_text('{"hidden_size": 8}')
+        (folder / "model.safetensors").write_bytes(weights)
+    assert link_identical_files(final, best) == len('{"hidden_size": 8}')  # the config only: other weights stay
+    assert os.path.samefile(final / "config.json", best / "config.json")
+    assert not os.path.samefile(final / "model.safetensors", best / "model.safetensors")
+    assert (final / "model.safetensors").read_bytes() == b"last weights" and sorted(os.listdir(final)) == [
+        "config.json", "model.safetensors"]  # no link left half-made
 
 
 def test_saved_settings_are_resolved_with_every_default(tmp_path):

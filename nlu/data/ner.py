@@ -464,7 +464,7 @@ def read_ner_file(
 def _local_files_hint(lang: str) -> str:
     return (
         f"To use PAN-X.{lang} without the hub, put its train, dev and test splits in one directory and pass "
-        f"local_dir=<that directory> / set data.local_dir in the task config: train.conll, dev.conll, test.conll "
+        f"data.local_dir=<that directory> (or set it in the task file): train.conll, dev.conll, test.conll "
         f"(one token<TAB>tag per line, a blank line between sentences), .jsonl files with one "
         f'{{"tokens": [...], "ner_tags": [...]}} object per line, XTREME\'s raw files train, dev, test '
         f"({lang}:token<TAB>tag), or a folder saved by datasets' save_to_disk."

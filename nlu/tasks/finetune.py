@@ -45,13 +45,7 @@ def initial_model(settings: RunSettings, model_class: type[NluModel], labels: li
     encoder is built from the ``model`` section and ``data.tokenizer``: a tokenizer folder, or
     the size of a vocabulary to train on the texts of ``train_records`` (kept in the run folder).
     """
-    torch.manual_seed(settings.training.seed)
-    if settings.training.freeze_embeddings and (settings.init is None or settings.from_scratch):
-        raise ConfigError(f"{settings.source}: training.freeze_embeddings keeps pretrained word embeddings fixed; "
-                          f"it needs init (a pretrained model) without from_scratch")
-    if isinstance(tokenizer_option, int) and settings.init is not None:
-        raise ConfigError(f"{settings.source}: data.tokenizer={tokenizer_option} trains a vocabulary for a model from "
-                          f"scratch; init brings its own tokenizer (drop one of them)")
+    torch.manual_seed(settings.training.seed)  # (what init asks of the other settings: nlu.runs.check_init)
     if settings.init is None:
         if tokenizer_option is None:
             raise ConfigError(f"{settings.source}: give init (a pretrained model) or data.tokenizer, for a model from "
