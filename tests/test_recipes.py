@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from nlu.model import ForSequenceClassification, ForTokenClassification
 from nlu.recipes import Start, choose_epochs, choose_learning_rate, optimizer_steps, resolve_auto
 from nlu.settings import RunSettings
 from nlu.tasks.classify import ClassifyData, ClassifyTask
-from nlu.tasks.finetune import initial_model
+from nlu.tasks.finetune import initial_model, warn_unknown_words
 from nlu.tasks.ner import NerData, NerTask
 from nlu.tokenizer import save_tokenizer, train_tokenizer
 from nlu.training.config import TrainingConfig
@@ -119,6 +120,19 @@ def test_a_tagger_predicting_only_o_on_dev_is_warned_about_and_summarised():
                            "no entity found; on test: the tagger predicts only O (all 9 words)")
     assert collapse_warning([scores["warning"], None], None) is None  # only O early on, then entities: normal
     assert collapse_warning([None, None], None) is None
+
+
+def test_a_tokenizer_made_for_other_text_is_said_with_the_words_it_cannot_spell():
+    tokenizer = train_tokenizer(iter(["Anna lives in Berlin and reads books", "Ben met Anna in Paris"] * 5),
+                                vocab_size=80, min_frequency=1)  # German-style Latin text: Cyrillic is [UNK]
+    russian = [NerSentence("Анна живёт в Москве Berlin Anna".split(), ["B-PER", "O", "O", "B-LOC", "O", "B-PER"], "ru.conll", 1)]
+    with pytest.warns(UserWarning, match=r"^67% of the first 6 training words are unknown to the tokenizer of runs/de "
+                                         r"\(\[UNK\]: Анна, живёт, в, Москве\): it was not made for this text"):
+        warn_unknown_words(tokenizer, russian, "runs/de")
+    english = [NerSentence("Anna met Ben in Berlin".split(), ["B-PER", "O", "B-PER", "O", "B-LOC"], "en.conll", 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_unknown_words(tokenizer, english, "runs/de")  # a word split into known pieces is not unknown
 
 
 def test_a_model_without_init_says_its_shape(tmp_path, capsys):

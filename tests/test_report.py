@@ -6,7 +6,10 @@ from collections import Counter
 
 import pytest
 
-from nlu.evaluation.report import ahead_by, composition_markdown, seed_spread, split_composition, split_label
+from nlu.evaluation.report import (ahead_by, composition_markdown, seed_spread, settings_block, split_composition,
+                                   split_label)
+from nlu.runs import resolve
+from nlu.settings import RunSettings
 
 TRAINING_CLASSES = [f"c{i}" for i in range(10)]
 
@@ -47,3 +50,12 @@ def test_headline_says_ahead_by_within_or_outside_seed_noise_never_beats():
 def test_seed_spread_is_the_largest_standard_deviation():
     assert seed_spread([0.50, 0.52, 0.54], [0.40, 0.41]) == pytest.approx(0.02)
     assert seed_spread([0.5], [0.4]) is None
+
+
+def test_a_panx_runs_settings_say_its_unused_files_were_not_read():
+    panx = resolve(RunSettings(task="ner", data={"panx_lang": "de", "local_dir": "runs/panx_data/de"}))
+    block = settings_block(panx)
+    assert "train: data/ner/wnut16/train.conll" in block  # settings.yaml as it is, defaults included
+    assert block.endswith("\nWith data.panx_lang, data.train, dev and test are not read: the splits came from "
+                          "`runs/panx_data/de`.\n")
+    assert settings_block(resolve(RunSettings(task="ner"))).endswith("```\n")  # files that are read: nothing to say

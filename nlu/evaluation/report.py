@@ -108,7 +108,11 @@ def ahead_by(name_a: str, score_a: float, name_b: str, score_b: float, noise: fl
 
 
 def settings_block(settings) -> str:
-    return "```yaml\n" + yaml.safe_dump(settings.to_dict(), sort_keys=False) + "```\n"
+    """settings.yaml as it is; a PAN-X run's train, dev and test keep defaults it never read, said below."""
+    panx = settings.data.get("panx_lang")
+    source = f"`{settings.data['local_dir']}`" if settings.data.get("local_dir") else f"the hub (PAN-X.{panx})"
+    return "```yaml\n" + yaml.safe_dump(settings.to_dict(), sort_keys=False) + "```\n" + (
+        f"\nWith data.panx_lang, data.train, dev and test are not read: the splits came from {source}.\n" if panx else "")
 
 
 def write_pretraining_report(output_dir: Path, settings, summary: dict[str, Any]) -> Path:

@@ -73,11 +73,30 @@ def initial_model(settings: RunSettings, model_class: type[NluModel], labels: li
     if len(tokenizer) > model.config.vocab_size:
         raise ConfigError(f"{settings.source}: the tokenizer ({tokenizer_option or init}) has {len(tokenizer):,} tokens but the "
                           f"model in {init} embeds only {model.config.vocab_size:,}; use the tokenizer saved with the model")
+    warn_unknown_words(tokenizer, train_records, str(tokenizer_option or settings.init))
     if settings.from_scratch:
         model = model_class(model.config)
     if settings.training.freeze_embeddings:
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     return model, tokenizer
+
+
+def warn_unknown_words(tokenizer, records: Sequence[NerSentence | TextExample], name: str, sample: int = 5000,
+                       most: float = 0.05) -> None:
+    """A tokenizer made for other text (a German vocabulary on Russian) turns words it cannot spell
+    into [UNK], and the model then trains on what it cannot tell apart: said when more than MOST of
+    the first SAMPLE training words are unknown, with a few of them."""
+    if tokenizer.unk_token_id is None:
+        return
+    words = [word for record in records for text in record.texts() if text for word in text.split()][:sample]
+    unknown = [word for word, ids in zip(words, tokenizer(words, add_special_tokens=False)["input_ids"])
+               if tokenizer.unk_token_id in ids] if words else []
+    if len(unknown) > most * len(words):
+        examples = ", ".join(list(dict.fromkeys(unknown))[:5])
+        warnings.warn(f"{len(unknown) / len(words):.0%} of the first {len(words):,} training words are unknown to the "
+                      f"tokenizer of {name} ([UNK]: {examples}): it was not made for this text, and the model cannot "
+                      f"tell them apart; start from a model made for its language or script, or train a vocabulary "
+                      f"on it (no init, data.tokenizer=8000)", stacklevel=2)
 
 
 def resolve_recipe(settings: RunSettings, model: NluModel, train_examples: int) -> str | None:
