@@ -13,6 +13,11 @@ class ConfigError(NluError, ValueError):
     """A configuration value is invalid or inconsistent with another one."""
 
 
+class RunFolderRefused(ConfigError):
+    """A run folder holds a run this command may not reuse or resume: other settings, or inputs
+    that changed since it started (``--force`` starts over)."""
+
+
 class CheckpointError(NluError, ValueError):
     """A checkpoint directory is missing files, is corrupt, or does not match the model."""
 

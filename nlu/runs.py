@@ -41,7 +41,7 @@ import yaml
 from accelerate import PartialState
 
 from nlu.config import EncoderConfig
-from nlu.errors import ConfigError, NluError
+from nlu.errors import ConfigError, NluError, RunFolderRefused
 from nlu.files import changed_files, fingerprint, link_identical_files, write_text_atomic
 from nlu.machine import describe_machine, peak_resident_mib
 from nlu import reference
@@ -245,7 +245,7 @@ def check_settings(settings: RunSettings, output_dir: Path) -> bool:
         before = yaml.safe_load(saved.read_text()) or {}
         changed = changed_settings(before, settings.to_dict(), settings.task)
         if changed:
-            raise ConfigError(f"{output_dir} holds a run with other settings ({', '.join(changed)}); "
+            raise RunFolderRefused(f"{output_dir} holds a run with other settings ({', '.join(changed)}); "
                               f"pass --force to start over or choose another training.output_dir")
         check_inputs(output_dir)
         return False
@@ -280,7 +280,7 @@ def check_inputs(output_dir: Path) -> None:
     changed = [file for path, files in inputs.items() if Path(path).exists() for file in changed_files(files, path)]
     if changed:
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        raise ConfigError(f"{output_dir} was run on other inputs: {', '.join(changed[:3])}{more} changed since it "
+        raise RunFolderRefused(f"{output_dir} was run on other inputs: {', '.join(changed[:3])}{more} changed since it "
                           f"started; pass --force to run it again on them, or choose another training.output_dir")
     if json.dumps(inputs, indent=1) != text:  # the new times of files read again and found the same
         write_text_atomic(recorded, json.dumps(inputs, indent=1))

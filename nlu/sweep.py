@@ -35,7 +35,7 @@ import numpy as np
 
 from nlu.crosslingual import evaluate_test_sets, read_test_split, summary_figures
 from nlu.data.subsets import draw_subsets, write_records
-from nlu.errors import ConfigError, NluError
+from nlu.errors import ConfigError, NluError, RunFolderRefused
 from nlu.evaluation.baselines import baseline_figures
 from nlu.evaluation.confusion import entity_spans
 from nlu.evaluation.plots import plot_bars
@@ -344,7 +344,11 @@ def run_sweep(sweep: Sweep, task: str, runs_dir: Path, force: bool = False) -> d
             init_settings = run_settings_file(settings.init) if settings.init else None
             if init_settings:  # None where that run is older than made-by lines
                 results.setdefault("starts_from", {})[settings.init] = made_by(init_settings)
-            record = (run_in_own_process if sweep.isolate else run)(settings, force=force)
+            try:
+                record = (run_in_own_process if sweep.isolate else run)(settings, force=force)
+            except RunFolderRefused as error:  # a sweep names its own run folders: its options say what to do
+                raise RunFolderRefused(f"sweep {sweep.name}, row {row!r}, seed {seed}: {error} (in a sweep: nlu sweep "
+                                       "--force runs its rows again, --name NAME into new folders)") from None
             figures = run_figures(record.summary, record.output_dir, task) | {
                 f"process.{key}": value for key, value in (record.process or {}).items()} | figures_on_test_sets(
                 record.output_dir, test_sets)

@@ -366,6 +366,13 @@ def test_a_classification_sweep_runs_reuses_and_reports(tmp_path, monkeypatch, c
     again = json.loads((out / "sweep.json").read_text())
     assert all(run["reused"] for row in again["rows"].values() for run in row["runs"])
     assert again["statistics"] == results["statistics"]
+    with open(held_out, "a", encoding="utf-8") as handle:  # the dev and test file edited: the runs are not reused
+        handle.write("one more review,fresh\n")
+    capsys.readouterr()
+    assert cli.main(command) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("nlu: error: sweep tiny, row 'loss=ce', seed 1: ") and error.count("\n") == 1
+    assert error.endswith("(in a sweep: nlu sweep --force runs its rows again, --name NAME into new folders)\n")
 
 
 def test_every_committed_sweep_report_is_its_json_rendered():
