@@ -246,7 +246,7 @@ def check_settings(settings: RunSettings, output_dir: Path) -> bool:
         changed = changed_settings(before, settings.to_dict(), settings.task)
         if changed:
             raise RunFolderRefused(f"{output_dir} holds a run with other settings ({', '.join(changed)}); "
-                              f"pass --force to start over or choose another training.output_dir")
+                                   f"pass --force to start over or choose another training.output_dir")
         check_inputs(output_dir)
         return False
     settings.save(saved, made_by=command_line())
@@ -281,9 +281,10 @@ def check_inputs(output_dir: Path) -> None:
     if changed:
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         raise RunFolderRefused(f"{output_dir} was run on other inputs: {', '.join(changed[:3])}{more} changed since it "
-                          f"started; pass --force to run it again on them, or choose another training.output_dir")
-    if json.dumps(inputs, indent=1) != text:  # the new times of files read again and found the same
-        write_text_atomic(recorded, json.dumps(inputs, indent=1))
+                               f"started; pass --force to run it again on them, or choose another training.output_dir")
+    refreshed = json.dumps(inputs, indent=1)  # with the new times of files read again and found the same
+    if refreshed != text:
+        write_text_atomic(recorded, refreshed)
 
 
 def run_settings_file(model: str) -> Path | None:

@@ -6,6 +6,7 @@ import json
 import warnings
 from pathlib import Path
 from collections.abc import Callable, Sequence
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -88,7 +89,7 @@ def warn_unknown_words(tokenizer, records: Sequence[NerSentence | TextExample], 
     the first SAMPLE training words are unknown, with a few of them."""
     if tokenizer.unk_token_id is None:
         return
-    words = [word for record in records for text in record.texts() if text for word in text.split()][:sample]
+    words = list(islice((word for record in records for text in record.texts() if text for word in text.split()), sample))
     unknown = [word for word, ids in zip(words, tokenizer(words, add_special_tokens=False)["input_ids"])
                if tokenizer.unk_token_id in ids] if words else []
     if len(unknown) > most * len(words):
